@@ -1,0 +1,1 @@
+"""Thin shared pieces of the BRC scripts: BroNet, categorical projection, envs, suites."""

@@ -1,0 +1,89 @@
+"""BroNet (Nauman et al., 2024), the scaled and regularised network of BRC (paper Appendix C.3).
+
+`Linear(in, w) -> LayerNorm -> ReLU`, then `depth` residual blocks
+`x + LN(Linear(ReLU(LN(Linear(x)))))`. Every Linear is orthogonally initialised with
+gain sqrt(2) and zero bias (ref. code `default_init`); LayerNorm starts at scale 1,
+offset 0, eps 1e-6 (flax's default, which the ref. code uses).
+
+Modules act on one sample; batch them with `jax.vmap`. Ensembles are built with
+`eqx.filter_vmap` over split keys (`make_ensemble`), so the members' parameters are
+stacked along a leading axis and evaluated in one batched matmul.
+"""
+
+import math
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+LAYER_NORM_EPS = 1e-6
+
+
+def orthogonal_linear(
+    in_features: int, out_features: int, gain: float, key: PRNGKeyArray
+) -> eqx.nn.Linear:
+    """A Linear layer with an orthogonal weight of the given gain and a zero bias."""
+    linear = eqx.nn.Linear(in_features, out_features, key=key)
+    weight = jax.nn.initializers.orthogonal(gain)(key, (out_features, in_features))
+    return eqx.tree_at(lambda l: (l.weight, l.bias), linear, (weight, jnp.zeros(out_features)))
+
+
+class ResidualBlock(eqx.Module):
+    """`x + LN(Linear(ReLU(LN(Linear(x)))))`: no activation after the addition (ref. code)."""
+
+    linear1: eqx.nn.Linear
+    norm1: eqx.nn.LayerNorm
+    linear2: eqx.nn.Linear
+    norm2: eqx.nn.LayerNorm
+
+    def __init__(self, width: int, key: PRNGKeyArray):
+        key1, key2 = jax.random.split(key)
+        self.linear1 = orthogonal_linear(width, width, math.sqrt(2), key1)
+        self.norm1 = eqx.nn.LayerNorm(width, eps=LAYER_NORM_EPS)
+        self.linear2 = orthogonal_linear(width, width, math.sqrt(2), key2)
+        self.norm2 = eqx.nn.LayerNorm(width, eps=LAYER_NORM_EPS)
+
+    def __call__(self, x: Float[Array, " width"]) -> Float[Array, " width"]:
+        residual = jax.nn.relu(self.norm1(self.linear1(x)))
+        return x + self.norm2(self.linear2(residual))
+
+
+class BroNet(eqx.Module):
+    """BroNet trunk: input layer then `depth` residual blocks; heads are added by the user."""
+
+    input_linear: eqx.nn.Linear
+    input_norm: eqx.nn.LayerNorm
+    blocks: tuple[ResidualBlock, ...]
+
+    def __init__(self, in_features: int, width: int, depth: int, key: PRNGKeyArray):
+        input_key, *block_keys = jax.random.split(key, depth + 1)
+        self.input_linear = orthogonal_linear(in_features, width, math.sqrt(2), input_key)
+        self.input_norm = eqx.nn.LayerNorm(width, eps=LAYER_NORM_EPS)
+        self.blocks = tuple(ResidualBlock(width, k) for k in block_keys)
+
+    def __call__(self, x: Float[Array, " in_features"]) -> Float[Array, " width"]:
+        x = jax.nn.relu(self.input_norm(self.input_linear(x)))
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+def make_ensemble(
+    make_member: Callable[[PRNGKeyArray], eqx.Module], size: int, key: PRNGKeyArray
+) -> eqx.Module:
+    """`size` independently initialised members with parameters stacked on axis 0.
+
+    Call the result with `eqx.filter_vmap(lambda m, x: m(x), in_axes=(eqx.if_array(0), None))`.
+    """
+    return eqx.filter_vmap(make_member)(jax.random.split(key, size))
+
+
+def count_parameters(model: eqx.Module) -> int:
+    """Number of floating-point scalars in `model` (also works on `eqx.filter_eval_shape` output)."""
+    return sum(
+        math.prod(leaf.shape)
+        for leaf in jax.tree.leaves(model)
+        if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.inexact)
+    )

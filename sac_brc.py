@@ -1,0 +1,844 @@
+"""SAC + BRC: online multi-task continuous control with a big categorical BroNet critic.
+
+Implements "Bigger, Regularized, Categorical: High-Capacity Value Functions are
+Efficient Multi-Task Learners" (Nauman et al., 2025), Section 3 and Appendix C:
+SAC without clipped double Q, an ensemble of two BroNet critics trained by
+cross-entropy TD on a fixed categorical support, per-task return normalisation,
+and learnable task embeddings read by the actor. Defaults are paper Appendix F.
+
+    python sac_brc.py --suite mw --width 4096          # MT50, the paper's setting (GPU)
+    python sac_brc.py --suite dmc-easy --width 256 --total-steps 20000   # laptop CPU
+
+Where the paper text and the authors' code (ref. code) differ, this follows the code
+and says so next to the line.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tyro
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
+from common.categorical import categorical_projection, cross_entropy, make_support
+from common.envs import MultiTaskEnv
+from common.suites import TASKS, TaskSpec, normalized_score, resolve_tasks
+
+
+@dataclass
+class Args:
+    suite: str = "mw"
+    """suite to train on: mw (MT50), dmc-dogs, dmc-humanoids, dmc-hard, mw-easy, dmc-easy, or one task name"""
+    tasks: tuple[str, ...] = ()
+    """explicit task list (comma- or space-separated, e.g. `reach,cheetah-run`); overrides --suite"""
+    seed: int = 0
+    """seed of the networks, the replay sampling and the environments"""
+    total_steps: int = 1_000_000
+    """environment steps per task (all tasks step in lockstep)"""
+    learning_starts: int = 5_000
+    """steps of uniform random actions before the first update"""
+
+    # networks (paper Appendix F, Table 3)
+    width: int = 4096
+    """critic BroNet width"""
+    depth: int = 2
+    """critic BroNet residual blocks"""
+    actor_width: int = 256
+    """actor BroNet width"""
+    actor_depth: int = 1
+    """actor BroNet residual blocks"""
+    embedding_dim: int = 32
+    """task embedding size (multi-task with --task-conditioning embedding)"""
+    num_atoms: int = 101
+    """atoms of the categorical critic"""
+    v_max: float = 10.0
+    """support is [-v_max, v_max]"""
+
+    # learning (paper Appendix F, Table 3)
+    utd: int = 2
+    """gradient updates per environment step"""
+    batch_size: int | None = None
+    """minibatch size; default 1024 multi-task, 256 single-task"""
+    buffer_size: int = 1_000_000
+    """replay capacity per task"""
+    learning_rate: float = 3e-4
+    """AdamW learning rate of actor and critic"""
+    weight_decay: float = 1e-4
+    """AdamW weight decay of actor and critic"""
+    temperature_learning_rate: float = 3e-4
+    """Adam learning rate of log(alpha)"""
+    init_temperature: float = 0.1
+    """initial entropy temperature alpha"""
+    gamma: float = 0.99
+    """discount"""
+    tau: float = 5e-3
+    """Polyak rate of the target critic, applied after every critic update"""
+
+    # ablations (paper Figures 5 and 6)
+    loss: Literal["ce", "mse"] = "ce"
+    """critic loss: categorical cross-entropy (BRC) or mean squared TD error"""
+    task_conditioning: Literal["embedding", "heads"] = "embedding"
+    """multi-task conditioning: learned task embeddings (BRC) or one output head per task"""
+
+    # environments, evaluation, logging
+    mw_backend: Literal["envpool", "metaworld"] = "envpool"
+    """MetaWorld backend: envpool (fast, layout re-drawn each reset) or the metaworld package (frozen layout per env, the published protocol)"""
+    eval_interval: int = 25_000
+    """steps between evaluations (the published curves use 25k)"""
+    eval_episodes: int = 10
+    """deterministic evaluation episodes per task"""
+    log_interval: int = 1_000
+    """steps between console progress lines"""
+    checkpoint_interval: int = 100_000
+    """steps between checkpoints (one is also written at the end)"""
+    checkpoint_replay: bool = True
+    """save the replay buffer with each checkpoint so that --resume continues exactly"""
+    run_name: str | None = None
+    """run directory name under runs/; default <suite>__w<width>__s<seed>__<time>"""
+    resume: str | None = None
+    """run directory to continue from its latest checkpoint"""
+    track: bool = False
+    """also log to Weights & Biases (needs `pip install wandb`)"""
+
+
+# Fields that may change when resuming; every other field must match the checkpoint.
+RESUMABLE_FIELDS = {"total_steps", "eval_interval", "log_interval", "checkpoint_interval",
+                    "checkpoint_replay", "resume", "track", "run_name"}  # fmt: skip
+
+# Actor log-std squashing range (ref. code).
+LOG_STD_MIN, LOG_STD_MAX = -10.0, 2.0
+
+
+# ---------------------------------------------------------------- networks
+
+
+class CriticMember(eqx.Module):
+    """One critic: BroNet trunk and a linear head to `num_atoms` logits (or 1 value for MSE)."""
+
+    trunk: BroNet
+    head: eqx.nn.Linear
+
+    def __init__(self, in_features: int, width: int, depth: int, num_outputs: int, key):
+        trunk_key, head_key = jax.random.split(key)
+        self.trunk = BroNet(in_features, width, depth, trunk_key)
+        self.head = orthogonal_linear(width, num_outputs, math.sqrt(2), head_key)
+
+    def __call__(self, x: Float[Array, " in_features"]) -> Float[Array, " outputs"]:
+        return self.head(self.trunk(x))
+
+
+class Critic(eqx.Module):
+    """Ensemble of two critics (stacked parameters) and the task embedding table.
+
+    The embedding lives with the critic and is trained only by the TD loss (paper C.4);
+    each row is divided by its L2 norm before use (ref. code; the paper says L1).
+    """
+
+    members: CriticMember
+    task_embedding: Float[Array, "tasks embedding"] | None
+    num_tasks: int = eqx.field(static=True)
+    num_outputs: int = eqx.field(static=True)
+    heads: bool = eqx.field(static=True)
+
+    def __init__(self, obs_dim, act_dim, num_tasks, args: Args, key):
+        member_key, embedding_key = jax.random.split(key)
+        use_embedding = num_tasks > 1 and args.task_conditioning == "embedding"
+        self.heads = num_tasks > 1 and args.task_conditioning == "heads"
+        self.num_tasks = num_tasks
+        self.num_outputs = args.num_atoms if args.loss == "ce" else 1
+        in_features = obs_dim + act_dim + (args.embedding_dim if use_embedding else 0)
+        out_features = self.num_outputs * (num_tasks if self.heads else 1)
+        self.members = make_ensemble(
+            lambda k: CriticMember(in_features, args.width, args.depth, out_features, k),
+            2,
+            member_key,
+        )
+        # flax nn.Embed's default init, N(0, 1/embedding_dim) (ref. code)
+        self.task_embedding = (
+            jax.random.normal(embedding_key, (num_tasks, args.embedding_dim))
+            / math.sqrt(args.embedding_dim)
+            if use_embedding
+            else None
+        )
+
+    def embed(self, task_id: Int[Array, ""]) -> Float[Array, " embedding"]:
+        if self.task_embedding is None:
+            return jnp.zeros((0,))
+        embedding = self.task_embedding[task_id]
+        return embedding / jnp.linalg.norm(embedding)
+
+    def __call__(
+        self, obs: Float[Array, " obs"], action: Float[Array, " act"], task_id: Int[Array, ""]
+    ) -> Float[Array, "2 outputs"]:
+        x = jnp.concatenate([obs, action, self.embed(task_id)])
+        out = eqx.filter_vmap(lambda member: member(x))(self.members)
+        if self.heads:  # one output head per task (paper Figure 5 ablation)
+            out = out.reshape(2, self.num_tasks, self.num_outputs)[:, task_id]
+        return out
+
+
+class Actor(eqx.Module):
+    """tanh-Gaussian policy: BroNet (width 256, one block) with mean and log-std heads."""
+
+    trunk: BroNet
+    mean_head: eqx.nn.Linear
+    log_std_head: eqx.nn.Linear
+    num_heads: int = eqx.field(static=True)
+    act_dim: int = eqx.field(static=True)
+
+    def __init__(self, obs_dim, act_dim, num_tasks, embedding_dim, args: Args, key):
+        trunk_key, mean_key, log_std_key = jax.random.split(key, 3)
+        self.num_heads = num_tasks if (num_tasks > 1 and args.task_conditioning == "heads") else 1
+        self.act_dim = act_dim
+        self.trunk = BroNet(obs_dim + embedding_dim, args.actor_width, args.actor_depth, trunk_key)
+        out = act_dim * self.num_heads
+        self.mean_head = orthogonal_linear(args.actor_width, out, math.sqrt(2), mean_key)
+        self.log_std_head = orthogonal_linear(args.actor_width, out, 1.0, log_std_key)  # ref. code
+
+    def __call__(
+        self, obs: Float[Array, " obs"], embedding: Float[Array, " embedding"], task_id
+    ) -> tuple[Float[Array, " act"], Float[Array, " act"]]:
+        h = self.trunk(jnp.concatenate([obs, embedding]))
+        mean, log_std = self.mean_head(h), self.log_std_head(h)
+        if self.num_heads > 1:
+            mean = mean.reshape(self.num_heads, self.act_dim)[task_id]
+            log_std = log_std.reshape(self.num_heads, self.act_dim)[task_id]
+        # squash into [LOG_STD_MIN, LOG_STD_MAX] (ref. code)
+        log_std = LOG_STD_MIN + (LOG_STD_MAX - LOG_STD_MIN) * 0.5 * (1.0 + jnp.tanh(log_std))
+        return mean, log_std
+
+
+def sample_tanh_gaussian(
+    mean: Float[Array, " act"], log_std: Float[Array, " act"], key: PRNGKeyArray
+) -> tuple[Float[Array, " act"], Float[Array, ""]]:
+    """Reparameterised sample of tanh(N(mean, std)) and its log-probability."""
+    u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    gaussian_log_prob = -0.5 * ((u - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
+    # log(1 - tanh(u)^2), written stably
+    log_det = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+    return jnp.tanh(u), jnp.sum(gaussian_log_prob - log_det)
+
+
+# ---------------------------------------------------------------- replay buffer
+
+
+class ReplayBuffer(NamedTuple):
+    """Fixed-size device arrays `(tasks, capacity, ...)`, one ring buffer per task."""
+
+    obs: Float[Array, "tasks capacity obs"]
+    action: Float[Array, "tasks capacity act"]
+    reward: Float[Array, "tasks capacity"]
+    next_obs: Float[Array, "tasks capacity obs"]
+    terminated: Float[Array, "tasks capacity"]
+    position: Int[Array, " tasks"]
+    size: Int[Array, " tasks"]
+
+
+def replay_buffer_init(num_tasks: int, capacity: int, obs_dim: int, act_dim: int) -> ReplayBuffer:
+    zeros = lambda *shape: jnp.zeros((num_tasks, capacity, *shape), jnp.float32)  # noqa: E731
+    position, size = jnp.zeros(num_tasks, jnp.int32), jnp.zeros(num_tasks, jnp.int32)
+    return ReplayBuffer(zeros(obs_dim), zeros(act_dim), zeros(), zeros(obs_dim), zeros(), position, size)
+
+
+def replay_buffer_bytes(num_tasks: int, capacity: int, obs_dim: int, act_dim: int) -> int:
+    return 4 * num_tasks * capacity * (2 * obs_dim + act_dim + 2)
+
+
+def insert(
+    buffer: ReplayBuffer,
+    obs: Float[Array, "tasks obs"],
+    action: Float[Array, "tasks act"],
+    reward: Float[Array, " tasks"],
+    next_obs: Float[Array, "tasks obs"],
+    terminated: Bool[Array, " tasks"],
+    valid: Bool[Array, " tasks"],
+) -> ReplayBuffer:
+    """Write one transition per task; tasks with `valid=False` (auto-reset steps) write nothing."""
+    tasks = jnp.arange(obs.shape[0])
+    slot = buffer.position
+
+    def put(storage, value):
+        old = storage[tasks, slot]
+        mask = valid.reshape(valid.shape + (1,) * (value.ndim - 1))
+        return storage.at[tasks, slot].set(jnp.where(mask, value, old))
+
+    capacity = buffer.obs.shape[1]
+    return ReplayBuffer(
+        put(buffer.obs, obs),
+        put(buffer.action, action),
+        put(buffer.reward, reward),
+        put(buffer.next_obs, next_obs),
+        put(buffer.terminated, terminated.astype(jnp.float32)),
+        jnp.where(valid, (slot + 1) % capacity, slot),
+        jnp.where(valid, jnp.minimum(buffer.size + 1, capacity), buffer.size),
+    )
+
+
+class Batch(NamedTuple):
+    task: Int[Array, " batch"]
+    obs: Float[Array, "batch obs"]
+    action: Float[Array, "batch act"]
+    reward: Float[Array, " batch"]
+    next_obs: Float[Array, "batch obs"]
+    terminated: Float[Array, " batch"]
+
+
+def sample(buffer: ReplayBuffer, batch_size: int, key: PRNGKeyArray) -> Batch:
+    """(task, index) uniformly: each task is equally represented in expectation."""
+    task_key, index_key = jax.random.split(key)
+    num_tasks = buffer.obs.shape[0]
+    task = jax.random.randint(task_key, (batch_size,), 0, num_tasks)
+    index = jnp.floor(jax.random.uniform(index_key, (batch_size,)) * buffer.size[task]).astype(jnp.int32)
+    return Batch(
+        task,
+        buffer.obs[task, index],
+        buffer.action[task, index],
+        buffer.reward[task, index],
+        buffer.next_obs[task, index],
+        buffer.terminated[task, index],
+    )
+
+
+# ---------------------------------------------------------------- return normalisation
+
+
+def discounted_returns(rewards: np.ndarray, gamma: float, truncated: bool) -> np.ndarray:
+    """Monte-Carlo return of every state of one episode; a truncated episode bootstraps
+    its tail with `mean(rewards) / (1 - gamma)` (ref. code; the paper says "with the
+    critic output")."""
+    tail = float(np.mean(rewards)) / (1.0 - gamma) if truncated else 0.0
+    returns = np.empty(len(rewards))
+    for t in reversed(range(len(rewards))):
+        tail = rewards[t] + gamma * tail
+        returns[t] = tail
+    return returns
+
+
+class ReturnNormalizer:
+    """Per-task G_i: the largest absolute discounted return seen so far (paper eq. 2).
+
+    Rewards are scaled by `v_max / (G_i + lambda_i)` when a batch is sampled (eq. 3);
+    lambda_i is added inside the update because it depends on the current alpha.
+    Start-up: before task i's first episode has ended, its episode so far is treated
+    as a truncated episode, so G_i is finite as soon as the task has one reward and the
+    scale never divides by infinity (ref. code: rewards are zeroed until then).
+    """
+
+    def __init__(self, num_tasks: int, gamma: float):
+        self.gamma = gamma
+        self.max_abs_return = np.zeros(num_tasks)
+        self.episode_ended = np.zeros(num_tasks, bool)
+        self.current_rewards: list[list[float]] = [[] for _ in range(num_tasks)]
+
+    def add(self, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray):
+        for i in np.flatnonzero(valid):
+            self.current_rewards[i].append(float(reward[i]))
+            if terminated[i] or truncated[i]:
+                returns = discounted_returns(np.array(self.current_rewards[i]), self.gamma, not terminated[i])
+                self.max_abs_return[i] = max(self.max_abs_return[i], np.abs(returns).max())
+                self.episode_ended[i] = True
+                self.current_rewards[i] = []
+
+    def scale(self) -> np.ndarray:
+        """G_i per task, float32, for the update."""
+        scale = self.max_abs_return.copy()
+        for i in np.flatnonzero(~self.episode_ended):
+            if self.current_rewards[i]:
+                partial = discounted_returns(np.array(self.current_rewards[i]), self.gamma, True)
+                scale[i] = np.abs(partial).max()
+        return scale.astype(np.float32)
+
+    def state_dict(self) -> dict:
+        return {
+            "max_abs_return": self.max_abs_return.tolist(),
+            "episode_ended": self.episode_ended.tolist(),
+            "current_rewards": self.current_rewards,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.max_abs_return = np.array(state["max_abs_return"])
+        self.episode_ended = np.array(state["episode_ended"], bool)
+        self.current_rewards = [list(r) for r in state["current_rewards"]]
+
+
+# ---------------------------------------------------------------- agent
+
+
+class TrainState(eqx.Module):
+    actor: Actor
+    critic: Critic
+    target_critic: Critic
+    log_alpha: Float[Array, ""]
+    actor_opt_state: optax.OptState
+    critic_opt_state: optax.OptState
+    alpha_opt_state: optax.OptState
+    step: Int[Array, ""]  # updates done so far (keys are folded with it)
+
+
+class AgentFns(NamedTuple):
+    """The jitted entry points (STYLE.md 7). Each traces once per run."""
+
+    act: callable
+    act_deterministic: callable
+    insert: callable
+    update: callable
+
+
+def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNGKeyArray):
+    """Initial TrainState and the jitted functions for one configuration."""
+    gamma, tau = args.gamma, args.tau
+    batch_size = args.batch_size or (1024 if num_tasks > 1 else 256)
+    support = make_support(args.num_atoms, args.v_max)
+    target_entropy = -act_dim / 2  # ref. code (the paper's table omits the sign)
+    # lambda_i = alpha * H_i / (1 - gamma) with H_i = |A| / 4 = -target_entropy / 2 (ref. code)
+    entropy_bonus = -target_entropy / 2 / (1 - gamma)
+
+    actor_optimizer = optax.adamw(args.learning_rate, weight_decay=args.weight_decay)
+    critic_optimizer = optax.adamw(args.learning_rate, weight_decay=args.weight_decay)
+    alpha_optimizer = optax.adam(args.temperature_learning_rate, b1=0.5)  # ref. code
+
+    actor_key, critic_key = jax.random.split(key)
+
+    @jax.jit
+    def init(actor_key, critic_key):
+        critic = Critic(obs_dim, act_dim, num_tasks, args, critic_key)
+        embedding_dim = 0 if critic.task_embedding is None else args.embedding_dim
+        actor = Actor(obs_dim, act_dim, num_tasks, embedding_dim, args, actor_key)
+        log_alpha = jnp.log(jnp.asarray(args.init_temperature, jnp.float32))
+        return TrainState(
+            actor,
+            critic,
+            critic,  # the target starts identical to the critic
+            log_alpha,
+            actor_optimizer.init(eqx.filter(actor, eqx.is_inexact_array)),
+            critic_optimizer.init(eqx.filter(critic, eqx.is_inexact_array)),
+            alpha_optimizer.init(log_alpha),
+            jnp.zeros((), jnp.int32),
+        )
+
+    state = init(actor_key, critic_key)
+
+    def policy(state: TrainState, obs, task_id):
+        embedding = state.critic.embed(task_id)  # actor reads the embedding, no gradient to it
+        return state.actor(obs, jax.lax.stop_gradient(embedding), task_id)
+
+    @jax.jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def act(
+        state: TrainState, obs: Float[Array, "envs obs"], task_ids: Int[Array, " envs"], key: PRNGKeyArray
+    ) -> Float[Array, "envs act"]:
+        mean, log_std = jax.vmap(policy, in_axes=(None, 0, 0))(state, obs, task_ids)
+        keys = jax.random.split(key, obs.shape[0])
+        return jax.vmap(sample_tanh_gaussian)(mean, log_std, keys)[0]
+
+    @jax.jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def act_deterministic(
+        state: TrainState, obs: Float[Array, "envs obs"], task_ids: Int[Array, " envs"]
+    ) -> Float[Array, "envs act"]:
+        mean, _ = jax.vmap(policy, in_axes=(None, 0, 0))(state, obs, task_ids)
+        return jnp.tanh(mean)
+
+    def q_values(critic: Critic, obs, action, task) -> Float[Array, "batch 2 outputs"]:
+        return jax.vmap(critic)(obs, action, task)
+
+    def critic_loss_fn(critic: Critic, batch: Batch, reward, target_atoms_or_value):
+        out = q_values(critic, batch.obs, batch.action, batch.task)
+        if args.loss == "ce":  # cross-entropy, mean over batch, sum over the ensemble
+            per_sample = jax.vmap(jax.vmap(cross_entropy, in_axes=(None, 0)))(target_atoms_or_value, out)
+            return per_sample.mean(axis=0).sum()
+        td_error = out[..., 0] - target_atoms_or_value[:, None]
+        return (td_error**2).mean(axis=0).sum()
+
+    def update_once(state: TrainState, reward_scale, buffer: ReplayBuffer, key):
+        sample_key, next_key, actor_key = jax.random.split(key, 3)
+        batch = sample(buffer, batch_size, sample_key)
+        reward = batch.reward * reward_scale[batch.task]  # paper eq. 3
+        alpha = jnp.exp(state.log_alpha)
+        mask = 1.0 - batch.terminated  # a time-limit truncation bootstraps
+
+        # critic: next action from the current actor, target = mean of both target critics
+        next_mean, next_log_std = jax.vmap(policy, in_axes=(None, 0, 0))(state, batch.next_obs, batch.task)
+        next_action, next_log_prob = jax.vmap(sample_tanh_gaussian)(
+            next_mean, next_log_std, jax.random.split(next_key, batch_size)
+        )
+        target_out = q_values(state.target_critic, batch.next_obs, next_action, batch.task)
+        if args.loss == "ce":
+            target_probs = jax.nn.softmax(target_out, axis=-1).mean(axis=1)  # no clipped double Q
+            target_atoms = reward[:, None] + gamma * mask[:, None] * (
+                support[None, :] - alpha * next_log_prob[:, None]
+            )
+            target = jax.vmap(categorical_projection, in_axes=(0, 0, None))(target_atoms, target_probs, support)
+        else:
+            target = reward + gamma * mask * (target_out[..., 0].mean(axis=1) - alpha * next_log_prob)
+        target = jax.lax.stop_gradient(target)
+        critic_loss, critic_grads = eqx.filter_value_and_grad(critic_loss_fn)(state.critic, batch, reward, target)
+        updates, critic_opt_state = critic_optimizer.update(
+            critic_grads, state.critic_opt_state, eqx.filter(state.critic, eqx.is_inexact_array)
+        )
+        critic = eqx.apply_updates(state.critic, updates)
+
+        # target critic: Polyak after every critic update
+        online, _ = eqx.partition(critic, eqx.is_inexact_array)
+        target_params, static = eqx.partition(state.target_critic, eqx.is_inexact_array)
+        target_params = jax.tree.map(lambda t, o: (1 - tau) * t + tau * o, target_params, online)
+        target_critic = eqx.combine(target_params, static)
+
+        # actor: alpha * log_pi - Q, Q under the mean of both (updated) critics' distributions
+        def actor_loss_fn(actor: Actor):
+            embedding = jax.lax.stop_gradient(jax.vmap(critic.embed)(batch.task))
+            mean, log_std = jax.vmap(actor)(batch.obs, embedding, batch.task)
+            action, log_prob = jax.vmap(sample_tanh_gaussian)(mean, log_std, jax.random.split(actor_key, batch_size))
+            out = q_values(critic, batch.obs, action, batch.task)
+            if args.loss == "ce":
+                q = jnp.sum(jax.nn.softmax(out, axis=-1).mean(axis=1) * support, axis=-1)
+            else:
+                q = out[..., 0].mean(axis=1)
+            return jnp.mean(alpha * log_prob - q), -jnp.mean(log_prob)
+
+        (actor_loss, entropy), actor_grads = eqx.filter_value_and_grad(actor_loss_fn, has_aux=True)(state.actor)
+        updates, actor_opt_state = actor_optimizer.update(
+            actor_grads, state.actor_opt_state, eqx.filter(state.actor, eqx.is_inexact_array)
+        )
+        actor = eqx.apply_updates(state.actor, updates)
+
+        # temperature: alpha * (entropy - target_entropy), on log(alpha)
+        alpha_loss, alpha_grad = jax.value_and_grad(lambda la: jnp.exp(la) * (entropy - target_entropy))(state.log_alpha)
+        updates, alpha_opt_state = alpha_optimizer.update(alpha_grad, state.alpha_opt_state)
+        log_alpha = optax.apply_updates(state.log_alpha, updates)
+
+        new_state = TrainState(
+            actor, critic, target_critic, log_alpha, actor_opt_state, critic_opt_state, alpha_opt_state, state.step + 1
+        )
+        metrics = {
+            "critic_loss": critic_loss,
+            "actor_loss": actor_loss,
+            "entropy": entropy,
+            "temperature": jnp.exp(log_alpha),
+        }
+        return new_state, metrics
+
+    @jax.jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def update(
+        state: TrainState, buffer: ReplayBuffer, max_abs_return: Float[Array, " tasks"], key: PRNGKeyArray
+    ) -> tuple[TrainState, dict]:
+        """`utd` gradient updates as one lax.scan, each on its own sampled minibatch."""
+        # reward scale of paper eq. 3, with lambda from the alpha at the start of the step (ref. code)
+        reward_scale = args.v_max / (max_abs_return + jnp.exp(state.log_alpha) * entropy_bonus)
+        keys = jax.random.split(jax.random.fold_in(key, state.step), args.utd)
+        state, metrics = jax.lax.scan(lambda s, k: update_once(s, reward_scale, buffer, k), state, keys)
+        return state, jax.tree.map(jnp.mean, metrics)
+
+    fns = AgentFns(act, act_deterministic, jax.jit(eqx.debug.assert_max_traces(insert, max_traces=1), donate_argnums=0), update)
+    return state, fns, batch_size
+
+
+# ---------------------------------------------------------------- runs: config, checkpoints, metrics
+
+
+class ConfigError(Exception):
+    """A user error: printed as one message, exit code 2."""
+
+
+def validate(args: Args) -> list[TaskSpec]:
+    if len(args.tasks) == 1 and "," in args.tasks[0]:
+        args.tasks = tuple(t for t in args.tasks[0].split(",") if t)
+    try:
+        tasks = resolve_tasks(args.suite, args.tasks)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    positive = ["total_steps", "width", "actor_width", "num_atoms", "utd", "buffer_size",
+                "eval_interval", "eval_episodes", "log_interval", "checkpoint_interval"]  # fmt: skip
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.depth < 0 or args.actor_depth < 0 or args.learning_starts < 0:
+        raise ConfigError("--depth, --actor-depth and --learning-starts must be >= 0")
+    if args.batch_size is not None and args.batch_size <= 0:
+        raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.loss == "ce" and args.num_atoms < 2:
+        raise ConfigError("--num-atoms must be at least 2 for the categorical critic")
+    if not (0 < args.gamma < 1) or args.v_max <= 0 or args.init_temperature <= 0:
+        raise ConfigError("need 0 < --gamma < 1, --v-max > 0 and --init-temperature > 0")
+    return tasks
+
+
+def check_memory(args: Args, num_tasks: int, obs_dim: int, act_dim: int, capacity: int, critic_params: int, actor_params: int):
+    """Refuse, before compiling, a configuration whose replay buffer and networks cannot fit."""
+    replay = replay_buffer_bytes(num_tasks, capacity, obs_dim, act_dim)
+    # critic, target and two AdamW moments; actor and its two moments (float32)
+    networks = 4 * (4 * critic_params + 3 * actor_params)
+    device = jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        available, where = stats["bytes_limit"], f"{device.device_kind} memory"
+    else:
+        with open("/proc/meminfo") as f:
+            meminfo = dict(line.split(":", 1) for line in f)
+        available, where = int(meminfo["MemAvailable"].split()[0]) * 1024, "available host memory"
+    gib = lambda b: f"{b / 2**30:.2f} GiB"  # noqa: E731
+    print(f"memory plan: replay {gib(replay)} + networks and optimiser {gib(networks)} of {gib(available)} {where}")
+    # activations of a width-w batch need headroom too; keep 20% free
+    if replay + networks > 0.8 * available:
+        fitting = int((0.8 * available - networks) / max(replay / capacity, 1))
+        raise ConfigError(
+            f"the replay buffer ({num_tasks} tasks x {capacity} transitions = {gib(replay)}) and networks "
+            f"({gib(networks)}) need more than 80% of the {gib(available)} of {where}. "
+            f"Use --buffer-size {max(fitting, 0)} or less, or a smaller --width."
+        )
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(run_dir: Path, state: TrainState, buffer: ReplayBuffer, host: dict, save_replay: bool) -> None:
+    """Write checkpoints/step_N/ in a temporary folder, rename it, then point `latest` at it."""
+    ckpt_root = run_dir / "checkpoints"
+    ckpt_root.mkdir(exist_ok=True)
+    name = f"step_{host['env_step']:09d}"
+    tmp = ckpt_root / f".tmp_{name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    eqx.tree_serialise_leaves(tmp / "state.eqx", state)
+    if save_replay:
+        size = int(jnp.max(buffer.size))
+        np.savez(tmp / "replay.npz", **{
+            field: np.asarray(getattr(buffer, field)[:, :size]) for field in ("obs", "action", "reward", "next_obs", "terminated")
+        }, position=np.asarray(buffer.position), size=np.asarray(buffer.size))  # fmt: skip
+    (tmp / "host.json").write_text(json.dumps(host))
+    final = ckpt_root / name
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    atomic_write_text(ckpt_root / "latest", name)
+    for old in ckpt_root.glob("step_*"):  # keep only the newest checkpoint
+        if old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(run_dir: Path, state_like: TrainState, buffer: ReplayBuffer):
+    ckpt_root = run_dir / "checkpoints"
+    if not (ckpt_root / "latest").exists():
+        raise ConfigError(f"{run_dir} has no checkpoint to resume from (no checkpoints/latest)")
+    ckpt = ckpt_root / (ckpt_root / "latest").read_text().strip()
+    try:
+        state = eqx.tree_deserialise_leaves(ckpt / "state.eqx", state_like)
+    except Exception as error:  # shape or structure mismatch
+        raise ConfigError(
+            f"checkpoint {ckpt} does not match this configuration ({type(error).__name__}); "
+            f"resume with the arguments in {run_dir / 'config.json'}"
+        ) from None
+    host = json.loads((ckpt / "host.json").read_text())
+    restored_replay = (ckpt / "replay.npz").exists()
+    if restored_replay:
+        with np.load(ckpt / "replay.npz") as data:
+            size = data["obs"].shape[1]
+            fields = {f: getattr(buffer, f).at[:, :size].set(data[f]) for f in ("obs", "action", "reward", "next_obs", "terminated")}
+            buffer = ReplayBuffer(**fields, position=jnp.asarray(data["position"]), size=jnp.asarray(data["size"]))
+    return state, buffer, host, restored_replay
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate(fns: AgentFns, state: TrainState, env: MultiTaskEnv) -> dict[str, dict[str, float]]:
+    """One deterministic episode on every eval env (`eval_episodes` copies per task)."""
+    obs = env.reset()
+    task_ids = jnp.asarray(env.task_ids)
+    episode_return = np.zeros(env.num_envs)
+    success = np.zeros(env.num_envs, bool)
+    finished = np.zeros(env.num_envs, bool)
+    while not finished.all():
+        action = np.asarray(fns.act_deterministic(state, jnp.asarray(obs), task_ids))
+        out = env.step(action)
+        live = ~finished & ~out.reset_step
+        episode_return += np.where(live, out.reward, 0.0)
+        success |= live & out.success
+        finished |= live & (out.terminated | out.truncated)
+        obs = out.next_obs
+    results = {}
+    for k, task in enumerate(env.tasks):
+        rows = env.task_ids == k
+        mean_return, success_rate = float(episode_return[rows].mean()), float(success[rows].mean())
+        results[task.name] = {
+            "return": mean_return,
+            "success": success_rate if task.has_success else None,
+            "score": normalized_score(task, mean_return, success_rate),
+        }
+    return results
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(args: Args) -> None:
+    tasks = validate(args)
+    num_tasks = len(tasks)
+    obs_dim, act_dim = max(t.obs_dim for t in tasks), max(t.act_dim for t in tasks)
+    capacity = min(args.buffer_size, args.total_steps)  # a buffer never larger than the run
+
+    resume_dir = Path(args.resume) if args.resume else None
+    if resume_dir is not None:
+        if not (resume_dir / "config.json").exists():
+            raise ConfigError(f"--resume {resume_dir}: no config.json there; give a run directory under runs/")
+        saved = json.loads((resume_dir / "config.json").read_text())
+        current = dataclasses.asdict(args)
+        diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {current[k]!r} (now)"
+                 for k in current if k not in RESUMABLE_FIELDS and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
+        if diffs:
+            raise ConfigError(f"cannot resume {resume_dir}: its checkpoint was made with other arguments: " + "; ".join(diffs))
+        run_dir = resume_dir
+    else:
+        run_name = args.run_name or f"{args.suite if not args.tasks else 'tasks'}__w{args.width}__s{args.seed}__{int(time.time())}"
+        run_dir = Path("runs") / run_name
+        if run_dir.exists():
+            raise ConfigError(f"{run_dir} exists already; pick another --run-name or pass --resume {run_dir}")
+        run_dir.mkdir(parents=True)
+        atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(args), indent=2))
+
+    # sizes and memory plan before anything is compiled
+    key = jax.random.key(args.seed)
+    init_key, act_key, update_key = jax.random.split(key, 3)
+    abstract = eqx.filter_eval_shape(
+        lambda k: (Critic(obs_dim, act_dim, num_tasks, args, k), Actor(obs_dim, act_dim, num_tasks, args.embedding_dim if num_tasks > 1 and args.task_conditioning == "embedding" else 0, args, k)),
+        init_key,
+    )  # fmt: skip
+    critic_params, actor_params = count_parameters(abstract[0]), count_parameters(abstract[1])
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {len(jax.devices())} visible")
+    print(f"tasks ({num_tasks}): {', '.join(t.name for t in tasks)}; obs {obs_dim}, action {act_dim} (padded)")
+    print(f"parameters: critic ensemble {critic_params:,} (+ the same in its target), actor {actor_params:,}")
+    check_memory(args, num_tasks, obs_dim, act_dim, capacity, critic_params, actor_params)
+
+    state, fns, batch_size = make_agent(args, num_tasks, obs_dim, act_dim, init_key)
+    buffer = replay_buffer_init(num_tasks, capacity, obs_dim, act_dim)
+    normalizer = ReturnNormalizer(num_tasks, args.gamma)
+    env_step, refill_until, rng = 0, 0, np.random.default_rng(args.seed)
+    if resume_dir is not None:
+        state, buffer, host, restored_replay = load_checkpoint(run_dir, state, buffer)
+        env_step = host["env_step"]
+        normalizer.load_state_dict(host["normalizer"])
+        rng.bit_generator.state = host["numpy_rng"]
+        act_key = jax.random.wrap_key_data(jnp.asarray(host["act_key"], jnp.uint32))
+        # without the saved replay, collect `learning_starts` steps with the restored policy first
+        refill_until = env_step if restored_replay else env_step + args.learning_starts
+        print(f"resumed {run_dir} at step {env_step}; replay buffer {'restored' if restored_replay else 'refilled'}")
+        # drop metrics past the checkpoint so the stream has each step once
+        metrics_path = run_dir / "metrics.jsonl"
+        if metrics_path.exists():
+            lines = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= env_step]
+            atomic_write_text(metrics_path, "".join(l + "\n" for l in lines))
+    print(f"run directory: {run_dir}; batch {batch_size}, replay capacity {capacity} per task")
+
+    wandb_run = None
+    if args.track:
+        try:
+            import wandb
+        except ImportError:
+            raise ConfigError("--track needs wandb: pip install wandb") from None
+        wandb_run = wandb.init(project="brc", name=run_dir.name, config=dataclasses.asdict(args), resume="allow")
+
+    env = MultiTaskEnv(tasks, 1, seed=args.seed, mw_backend=args.mw_backend)
+    eval_env = MultiTaskEnv(tasks, args.eval_episodes, seed=args.seed + 42, mw_backend=args.mw_backend)  # ref. code: seed + 42
+    task_ids = jnp.asarray(env.task_ids)
+    obs = env.reset()
+    episode_return, episode_success = np.zeros(num_tasks), np.zeros(num_tasks, bool)
+    recent_returns = [deque(maxlen=10) for _ in range(num_tasks)]
+    metrics, start_time, start_step = None, time.time(), env_step
+    try:
+        while env_step < args.total_steps:
+            learning = env_step >= max(args.learning_starts, refill_until)
+            if env_step < args.learning_starts:
+                action = rng.uniform(-1.0, 1.0, (num_tasks, act_dim)).astype(np.float32)
+            else:
+                action = np.asarray(fns.act(state, jnp.asarray(obs), task_ids, jax.random.fold_in(act_key, env_step)))
+            out = env.step(action)
+            valid = ~out.reset_step  # the auto-reset step is never stored
+            buffer = fns.insert(buffer, obs, action, out.reward, out.next_obs, out.terminated, valid)
+            normalizer.add(out.reward, out.terminated, out.truncated, valid)
+            episode_return += np.where(valid, out.reward, 0.0)
+            episode_success |= valid & out.success
+            for i in np.flatnonzero(valid & (out.terminated | out.truncated)):
+                recent_returns[i].append(episode_return[i])
+                episode_return[i], episode_success[i] = 0.0, False
+            obs = out.next_obs
+            env_step += 1
+
+            if learning:
+                state, metrics = fns.update(state, buffer, jnp.asarray(normalizer.scale()), update_key)
+
+            if env_step % args.log_interval == 0:
+                sps = (env_step - start_step) / (time.time() - start_time)
+                line = f"step {env_step}/{args.total_steps} | {sps:.1f} steps/s"
+                done_returns = [np.mean(r) for r in recent_returns if r]
+                if done_returns:
+                    line += f" | train return {np.mean(done_returns):.1f}"
+                if metrics is not None:
+                    host_metrics = jax.device_get(metrics)
+                    if not np.isfinite(host_metrics["critic_loss"]):
+                        raise FloatingPointError(
+                            f"critic loss is {host_metrics['critic_loss']} at step {env_step}; the last good "
+                            f"checkpoint is kept in {run_dir / 'checkpoints'}. Try a lower --learning-rate."
+                        )
+                    line += " | " + " ".join(f"{k} {float(v):.3g}" for k, v in host_metrics.items())
+                print(line, flush=True)
+
+            if env_step % args.eval_interval == 0 or env_step == args.total_steps:
+                results = evaluate(fns, state, eval_env)
+                record = {
+                    "step": env_step,
+                    "tasks": results,
+                    "mean_score": float(np.mean([r["score"] for r in results.values()])),
+                    "sps": (env_step - start_step) / (time.time() - start_time),
+                    "time": time.time(),
+                }
+                if metrics is not None:
+                    record.update({k: float(v) for k, v in jax.device_get(metrics).items()})
+                with open(run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                if wandb_run is not None:
+                    wandb_run.log({k: v for k, v in record.items() if k != "tasks"} | {
+                        f"{name}/{m}": v for name, r in results.items() for m, v in r.items() if v is not None
+                    }, step=env_step)  # fmt: skip
+                print(f"eval step {env_step}: mean score {record['mean_score']:.3f} | "
+                      + " ".join(f"{n} {r['return']:.1f}" for n, r in list(results.items())[:8]), flush=True)  # fmt: skip
+
+            if env_step % args.checkpoint_interval == 0 or env_step == args.total_steps:
+                host = {
+                    "env_step": env_step,
+                    "normalizer": normalizer.state_dict(),
+                    "numpy_rng": rng.bit_generator.state,
+                    "act_key": np.asarray(jax.random.key_data(act_key)).tolist(),
+                }
+                save_checkpoint(run_dir, state, buffer, host, args.checkpoint_replay)
+    finally:
+        env.close()
+        eval_env.close()
+        if wandb_run is not None:
+            wandb_run.finish()
+    print(f"done: {env_step} steps per task in {time.time() - start_time:.0f} s; results in {run_dir}")
+
+
+if __name__ == "__main__":
+    cli_args = tyro.cli(Args)
+    try:
+        main(cli_args)
+    except (ConfigError, FloatingPointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
