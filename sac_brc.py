@@ -36,7 +36,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
 from common.envs import MultiTaskEnv
-from common.suites import TASKS, TaskSpec, normalized_score, resolve_tasks
+from common.suites import TaskSpec, normalized_score, resolve_tasks
 
 
 @dataclass
@@ -169,8 +169,7 @@ class Critic(eqx.Module):
         )
         # flax nn.Embed's default init, N(0, 1/embedding_dim) (ref. code)
         self.task_embedding = (
-            jax.random.normal(embedding_key, (num_tasks, args.embedding_dim))
-            / math.sqrt(args.embedding_dim)
+            jax.random.normal(embedding_key, (num_tasks, args.embedding_dim)) / math.sqrt(args.embedding_dim)
             if use_embedding
             else None
         )
@@ -249,7 +248,7 @@ class ReplayBuffer(NamedTuple):
 
 
 def replay_buffer_init(num_tasks: int, capacity: int, obs_dim: int, act_dim: int) -> ReplayBuffer:
-    zeros = lambda *shape: jnp.zeros((num_tasks, capacity, *shape), jnp.float32)  # noqa: E731
+    zeros = lambda *shape: jnp.zeros((num_tasks, capacity, *shape), jnp.float32)
     position, size = jnp.zeros(num_tasks, jnp.int32), jnp.zeros(num_tasks, jnp.int32)
     return ReplayBuffer(zeros(obs_dim), zeros(act_dim), zeros(), zeros(obs_dim), zeros(), position, size)
 
@@ -375,6 +374,38 @@ class ReturnNormalizer:
         self.current_rewards = [list(r) for r in state["current_rewards"]]
 
 
+def categorical_td_target(
+    reward: Float[Array, " batch"],
+    mask: Float[Array, " batch"],
+    next_log_prob: Float[Array, " batch"],
+    target_logits: Float[Array, "batch 2 atoms"],
+    alpha: Float[Array, ""],
+    gamma: float,
+    support: Float[Array, " atoms"],
+) -> Float[Array, "batch atoms"]:
+    """Soft distributional TD target (paper C.2), projected onto the support.
+
+    SAC without clipped double Q: the next-state distribution is the mean of both target
+    critics' probabilities (not the minimum); each atom becomes
+    `r + gamma * mask * (z - alpha * log_pi(a'|s'))`.
+    """
+    target_probs = jax.nn.softmax(target_logits, axis=-1).mean(axis=1)
+    target_atoms = reward[:, None] + gamma * mask[:, None] * (
+        support[None, :] - alpha * next_log_prob[:, None]
+    )
+    return jax.vmap(categorical_projection, in_axes=(0, 0, None))(target_atoms, target_probs, support)
+
+
+def reward_scale(
+    max_abs_return: Float[Array, " tasks"], alpha: Float[Array, ""], act_dim: int, gamma: float, v_max: float
+) -> Float[Array, " tasks"]:
+    """Paper eq. 3-4: rewards are multiplied by `v_max / (G_i + lambda_i)`, where
+    `lambda_i = alpha * H_i / (1 - gamma)` and `H_i = |A| / 4` (ref. code: the magnitude of
+    half the target entropy, with |A| the padded action size)."""
+    entropy_correction = alpha * (act_dim / 4) / (1 - gamma)
+    return v_max / (max_abs_return + entropy_correction)
+
+
 # ---------------------------------------------------------------- agent
 
 
@@ -404,8 +435,6 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
     batch_size = args.batch_size or (1024 if num_tasks > 1 else 256)
     support = make_support(args.num_atoms, args.v_max)
     target_entropy = -act_dim / 2  # ref. code (the paper's table omits the sign)
-    # lambda_i = alpha * H_i / (1 - gamma) with H_i = |A| / 4 = -target_entropy / 2 (ref. code)
-    entropy_bonus = -target_entropy / 2 / (1 - gamma)
 
     actor_optimizer = optax.adamw(args.learning_rate, weight_decay=args.weight_decay)
     critic_optimizer = optax.adamw(args.learning_rate, weight_decay=args.weight_decay)
@@ -456,18 +485,19 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
     def q_values(critic: Critic, obs, action, task) -> Float[Array, "batch 2 outputs"]:
         return jax.vmap(critic)(obs, action, task)
 
-    def critic_loss_fn(critic: Critic, batch: Batch, reward, target_atoms_or_value):
+    def critic_loss_fn(critic: Critic, batch: Batch, target):
+        """`target`: projected probabilities (ce, batch x atoms) or TD targets (mse, batch)."""
         out = q_values(critic, batch.obs, batch.action, batch.task)
         if args.loss == "ce":  # cross-entropy, mean over batch, sum over the ensemble
-            per_sample = jax.vmap(jax.vmap(cross_entropy, in_axes=(None, 0)))(target_atoms_or_value, out)
+            per_sample = jax.vmap(jax.vmap(cross_entropy, in_axes=(None, 0)))(target, out)
             return per_sample.mean(axis=0).sum()
-        td_error = out[..., 0] - target_atoms_or_value[:, None]
+        td_error = out[..., 0] - target[:, None]
         return (td_error**2).mean(axis=0).sum()
 
-    def update_once(state: TrainState, reward_scale, buffer: ReplayBuffer, key):
+    def update_once(state: TrainState, scale, buffer: ReplayBuffer, key):
         sample_key, next_key, actor_key = jax.random.split(key, 3)
         batch = sample(buffer, batch_size, sample_key)
-        reward = batch.reward * reward_scale[batch.task]  # paper eq. 3
+        reward = batch.reward * scale[batch.task]  # paper eq. 3
         alpha = jnp.exp(state.log_alpha)
         mask = 1.0 - batch.terminated  # a time-limit truncation bootstraps
 
@@ -478,15 +508,11 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
         )
         target_out = q_values(state.target_critic, batch.next_obs, next_action, batch.task)
         if args.loss == "ce":
-            target_probs = jax.nn.softmax(target_out, axis=-1).mean(axis=1)  # no clipped double Q
-            target_atoms = reward[:, None] + gamma * mask[:, None] * (
-                support[None, :] - alpha * next_log_prob[:, None]
-            )
-            target = jax.vmap(categorical_projection, in_axes=(0, 0, None))(target_atoms, target_probs, support)
+            target = categorical_td_target(reward, mask, next_log_prob, target_out, alpha, gamma, support)
         else:
             target = reward + gamma * mask * (target_out[..., 0].mean(axis=1) - alpha * next_log_prob)
         target = jax.lax.stop_gradient(target)
-        critic_loss, critic_grads = eqx.filter_value_and_grad(critic_loss_fn)(state.critic, batch, reward, target)
+        critic_loss, critic_grads = eqx.filter_value_and_grad(critic_loss_fn)(state.critic, batch, target)
         updates, critic_opt_state = critic_optimizer.update(
             critic_grads, state.critic_opt_state, eqx.filter(state.critic, eqx.is_inexact_array)
         )
@@ -502,7 +528,9 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
         def actor_loss_fn(actor: Actor):
             embedding = jax.lax.stop_gradient(jax.vmap(critic.embed)(batch.task))
             mean, log_std = jax.vmap(actor)(batch.obs, embedding, batch.task)
-            action, log_prob = jax.vmap(sample_tanh_gaussian)(mean, log_std, jax.random.split(actor_key, batch_size))
+            action, log_prob = jax.vmap(sample_tanh_gaussian)(
+                mean, log_std, jax.random.split(actor_key, batch_size)
+            )
             out = q_values(critic, batch.obs, action, batch.task)
             if args.loss == "ce":
                 q = jnp.sum(jax.nn.softmax(out, axis=-1).mean(axis=1) * support, axis=-1)
@@ -510,19 +538,28 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
                 q = out[..., 0].mean(axis=1)
             return jnp.mean(alpha * log_prob - q), -jnp.mean(log_prob)
 
-        (actor_loss, entropy), actor_grads = eqx.filter_value_and_grad(actor_loss_fn, has_aux=True)(state.actor)
+        (actor_loss, entropy), actor_grads = eqx.filter_value_and_grad(actor_loss_fn, has_aux=True)(
+            state.actor
+        )
         updates, actor_opt_state = actor_optimizer.update(
             actor_grads, state.actor_opt_state, eqx.filter(state.actor, eqx.is_inexact_array)
         )
         actor = eqx.apply_updates(state.actor, updates)
 
         # temperature: alpha * (entropy - target_entropy), on log(alpha)
-        alpha_loss, alpha_grad = jax.value_and_grad(lambda la: jnp.exp(la) * (entropy - target_entropy))(state.log_alpha)
+        alpha_grad = jax.grad(lambda la: jnp.exp(la) * (entropy - target_entropy))(state.log_alpha)
         updates, alpha_opt_state = alpha_optimizer.update(alpha_grad, state.alpha_opt_state)
         log_alpha = optax.apply_updates(state.log_alpha, updates)
 
         new_state = TrainState(
-            actor, critic, target_critic, log_alpha, actor_opt_state, critic_opt_state, alpha_opt_state, state.step + 1
+            actor,
+            critic,
+            target_critic,
+            log_alpha,
+            actor_opt_state,
+            critic_opt_state,
+            alpha_opt_state,
+            state.step + 1,
         )
         metrics = {
             "critic_loss": critic_loss,
@@ -539,12 +576,17 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
     ) -> tuple[TrainState, dict]:
         """`utd` gradient updates as one lax.scan, each on its own sampled minibatch."""
         # reward scale of paper eq. 3, with lambda from the alpha at the start of the step (ref. code)
-        reward_scale = args.v_max / (max_abs_return + jnp.exp(state.log_alpha) * entropy_bonus)
+        scale = reward_scale(max_abs_return, jnp.exp(state.log_alpha), act_dim, gamma, args.v_max)
         keys = jax.random.split(jax.random.fold_in(key, state.step), args.utd)
-        state, metrics = jax.lax.scan(lambda s, k: update_once(s, reward_scale, buffer, k), state, keys)
+        state, metrics = jax.lax.scan(lambda s, k: update_once(s, scale, buffer, k), state, keys)
         return state, jax.tree.map(jnp.mean, metrics)
 
-    fns = AgentFns(act, act_deterministic, jax.jit(eqx.debug.assert_max_traces(insert, max_traces=1), donate_argnums=0), update)
+    fns = AgentFns(
+        act,
+        act_deterministic,
+        jax.jit(eqx.debug.assert_max_traces(insert, max_traces=1), donate_argnums=0),
+        update,
+    )
     return state, fns, batch_size
 
 
@@ -578,7 +620,15 @@ def validate(args: Args) -> list[TaskSpec]:
     return tasks
 
 
-def check_memory(args: Args, num_tasks: int, obs_dim: int, act_dim: int, capacity: int, critic_params: int, actor_params: int):
+def check_memory(
+    args: Args,
+    num_tasks: int,
+    obs_dim: int,
+    act_dim: int,
+    capacity: int,
+    critic_params: int,
+    actor_params: int,
+):
     """Refuse, before compiling, a configuration whose replay buffer and networks cannot fit."""
     replay = replay_buffer_bytes(num_tasks, capacity, obs_dim, act_dim)
     # critic, target and two AdamW moments; actor and its two moments (float32)
@@ -591,8 +641,10 @@ def check_memory(args: Args, num_tasks: int, obs_dim: int, act_dim: int, capacit
         with open("/proc/meminfo") as f:
             meminfo = dict(line.split(":", 1) for line in f)
         available, where = int(meminfo["MemAvailable"].split()[0]) * 1024, "available host memory"
-    gib = lambda b: f"{b / 2**30:.2f} GiB"  # noqa: E731
-    print(f"memory plan: replay {gib(replay)} + networks and optimiser {gib(networks)} of {gib(available)} {where}")
+    gib = lambda b: f"{b / 2**30:.2f} GiB"
+    print(
+        f"memory plan: replay {gib(replay)} + networks and optimiser {gib(networks)} of {gib(available)} {where}"
+    )
     # activations of a width-w batch need headroom too; keep 20% free
     if replay + networks > 0.8 * available:
         fitting = int((0.8 * available - networks) / max(replay / capacity, 1))
@@ -609,7 +661,9 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(run_dir: Path, state: TrainState, buffer: ReplayBuffer, host: dict, save_replay: bool) -> None:
+def save_checkpoint(
+    run_dir: Path, state: TrainState, buffer: ReplayBuffer, host: dict, save_replay: bool
+) -> None:
     """Write checkpoints/step_N/ in a temporary folder, rename it, then point `latest` at it."""
     ckpt_root = run_dir / "checkpoints"
     ckpt_root.mkdir(exist_ok=True)
@@ -650,8 +704,13 @@ def load_checkpoint(run_dir: Path, state_like: TrainState, buffer: ReplayBuffer)
     if restored_replay:
         with np.load(ckpt / "replay.npz") as data:
             size = data["obs"].shape[1]
-            fields = {f: getattr(buffer, f).at[:, :size].set(data[f]) for f in ("obs", "action", "reward", "next_obs", "terminated")}
-            buffer = ReplayBuffer(**fields, position=jnp.asarray(data["position"]), size=jnp.asarray(data["size"]))
+            fields = {
+                f: getattr(buffer, f).at[:, :size].set(data[f])
+                for f in ("obs", "action", "reward", "next_obs", "terminated")
+            }
+            buffer = ReplayBuffer(
+                **fields, position=jnp.asarray(data["position"]), size=jnp.asarray(data["size"])
+            )
     return state, buffer, host, restored_replay
 
 
@@ -697,16 +756,24 @@ def main(args: Args) -> None:
     resume_dir = Path(args.resume) if args.resume else None
     if resume_dir is not None:
         if not (resume_dir / "config.json").exists():
-            raise ConfigError(f"--resume {resume_dir}: no config.json there; give a run directory under runs/")
+            raise ConfigError(
+                f"--resume {resume_dir}: no config.json there; give a run directory under runs/"
+            )
         saved = json.loads((resume_dir / "config.json").read_text())
         current = dataclasses.asdict(args)
         diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {current[k]!r} (now)"
                  for k in current if k not in RESUMABLE_FIELDS and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
         if diffs:
-            raise ConfigError(f"cannot resume {resume_dir}: its checkpoint was made with other arguments: " + "; ".join(diffs))
+            raise ConfigError(
+                f"cannot resume {resume_dir}: its checkpoint was made with other arguments: "
+                + "; ".join(diffs)
+            )
         run_dir = resume_dir
     else:
-        run_name = args.run_name or f"{args.suite if not args.tasks else 'tasks'}__w{args.width}__s{args.seed}__{int(time.time())}"
+        run_name = (
+            args.run_name
+            or f"{args.suite if not args.tasks else 'tasks'}__w{args.width}__s{args.seed}__{int(time.time())}"
+        )
         run_dir = Path("runs") / run_name
         if run_dir.exists():
             raise ConfigError(f"{run_dir} exists already; pick another --run-name or pass --resume {run_dir}")
@@ -722,7 +789,9 @@ def main(args: Args) -> None:
     )  # fmt: skip
     critic_params, actor_params = count_parameters(abstract[0]), count_parameters(abstract[1])
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {len(jax.devices())} visible")
-    print(f"tasks ({num_tasks}): {', '.join(t.name for t in tasks)}; obs {obs_dim}, action {act_dim} (padded)")
+    print(
+        f"tasks ({num_tasks}): {', '.join(t.name for t in tasks)}; obs {obs_dim}, action {act_dim} (padded)"
+    )
     print(f"parameters: critic ensemble {critic_params:,} (+ the same in its target), actor {actor_params:,}")
     check_memory(args, num_tasks, obs_dim, act_dim, capacity, critic_params, actor_params)
 
@@ -738,11 +807,15 @@ def main(args: Args) -> None:
         act_key = jax.random.wrap_key_data(jnp.asarray(host["act_key"], jnp.uint32))
         # without the saved replay, collect `learning_starts` steps with the restored policy first
         refill_until = env_step if restored_replay else env_step + args.learning_starts
-        print(f"resumed {run_dir} at step {env_step}; replay buffer {'restored' if restored_replay else 'refilled'}")
+        print(
+            f"resumed {run_dir} at step {env_step}; replay buffer {'restored' if restored_replay else 'refilled'}"
+        )
         # drop metrics past the checkpoint so the stream has each step once
         metrics_path = run_dir / "metrics.jsonl"
         if metrics_path.exists():
-            lines = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= env_step]
+            lines = [
+                l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= env_step
+            ]
             atomic_write_text(metrics_path, "".join(l + "\n" for l in lines))
     print(f"run directory: {run_dir}; batch {batch_size}, replay capacity {capacity} per task")
 
@@ -752,22 +825,29 @@ def main(args: Args) -> None:
             import wandb
         except ImportError:
             raise ConfigError("--track needs wandb: pip install wandb") from None
-        wandb_run = wandb.init(project="brc", name=run_dir.name, config=dataclasses.asdict(args), resume="allow")
+        wandb_run = wandb.init(
+            project="brc", name=run_dir.name, config=dataclasses.asdict(args), resume="allow"
+        )
 
     env = MultiTaskEnv(tasks, 1, seed=args.seed, mw_backend=args.mw_backend)
-    eval_env = MultiTaskEnv(tasks, args.eval_episodes, seed=args.seed + 42, mw_backend=args.mw_backend)  # ref. code: seed + 42
+    eval_env = MultiTaskEnv(
+        tasks, args.eval_episodes, seed=args.seed + 42, mw_backend=args.mw_backend
+    )  # ref. code: seed + 42
     task_ids = jnp.asarray(env.task_ids)
     obs = env.reset()
     episode_return, episode_success = np.zeros(num_tasks), np.zeros(num_tasks, bool)
     recent_returns = [deque(maxlen=10) for _ in range(num_tasks)]
     metrics, start_time, start_step = None, time.time(), env_step
+    last_log_time = start_time
     try:
         while env_step < args.total_steps:
             learning = env_step >= max(args.learning_starts, refill_until)
             if env_step < args.learning_starts:
                 action = rng.uniform(-1.0, 1.0, (num_tasks, act_dim)).astype(np.float32)
             else:
-                action = np.asarray(fns.act(state, jnp.asarray(obs), task_ids, jax.random.fold_in(act_key, env_step)))
+                action = np.asarray(
+                    fns.act(state, jnp.asarray(obs), task_ids, jax.random.fold_in(act_key, env_step))
+                )
             out = env.step(action)
             valid = ~out.reset_step  # the auto-reset step is never stored
             buffer = fns.insert(buffer, obs, action, out.reward, out.next_obs, out.terminated, valid)
@@ -784,7 +864,9 @@ def main(args: Args) -> None:
                 state, metrics = fns.update(state, buffer, jnp.asarray(normalizer.scale()), update_key)
 
             if env_step % args.log_interval == 0:
-                sps = (env_step - start_step) / (time.time() - start_time)
+                now = time.time()
+                sps = args.log_interval / (now - last_log_time)  # over the last interval
+                last_log_time = now
                 line = f"step {env_step}/{args.total_steps} | {sps:.1f} steps/s"
                 done_returns = [np.mean(r) for r in recent_returns if r]
                 if done_returns:

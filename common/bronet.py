@@ -21,9 +21,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 LAYER_NORM_EPS = 1e-6
 
 
-def orthogonal_linear(
-    in_features: int, out_features: int, gain: float, key: PRNGKeyArray
-) -> eqx.nn.Linear:
+def orthogonal_linear(in_features: int, out_features: int, gain: float, key: PRNGKeyArray) -> eqx.nn.Linear:
     """A Linear layer with an orthogonal weight of the given gain and a zero bias."""
     linear = eqx.nn.Linear(in_features, out_features, key=key)
     weight = jax.nn.initializers.orthogonal(gain)(key, (out_features, in_features))

@@ -34,8 +34,6 @@ def categorical_projection(
     return weight @ target_probs
 
 
-def cross_entropy(
-    target_probs: Float[Array, " atoms"], logits: Float[Array, " atoms"]
-) -> Float[Array, ""]:
+def cross_entropy(target_probs: Float[Array, " atoms"], logits: Float[Array, " atoms"]) -> Float[Array, ""]:
     """-sum_i p_i log softmax(logits)_i; the target is treated as a constant."""
     return -jnp.sum(jax.lax.stop_gradient(target_probs) * jax.nn.log_softmax(logits))

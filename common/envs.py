@@ -41,7 +41,7 @@ def _make_envpool(task: TaskSpec, num_envs: int, seed: int):
     kwargs = {}
     if task.domain == "metaworld":
         # goal-observable variant, 200-step episodes (paper Appendix E)
-        kwargs = dict(partially_observable=False, max_episode_steps=task.max_episode_steps)
+        kwargs = {"partially_observable": False, "max_episode_steps": task.max_episode_steps}
     return envpool.make_gymnasium(task.envpool_id, num_envs=num_envs, seed=seed, **kwargs)
 
 

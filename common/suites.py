@@ -99,9 +99,7 @@ def resolve_tasks(suite: str, tasks: tuple[str, ...] = ()) -> list[TaskSpec]:
     if tasks:
         unknown = [t for t in tasks if t not in TASKS]
         if unknown:
-            raise ValueError(
-                f"unknown task(s) {', '.join(unknown)}. Valid tasks: {', '.join(sorted(TASKS))}"
-            )
+            raise ValueError(f"unknown task(s) {', '.join(unknown)}. Valid tasks: {', '.join(sorted(TASKS))}")
         if len(set(tasks)) != len(tasks):
             raise ValueError(f"--tasks lists a task twice: {','.join(tasks)}")
         return [TASKS[t] for t in tasks]

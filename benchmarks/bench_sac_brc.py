@@ -1,0 +1,121 @@
+"""Throughput of sac_brc.py's parts on this machine: env steps/s, updates/s, end-to-end steps/s.
+
+    python benchmarks/bench_sac_brc.py                 # everything, CPU-sized
+    python benchmarks/bench_sac_brc.py --only update   # one part
+
+Prints markdown tables (README "Performance" holds the measured ones). On a GPU the
+update table also covers widths 2048 and 4096.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common.envs import MultiTaskEnv
+from common.suites import resolve_tasks
+from sac_brc import Args, make_agent, replay_buffer_init
+
+
+def bench_envs(steps: int) -> None:
+    print("\n| suite | tasks | env steps/s (all tasks) | lockstep iterations/s |\n|---|---|---|---|")
+    for suite in ("dmc-easy", "mw-easy", "dmc-dogs", "mw"):
+        tasks = resolve_tasks(suite)
+        env = MultiTaskEnv(tasks)
+        env.reset()
+        rng = np.random.default_rng(0)
+        actions = rng.uniform(-1, 1, (steps, env.num_envs, env.act_dim)).astype(np.float32)
+        env.step(actions[0])
+        start = time.perf_counter()
+        for a in actions:
+            env.step(a)
+        rate = steps / (time.perf_counter() - start)
+        env.close()
+        print(f"| {suite} | {len(tasks)} | {rate * len(tasks):.0f} | {rate:.0f} |", flush=True)
+
+
+def bench_update(widths: list[int], batches: list[int], calls: int) -> None:
+    print("\n| width | batch | update calls/s (UTD 2) | updates/s | samples/s | first call (compile) s |"
+          "\n|---|---|---|---|---|---|")  # fmt: skip
+    num_tasks, obs_dim, act_dim = 2, 17, 6  # two DMC tasks, as dmc-easy
+    for batch in batches:
+        for width in widths:
+            args = Args(width=width, batch_size=batch)
+            state, fns, _ = make_agent(args, num_tasks, obs_dim, act_dim, jax.random.key(0))
+            buffer = replay_buffer_init(num_tasks, 10_000, obs_dim, act_dim)
+            rng = np.random.default_rng(0)
+            for _ in range(64):  # some real data; sampling cost does not depend on contents
+                obs = rng.normal(size=(num_tasks, obs_dim)).astype(np.float32)
+                act = rng.uniform(-1, 1, (num_tasks, act_dim)).astype(np.float32)
+                buffer = fns.insert(buffer, obs, act, np.ones(num_tasks, np.float32), obs,
+                                    np.zeros(num_tasks, bool), np.ones(num_tasks, bool))  # fmt: skip
+            scale = jnp.full(num_tasks, 50.0)
+            start = time.perf_counter()
+            state, metrics = fns.update(state, buffer, scale, jax.random.key(1))
+            jax.block_until_ready(metrics)
+            compile_s = time.perf_counter() - start
+            start = time.perf_counter()
+            for _ in range(calls):
+                state, metrics = fns.update(state, buffer, scale, jax.random.key(1))
+            jax.block_until_ready(metrics)
+            rate = calls / (time.perf_counter() - start)
+            print(f"| {width} | {batch} | {rate:.2f} | {rate * args.utd:.2f} | {rate * args.utd * batch:,.0f} "
+                  f"| {compile_s:.1f} |", flush=True)  # fmt: skip
+
+
+def bench_end_to_end(configs: list[tuple[str, int, int]], steps: int) -> None:
+    """Env steps/s while training: act + env step + insert + UTD-2 update, from sac_brc.py's own log."""
+    print("\n| tasks | width | batch | env steps/s while training | ms per step |\n|---|---|---|---|---|")
+    for tasks, width, batch in configs:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = subprocess.run(
+                [sys.executable, str(REPO / "sac_brc.py"), "--tasks", tasks, "--width", str(width),
+                 "--batch-size", str(batch), "--learning-starts", "300", "--total-steps", str(300 + steps),
+                 "--log-interval", str(steps // 4), "--eval-interval", "1000000", "--checkpoint-interval",
+                 "1000000", "--no-checkpoint-replay", "--run-name", "bench"],
+                cwd=tmp, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"),
+            )  # fmt: skip
+        rates = [float(m) for m in re.findall(r"\| ([\d.]+) steps/s", out.stdout)]
+        if out.returncode != 0 or len(rates) < 2:
+            print(f"| {tasks} | {width} | {batch} | failed: {out.stderr[-300:]!r} | |")
+            continue
+        rate = float(np.median(rates[-3:]))  # skip the interval that includes compilation
+        print(f"| {tasks} | {width} | {batch} | {rate:.1f} | {1000 / rate:.0f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--only", choices=["envs", "update", "e2e"], default=None)
+    parser.add_argument("--env-steps", type=int, default=1000)
+    parser.add_argument("--update-calls", type=int, default=10)
+    parser.add_argument("--train-steps", type=int, default=400)
+    cli = parser.parse_args()
+    gpu = jax.default_backend() != "cpu"
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}, "
+          f"{os.cpu_count()} CPU cores")  # fmt: skip
+    if cli.only in (None, "envs"):
+        bench_envs(cli.env_steps)
+    if cli.only in (None, "update"):
+        bench_update([256, 512, 1024] + ([2048, 4096] if gpu else []), [256, 1024], cli.update_calls)
+    if cli.only in (None, "e2e"):
+        configs = [("cartpole-swingup", 256, 256), ("cartpole-swingup,cheetah-run", 256, 1024)]
+        if gpu:
+            configs.append(("cartpole-swingup,cheetah-run", 4096, 1024))
+        bench_end_to_end(configs, cli.train_steps)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,515 @@
+"""BroNet, the critic/actor modules, the tanh-Gaussian and the replay buffer vs NumPy references."""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sac_brc
+from common.bronet import LAYER_NORM_EPS, BroNet, count_parameters, make_ensemble
+
+# Eager JAX compiles every primitive separately (slow on CPU): build and run under jit.
+
+
+def build_bronet(in_features, width, depth, key):
+    return eqx.filter_jit(lambda k: BroNet(in_features, width, depth, k))(key)
+
+
+def build_critic(obs_dim, act_dim, num_tasks, args, key):
+    return eqx.filter_jit(lambda k: sac_brc.Critic(obs_dim, act_dim, num_tasks, args, k))(key)
+
+
+def build_actor(obs_dim, act_dim, num_tasks, embedding_dim, args, key):
+    return eqx.filter_jit(lambda k: sac_brc.Actor(obs_dim, act_dim, num_tasks, embedding_dim, args, k))(key)
+
+
+insert = jax.jit(sac_brc.insert)
+sample_tanh_gaussian = jax.jit(sac_brc.sample_tanh_gaussian)
+
+
+def call(module, *xs):
+    return eqx.filter_jit(lambda m, *a: m(*a))(module, *xs)
+
+
+# ---------------------------------------------------------------- NumPy reference forward
+
+
+def np_linear(linear, x):
+    w = np.asarray(linear.weight, np.float64)
+    b = np.asarray(linear.bias, np.float64)
+    out = np.zeros(w.shape[0])
+    for i in range(w.shape[0]):
+        out[i] = sum(w[i, j] * x[j] for j in range(w.shape[1])) + b[i]
+    return out
+
+
+def np_layer_norm(norm, x, eps=1e-6):
+    mean = sum(x) / len(x)
+    var = sum((xi - mean) ** 2 for xi in x) / len(x)
+    scale = np.asarray(norm.weight, np.float64)
+    offset = np.asarray(norm.bias, np.float64)
+    return np.array([(xi - mean) / math.sqrt(var + eps) * s + o for xi, s, o in zip(x, scale, offset)])
+
+
+def np_relu(x):
+    return np.array([max(v, 0.0) for v in x])
+
+
+def np_bronet(net, x):
+    x = np.asarray(x, np.float64)
+    h = np_relu(np_layer_norm(net.input_norm, np_linear(net.input_linear, x)))
+    for block in net.blocks:
+        r = np_relu(np_layer_norm(block.norm1, np_linear(block.linear1, h)))
+        h = h + np_layer_norm(block.norm2, np_linear(block.linear2, r))
+    return h
+
+
+def member(ensemble, i):
+    """Member i of a stacked ensemble as a plain module."""
+    return jax.tree.map(lambda leaf: leaf[i] if eqx.is_array(leaf) else leaf, ensemble)
+
+
+def perturb_norms(net, key):
+    """Give every LayerNorm a non-trivial scale/offset so the reference checks they are used."""
+
+    def is_norm(x):
+        return isinstance(x, eqx.nn.LayerNorm)
+
+    leaves, treedef = jax.tree.flatten(net, is_leaf=is_norm)
+    keys = jax.random.split(key, len(leaves))
+    out = []
+    for leaf, k in zip(leaves, keys):
+        if is_norm(leaf):
+            k1, k2 = jax.random.split(k)
+            leaf = eqx.tree_at(
+                lambda n: (n.weight, n.bias),
+                leaf,
+                (1.0 + 0.3 * jax.random.normal(k1, leaf.weight.shape), 0.2 * jax.random.normal(k2, leaf.bias.shape)),
+            )
+        out.append(leaf)
+    return jax.tree.unflatten(treedef, out)
+
+
+# ---------------------------------------------------------------- BroNet
+
+
+def test_layer_norm_eps():
+    assert LAYER_NORM_EPS == 1e-6
+    net = build_bronet(5, 8, 1, jax.random.key(0))
+    assert net.input_norm.eps == 1e-6
+    assert all(b.norm1.eps == 1e-6 and b.norm2.eps == 1e-6 for b in net.blocks)
+
+
+@pytest.mark.parametrize("in_features,width,depth", [(7, 16, 2), (20, 32, 1), (3, 16, 3)])
+def test_bronet_shape_and_forward_matches_numpy(in_features, width, depth):
+    key = jax.random.key(in_features + width + depth)
+    net_key, norm_key, x_key = jax.random.split(key, 3)
+    net = build_bronet(in_features, width, depth, net_key)
+    assert len(net.blocks) == depth
+    xs = jax.random.normal(x_key, (4, in_features)) * 2
+    for variant in (net, perturb_norms(net, norm_key)):
+        out = eqx.filter_jit(lambda m, x: jax.vmap(m)(x))(variant, xs)
+        assert out.shape == (4, width)
+        for x, y in zip(np.asarray(xs), np.asarray(out)):
+            np.testing.assert_allclose(y, np_bronet(variant, x), atol=1e-4, rtol=1e-4)
+
+
+def test_bronet_single_sample_matches_numpy():
+    net = build_bronet(6, 24, 2, jax.random.key(3))
+    x = jnp.linspace(-1.0, 2.0, 6)
+    y = call(net, x)
+    assert y.shape == (24,)
+    np.testing.assert_allclose(np.asarray(y), np_bronet(net, np.asarray(x)), atol=1e-4, rtol=1e-4)
+
+
+def test_residual_has_no_activation_after_addition():
+    """With LN offsets very negative the block branch is negative: the output goes below 0."""
+    net = build_bronet(4, 16, 1, jax.random.key(1))
+    net = eqx.tree_at(lambda n: n.blocks[0].norm2.bias, net, jnp.full(16, -5.0))
+    y = np.asarray(call(net, jnp.ones(4)))
+    assert (y < 0).any()
+    np.testing.assert_allclose(y, np_bronet(net, np.ones(4)), atol=1e-4)
+
+
+@pytest.mark.parametrize("width", [16, 32, 64])
+def test_orthogonal_init_gain_sqrt2_zero_bias(width):
+    in_features = 8
+    net = build_bronet(in_features, width, 2, jax.random.key(width))
+    for block in net.blocks:
+        for lin in (block.linear1, block.linear2):
+            w = np.asarray(lin.weight, np.float64)
+            assert w.shape == (width, width)
+            np.testing.assert_allclose(w @ w.T, 2.0 * np.eye(width), atol=1e-4)
+            np.testing.assert_allclose(w.T @ w, 2.0 * np.eye(width), atol=1e-4)
+            np.testing.assert_array_equal(np.asarray(lin.bias), np.zeros(width))
+        for norm in (block.norm1, block.norm2):
+            np.testing.assert_array_equal(np.asarray(norm.weight), np.ones(width))
+            np.testing.assert_array_equal(np.asarray(norm.bias), np.zeros(width))
+    # input layer (in < width): orthonormal columns scaled by sqrt(2)
+    w = np.asarray(net.input_linear.weight, np.float64)
+    assert w.shape == (width, in_features)
+    np.testing.assert_allclose(w.T @ w, 2.0 * np.eye(in_features), atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(net.input_linear.bias), np.zeros(width))
+    # the two block layers are not the same matrix
+    assert not np.allclose(np.asarray(net.blocks[0].linear1.weight), np.asarray(net.blocks[0].linear2.weight))
+
+
+def test_make_ensemble_members_differ():
+    ens = eqx.filter_jit(lambda key: make_ensemble(lambda k: BroNet(5, 16, 2, k), 2, key))(jax.random.key(0))
+    w = np.asarray(ens.blocks[0].linear1.weight)
+    assert w.shape == (2, 16, 16)
+    assert ens.input_linear.weight.shape == (2, 16, 5)
+    assert ens.input_norm.weight.shape == (2, 16)
+    assert not np.allclose(w[0], w[1])
+    assert not np.allclose(np.asarray(ens.input_linear.weight[0]), np.asarray(ens.input_linear.weight[1]))
+    # each member is itself a properly initialised BroNet
+    for i in range(2):
+        wi = np.asarray(member(ens, i).blocks[1].linear2.weight, np.float64)
+        np.testing.assert_allclose(wi @ wi.T, 2.0 * np.eye(16), atol=1e-4)
+    # and the documented batched call evaluates each member on the input
+    x = jnp.arange(5.0) / 5
+    out = eqx.filter_jit(eqx.filter_vmap(lambda m, x: m(x), in_axes=(eqx.if_array(0), None)))(ens, x)
+    assert out.shape == (2, 16)
+    for i in range(2):
+        np.testing.assert_allclose(np.asarray(out[i]), np_bronet(member(ens, i), np.asarray(x)), atol=1e-4)
+
+
+def test_count_parameters_small_bronet():
+    i, w, d = 7, 16, 2
+    net = build_bronet(i, w, d, jax.random.key(0))
+    want = i * w + w + 2 * w + d * (2 * (w * w + w) + 2 * 2 * w)
+    assert count_parameters(net) == want
+    assert count_parameters(eqx.filter_eval_shape(BroNet, i, w, d, jax.random.key(0))) == want
+
+
+# ---------------------------------------------------------------- parameter counts (paper Table 1)
+
+TABLE1 = [(256, 1e6), (512, 4e6), (1024, 16e6), (2048, 64e6), (4096, 256e6), (8192, 1e9)]
+
+
+def abstract_critic(width, **kw):
+    args = sac_brc.Args(width=width, **kw)
+    return eqx.filter_eval_shape(sac_brc.Critic, 39, 4, 50, args, jax.random.key(0))
+
+
+@pytest.mark.parametrize("width,table", TABLE1)
+def test_critic_block_parameters_match_table1(width, table):
+    critic = abstract_critic(width)
+    # count_parameters is annotated for a Module, so count the blocks (a tuple) one by one
+    blocks = sum(count_parameters(block) for block in critic.members.trunk.blocks)
+    total = 2 * blocks  # online + target critic ensembles
+    assert abs(total - table) / table < 0.10, (width, total, table)
+    # and it is the 16 w^2 of the paper's scaling (plus small bias/LN terms)
+    assert abs(total - 16 * width**2) / (16 * width**2) < 0.01
+
+
+@pytest.mark.parametrize("width", [256, 4096, 8192])
+def test_critic_total_parameters_hand_formula(width):
+    critic = abstract_critic(width)
+    w, depth, atoms, emb = width, 2, 101, 32
+    inp = 39 + 4 + emb
+    per_member = inp * w + w + 2 * w + depth * (2 * (w * w + w) + 2 * 2 * w) + w * atoms + atoms
+    assert count_parameters(critic) == 2 * per_member + 50 * emb
+    assert critic.task_embedding.shape == (50, emb)
+
+
+# ---------------------------------------------------------------- Critic / Actor forward
+
+
+def np_critic(critic, obs, act, task):
+    emb = np.zeros(0)
+    if critic.task_embedding is not None:
+        e = np.asarray(critic.task_embedding[task], np.float64)
+        emb = e / math.sqrt(sum(v * v for v in e))
+    x = np.concatenate([np.asarray(obs, np.float64), np.asarray(act, np.float64), emb])
+    outs = []
+    for i in range(2):
+        m = member(critic.members, i)
+        outs.append(np_linear(m.head, np_bronet(m.trunk, x)))
+    return np.stack(outs)
+
+
+def test_critic_forward_batch_embedding():
+    args = sac_brc.Args(width=16, depth=2)
+    obs_dim, act_dim, tasks, batch = 6, 3, 4, 5
+    critic = build_critic(obs_dim, act_dim, tasks, args, jax.random.key(0))
+    key = jax.random.split(jax.random.key(1), 3)
+    obs = jax.random.normal(key[0], (batch, obs_dim))
+    act = jax.random.uniform(key[1], (batch, act_dim), minval=-1, maxval=1)
+    task = jnp.array([0, 3, 1, 1, 2])
+    out = eqx.filter_jit(lambda c, *a: jax.vmap(c)(*a))(critic, obs, act, task)
+    assert out.shape == (batch, 2, 101)
+    for b in range(batch):
+        np.testing.assert_allclose(
+            np.asarray(out[b]), np_critic(critic, obs[b], act[b], int(task[b])), atol=2e-4, rtol=1e-4
+        )
+    # the two members differ
+    assert not np.allclose(np.asarray(out[:, 0]), np.asarray(out[:, 1]))
+
+
+def test_critic_embedding_is_l2_normalised():
+    args = sac_brc.Args(width=16, embedding_dim=32)
+    critic = build_critic(6, 3, 5, args, jax.random.key(2))
+    raw = np.asarray(critic.task_embedding, np.float64)
+    assert raw.shape == (5, 32)
+    for t in range(5):
+        e = np.asarray(critic.embed(jnp.array(t)), np.float64)
+        assert math.sqrt(sum(v * v for v in e)) == pytest.approx(1.0, abs=1e-5)
+        np.testing.assert_allclose(e, raw[t] / np.sqrt((raw[t] ** 2).sum()), atol=1e-6)
+    # not trivially normalised already (N(0, 1/32) rows have norm ~1 but not exactly)
+    assert not np.allclose(np.sqrt((raw**2).sum(-1)), 1.0, atol=1e-3)
+    # scaling a row doesn't change the critic's output
+    scaled = eqx.tree_at(lambda c: c.task_embedding, critic, critic.task_embedding * 7.0)
+    obs, act = jnp.ones(6), jnp.zeros(3)
+    np.testing.assert_allclose(
+        np.asarray(call(scaled, obs, act, jnp.array(2))), np.asarray(call(critic, obs, act, jnp.array(2))), atol=1e-5
+    )
+
+
+def test_single_task_critic_has_no_embedding():
+    critic = build_critic(6, 3, 1, sac_brc.Args(width=16), jax.random.key(0))
+    assert critic.task_embedding is None
+    assert critic.members.trunk.input_linear.weight.shape == (2, 16, 9)
+    out = call(critic, jnp.ones(6), jnp.ones(3), jnp.array(0))
+    np.testing.assert_allclose(np.asarray(out), np_critic(critic, np.ones(6), np.ones(3), 0), atol=2e-4)
+
+
+def test_critic_heads_selects_task_slice():
+    args = sac_brc.Args(width=16, task_conditioning="heads")
+    tasks, atoms = 3, 101
+    critic = build_critic(6, 3, tasks, args, jax.random.key(4))
+    assert critic.task_embedding is None
+    assert critic.members.head.weight.shape == (2, tasks * atoms, 16)
+    assert critic.members.trunk.input_linear.weight.shape == (2, 16, 9)
+    obs = jax.random.normal(jax.random.key(5), (6,))
+    act = jnp.array([0.1, -0.5, 0.9])
+    full = np.stack(
+        [np_linear(member(critic.members, i).head, np_bronet(member(critic.members, i).trunk, np.concatenate([obs, act])))
+         for i in range(2)]
+    )  # fmt: skip
+    assert full.shape == (2, tasks * atoms)
+    outs = []
+    for k in range(tasks):
+        out = np.asarray(call(critic, obs, act, jnp.array(k)))
+        assert out.shape == (2, atoms)
+        np.testing.assert_allclose(out, full.reshape(2, tasks, atoms)[:, k], atol=2e-4, rtol=1e-4)
+        outs.append(out)
+    assert not np.allclose(outs[0], outs[1])
+
+
+def test_critic_mse_loss_single_output():
+    critic = eqx.filter_eval_shape(
+        lambda k: sac_brc.Critic(6, 3, 2, sac_brc.Args(width=16, loss="mse"), k), jax.random.key(0)
+    )
+    out = eqx.filter_eval_shape(lambda c: c(jnp.ones(6), jnp.ones(3), jnp.array(1)), critic)
+    assert out.shape == (2, 1)
+
+
+@pytest.mark.parametrize("conditioning", ["embedding", "heads"])
+def test_actor_forward_matches_numpy(conditioning):
+    args = sac_brc.Args(actor_width=16, actor_depth=1, task_conditioning=conditioning)
+    obs_dim, act_dim, tasks = 5, 2, 3
+    emb_dim = 4 if conditioning == "embedding" else 0
+    actor = build_actor(obs_dim, act_dim, tasks, emb_dim, args, jax.random.key(0))
+    # make the log-std head large enough to reach the squashing range's ends
+    actor = eqx.tree_at(lambda a: a.log_std_head.weight, actor, actor.log_std_head.weight * 20)
+    heads = tasks if conditioning == "heads" else 1
+    np.testing.assert_allclose(
+        np.asarray(actor.log_std_head.weight @ actor.log_std_head.weight.T) / 400, np.eye(act_dim * heads), atol=1e-4
+    )
+    for k in range(tasks):
+        obs = jax.random.normal(jax.random.key(10 + k), (obs_dim,)) * 3
+        emb = jax.random.normal(jax.random.key(20 + k), (emb_dim,))
+        mean, log_std = call(actor, obs, emb, jnp.array(k))
+        assert mean.shape == (act_dim,) and log_std.shape == (act_dim,)
+        h = np_bronet(actor.trunk, np.concatenate([np.asarray(obs), np.asarray(emb)]))
+        m = np_linear(actor.mean_head, h).reshape(heads, act_dim)[k if heads > 1 else 0]
+        raw = np_linear(actor.log_std_head, h).reshape(heads, act_dim)[k if heads > 1 else 0]
+        ls = np.array([-10.0 + 12.0 * 0.5 * (1.0 + math.tanh(v)) for v in raw])
+        np.testing.assert_allclose(np.asarray(mean), m, atol=2e-4, rtol=1e-4)
+        np.testing.assert_allclose(np.asarray(log_std), ls, atol=2e-3, rtol=1e-4)
+        assert (np.asarray(log_std) >= -10.0).all() and (np.asarray(log_std) <= 2.0).all()
+
+
+# ---------------------------------------------------------------- tanh-Gaussian
+
+
+def np_tanh_gaussian_log_prob(action, mean, log_std):
+    total = 0.0
+    for a, m, ls in zip(action, mean, log_std):
+        u = math.atanh(a)
+        std = math.exp(ls)
+        total += -0.5 * ((u - m) / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)
+        total -= math.log(1.0 - math.tanh(u) ** 2)
+    return total
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_tanh_gaussian_log_prob_matches_numpy(seed):
+    rng = np.random.default_rng(seed)
+    act_dim = 6
+    for i in range(10):
+        mean = rng.uniform(-1.0, 1.0, size=act_dim).astype(np.float32)
+        log_std = rng.uniform(-2.0, -0.5, size=act_dim).astype(np.float32)
+        action, log_prob = sample_tanh_gaussian(
+            jnp.asarray(mean), jnp.asarray(log_std), jax.random.key(100 * seed + i)
+        )
+        assert action.shape == (act_dim,) and log_prob.shape == ()
+        a = np.asarray(action, np.float64)
+        assert (np.abs(a) < 1).all()
+        want = np_tanh_gaussian_log_prob(a, mean.astype(np.float64), log_std.astype(np.float64))
+        assert float(log_prob) == pytest.approx(want, abs=2e-3, rel=1e-4)
+
+
+def test_tanh_gaussian_samples_have_the_right_distribution():
+    mean = jnp.array([0.3, -0.8, 0.0])
+    log_std = jnp.array([-1.0, -0.5, -2.0])
+    keys = jax.random.split(jax.random.key(0), 4000)
+    actions, log_probs = jax.vmap(sac_brc.sample_tanh_gaussian, in_axes=(None, None, 0))(mean, log_std, keys)
+    u = np.arctanh(np.asarray(actions, np.float64))
+    np.testing.assert_allclose(u.mean(0), np.asarray(mean), atol=0.03)
+    np.testing.assert_allclose(u.std(0), np.exp(np.asarray(log_std)), rtol=0.05)
+    assert np.isfinite(np.asarray(log_probs)).all()
+    # the keys matter
+    assert not np.allclose(np.asarray(actions[0]), np.asarray(actions[1]))
+
+
+def test_tanh_gaussian_saturated_log_prob_finite():
+    """|u| ~ 10: tanh(u) rounds to 1 in float32, but the log-det term stays finite and right."""
+    mean = jnp.array([10.0, -9.0])
+    log_std = jnp.array([-10.0, -10.0])
+    action, log_prob = sample_tanh_gaussian(mean, log_std, jax.random.key(0))
+    assert np.isfinite(float(log_prob))
+    assert (np.abs(np.asarray(action)) <= 1).all()
+    # u = mean + 4.5e-5 * eps, so -log(1 - tanh(u)^2) ~= 2|m| - 2 log 2 (within ~1e-3 for |eps| < 5),
+    # and the Gaussian part lies in [-0.5 * 25 - log_std - 0.5 log 2 pi, -log_std - 0.5 log 2 pi]
+    log_det = sum(2 * abs(m) - 2 * math.log(2) + 2 * math.log1p(math.exp(-2 * abs(m))) for m in (10.0, -9.0))
+    upper = 2 * (10.0 - 0.5 * math.log(2 * math.pi)) + log_det
+    assert upper - 25.0 - 1e-2 <= float(log_prob) <= upper + 1e-2
+
+
+# ---------------------------------------------------------------- replay buffer
+
+
+def bool_(x):
+    return jnp.asarray(np.array(x, bool))
+
+
+def test_replay_buffer_init():
+    buf = sac_brc.replay_buffer_init(3, 5, 4, 2)
+    assert buf.obs.shape == (3, 5, 4) and buf.next_obs.shape == (3, 5, 4)
+    assert buf.action.shape == (3, 5, 2)
+    assert buf.reward.shape == (3, 5) and buf.terminated.shape == (3, 5)
+    np.testing.assert_array_equal(np.asarray(buf.position), [0, 0, 0])
+    np.testing.assert_array_equal(np.asarray(buf.size), [0, 0, 0])
+    assert float(jnp.abs(buf.obs).sum()) == 0.0
+    assert sac_brc.replay_buffer_bytes(3, 5, 4, 2) == sum(
+        x.size * x.dtype.itemsize for x in (buf.obs, buf.action, buf.reward, buf.next_obs, buf.terminated)
+    )
+
+
+def test_insert_matches_numpy_ring_buffer():
+    tasks, cap, obs_dim, act_dim = 3, 4, 2, 1
+    rng = np.random.default_rng(0)
+    buf = sac_brc.replay_buffer_init(tasks, cap, obs_dim, act_dim)
+    # NumPy reference ring buffers
+    ref = {k: np.zeros((tasks, cap) + s) for k, s in
+           [("obs", (obs_dim,)), ("action", (act_dim,)), ("reward", ()), ("next_obs", (obs_dim,)), ("terminated", ())]}  # fmt: skip
+    pos, size = [0] * tasks, [0] * tasks
+    for step in range(15):
+        obs = rng.normal(size=(tasks, obs_dim)).astype(np.float32)
+        action = rng.normal(size=(tasks, act_dim)).astype(np.float32)
+        reward = rng.normal(size=tasks).astype(np.float32)
+        next_obs = rng.normal(size=(tasks, obs_dim)).astype(np.float32)
+        term = rng.uniform(size=tasks) < 0.3
+        # task 0 always valid, task 1 invalid every third step, task 2 invalid at random
+        valid = np.array([True, step % 3 != 2, rng.uniform() < 0.5])
+        buf = insert(buf, jnp.asarray(obs), jnp.asarray(action), jnp.asarray(reward), jnp.asarray(next_obs),
+                     bool_(term), bool_(valid))  # fmt: skip
+        for i in range(tasks):
+            if valid[i]:
+                ref["obs"][i, pos[i]] = obs[i]
+                ref["action"][i, pos[i]] = action[i]
+                ref["reward"][i, pos[i]] = reward[i]
+                ref["next_obs"][i, pos[i]] = next_obs[i]
+                ref["terminated"][i, pos[i]] = float(term[i])
+                pos[i] = (pos[i] + 1) % cap
+                size[i] = min(size[i] + 1, cap)
+        np.testing.assert_array_equal(np.asarray(buf.position), pos)
+        np.testing.assert_array_equal(np.asarray(buf.size), size)
+        for k, v in ref.items():
+            np.testing.assert_array_equal(np.asarray(getattr(buf, k)), v.astype(np.float32), err_msg=f"{k} step {step}")
+    assert size == [cap] * tasks or size[2] < cap  # task 0 and 1 wrapped
+    assert size[0] == cap and size[1] == cap
+
+
+def test_invalid_transition_leaves_full_wrapping_buffer_unchanged():
+    tasks, cap = 2, 3
+    buf = sac_brc.replay_buffer_init(tasks, cap, 1, 1)
+    # fill both tasks past capacity so they are full and wrapping (position 1)
+    for step in range(cap + 1):
+        v = float(step + 1)
+        buf = insert(buf, jnp.full((tasks, 1), v), jnp.full((tasks, 1), -v), jnp.full(tasks, 10 * v),
+                             jnp.full((tasks, 1), v + 0.5), bool_([False, True]), bool_([True, True]))  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(buf.position), [1, 1])
+    np.testing.assert_array_equal(np.asarray(buf.size), [3, 3])
+    np.testing.assert_array_equal(np.asarray(buf.obs[:, :, 0]), [[4, 2, 3], [4, 2, 3]])
+    before = jax.tree.map(np.asarray, buf)
+    # task 1 gets an invalid (auto-reset) transition, task 0 a valid one
+    buf = insert(buf, jnp.full((tasks, 1), 99.0), jnp.full((tasks, 1), 99.0), jnp.full(tasks, 99.0),
+                         jnp.full((tasks, 1), 99.0), bool_([True, True]), bool_([True, False]))  # fmt: skip
+    for k in ("obs", "action", "reward", "next_obs", "terminated"):
+        new, old = np.asarray(getattr(buf, k)), getattr(before, k)
+        np.testing.assert_array_equal(new[1], old[1], err_msg=k)  # task 1 untouched
+        np.testing.assert_array_equal(np.delete(new[0], 1, axis=0), np.delete(old[0], 1, axis=0), err_msg=k)
+        assert (new[0, 1] == 99.0).all() or (k == "terminated" and new[0, 1] == 1.0), k
+    np.testing.assert_array_equal(np.asarray(buf.position), [2, 1])
+    np.testing.assert_array_equal(np.asarray(buf.size), [3, 3])
+    # several invalid steps in a row for all tasks change nothing at all
+    before = jax.tree.map(np.asarray, buf)
+    for _ in range(4):
+        buf = insert(buf, jnp.full((tasks, 1), -7.0), jnp.full((tasks, 1), -7.0), jnp.full(tasks, -7.0),
+                             jnp.full((tasks, 1), -7.0), bool_([True, True]), bool_([False, False]))  # fmt: skip
+    for a, b in zip(jax.tree.leaves(buf), jax.tree.leaves(before)):
+        np.testing.assert_array_equal(np.asarray(a), b)
+
+
+def test_sample_only_returns_filled_transitions_of_its_task():
+    tasks, cap, obs_dim = 4, 50, 3
+    fill = [50, 7, 1, 23]  # task 0 full; others partly filled
+    buf = sac_brc.replay_buffer_init(tasks, cap, obs_dim, 2)
+    for step in range(max(fill)):
+        # distinct value per (task, slot): obs = [task, step, step + 0.5]
+        obs = np.array([[i, step, step + 0.5] for i in range(tasks)], np.float32)
+        buf = insert(
+            buf, jnp.asarray(obs), jnp.asarray(obs[:, :2] * 2), jnp.asarray(obs[:, 1] * 10), jnp.asarray(obs + 1),
+            bool_([step % 2 == 0] * tasks), bool_([step < f for f in fill]),
+        )  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(buf.size), fill)
+    batch = jax.jit(sac_brc.sample, static_argnums=1)(buf, 20000, jax.random.key(0))
+    task = np.asarray(batch.task)
+    obs = np.asarray(batch.obs)
+    assert obs.shape == (20000, obs_dim)
+    # every sample is a transition that was stored for its task, consistent across fields
+    np.testing.assert_array_equal(obs[:, 0], task)
+    slot = obs[:, 1].astype(int)
+    np.testing.assert_array_equal(obs[:, 1], slot)
+    assert (slot >= 0).all()
+    assert (slot < np.array(fill)[task]).all()
+    np.testing.assert_array_equal(obs[:, 2], slot + 0.5)
+    np.testing.assert_array_equal(np.asarray(batch.action), obs[:, :2] * 2)
+    np.testing.assert_array_equal(np.asarray(batch.reward), slot * 10.0)
+    np.testing.assert_array_equal(np.asarray(batch.next_obs), obs + 1)
+    np.testing.assert_array_equal(np.asarray(batch.terminated), (slot % 2 == 0).astype(np.float32))
+    # tasks are uniform: 5000 +- 3 sigma (sigma ~ 61)
+    counts = np.bincount(task, minlength=tasks)
+    assert (np.abs(counts - 5000) < 250).all(), counts
+    # and within a task, every filled slot is reached, roughly uniformly
+    for i in range(tasks):
+        slots = np.bincount(slot[task == i], minlength=fill[i])
+        assert (slots > 0).all(), (i, slots)
+        expected = counts[i] / fill[i]
+        assert (np.abs(slots - expected) < 5 * np.sqrt(expected) + 1).all(), (i, slots)

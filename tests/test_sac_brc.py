@@ -1,0 +1,119 @@
+"""sac_brc.py: jitted entry points, CLI, run directory, resume, bad input, learning."""
+
+import dataclasses
+import inspect
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sac_brc import Args, make_agent, replay_buffer_init
+
+TINY = ["--width", "32", "--actor-width", "32", "--num-atoms", "21", "--batch-size", "64"]
+
+
+def test_jitted_entry_points_trace_once():
+    """act, act_deterministic, insert and update compile once for a run (STYLE.md 6)."""
+    args = Args(width=32, actor_width=16, num_atoms=11, batch_size=8, utd=2)
+    num_tasks, obs_dim, act_dim = 3, 5, 2
+    state, fns, _ = make_agent(args, num_tasks, obs_dim, act_dim, jax.random.key(0))
+    buffer = replay_buffer_init(num_tasks, 16, obs_dim, act_dim)
+    rng = np.random.default_rng(0)
+    task_ids = jnp.arange(num_tasks)
+    for step in range(3):
+        obs = rng.normal(size=(num_tasks, obs_dim)).astype(np.float32)
+        action = np.asarray(fns.act(state, jnp.asarray(obs), task_ids, jax.random.key(step)))
+        buffer = fns.insert(
+            buffer, obs, action, rng.normal(size=num_tasks).astype(np.float32), obs,
+            rng.random(num_tasks) < 0.5, rng.random(num_tasks) < 0.8,
+        )  # fmt: skip
+        state, metrics = fns.update(
+            state, buffer, jnp.asarray(rng.random(num_tasks) + 1, jnp.float32), jax.random.key(1)
+        )
+        fns.act_deterministic(state, jnp.asarray(obs), task_ids)
+    assert np.isfinite(float(metrics["critic_loss"]))
+    assert int(state.step) == 3 * args.utd
+    for name, fn in fns._asdict().items():
+        assert fn._cache_size() == 1, f"{name} compiled {fn._cache_size()} times"
+
+
+def test_help_lists_every_argument_with_text(run):
+    out = run("sac_brc.py", "--help")
+    assert out.returncode == 0, out.stderr
+    source = inspect.getsource(Args)
+    for field in dataclasses.fields(Args):
+        assert f"--{field.name.replace('_', '-')}" in out.stdout, field.name
+        # a docstring line directly under the field, which tyro turns into the help text
+        after = source.split(f"    {field.name}:", 1)[1].splitlines()[1].strip()
+        assert after.startswith('"""') and len(after) > 10, f"{field.name} has no help text"
+
+
+def read_metrics(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_end_to_end_run_and_resume(run, tmp_path):
+    common = [*TINY, "--tasks", "reach,cartpole-swingup", "--learning-starts", "100", "--eval-interval", "150",
+              "--eval-episodes", "1", "--log-interval", "50", "--checkpoint-interval", "150", "--run-name", "e2e"]  # fmt: skip
+    first = run("sac_brc.py", *common, "--total-steps", "300")
+    assert first.returncode == 0, first.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "e2e"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["width"] == 32 and config["tasks"] == ["reach", "cartpole-swingup"]
+    records = read_metrics(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in records] == [150, 300]
+    assert set(records[-1]["tasks"]) == {"reach", "cartpole-swingup"}
+    assert records[-1]["tasks"]["reach"]["success"] in (0.0, 1.0)
+    assert records[-1]["tasks"]["cartpole-swingup"]["success"] is None
+    assert np.isfinite(records[-1]["critic_loss"])
+    ckpt = run_dir / "checkpoints"
+    assert (ckpt / "latest").read_text() == "step_000000300"
+    assert {p.name for p in (ckpt / "step_000000300").iterdir()} == {"state.eqx", "replay.npz", "host.json"}
+    assert not list(ckpt.glob(".tmp*")) and not list(ckpt.glob("step_000000150"))
+
+    resumed = run("sac_brc.py", *common, "--total-steps", "450", "--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed" in resumed.stdout and "at step 300; replay buffer restored" in resumed.stdout
+    assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")] == [150, 300, 450]
+    host = json.loads((ckpt / "step_000000450" / "host.json").read_text())
+    assert host["env_step"] == 450
+
+    other = run("sac_brc.py", *common, "--width", "64", "--total-steps", "600", "--resume", str(run_dir))
+    assert other.returncode == 2
+    assert other.stderr.strip().startswith("error: cannot resume") and "--width 32" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+    assert (ckpt / "latest").read_text() == "step_000000450"  # nothing written by the refused run
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--suite", "mw-hard-typo"], "unknown suite 'mw-hard-typo'. Valid suites: mw, dmc-dogs"),
+        (["--tasks", "reach,cheetah-sprint"], "unknown task(s) cheetah-sprint. Valid tasks:"),
+        (["--suite", "reach", "--width", "0"], "--width must be positive, got 0"),
+        (["--suite", "reach", "--resume", "runs/nothing-here"], "no config.json there"),
+    ],
+)
+def test_bad_input_gives_one_clear_message(run, argv, message):
+    out = run("sac_brc.py", *argv)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr[-2000:]
+
+
+def test_replay_that_cannot_fit_is_refused_before_compiling(run):
+    out = run(
+        "sac_brc.py",
+        "--suite",
+        "mw",
+        "--width",
+        "32",
+        "--buffer-size",
+        "100000000",
+        "--total-steps",
+        "100000000",
+    )
+    assert out.returncode == 2
+    assert "Use --buffer-size" in out.stderr and "GiB" in out.stderr
