@@ -19,8 +19,9 @@ class TaskSpec:
     act_dim: int
     max_episode_steps: int
     has_success: bool
-    # envpool DMC observation keys that dm_control does not have (always zero there)
-    envpool_extra_keys: tuple[str, ...] = ()
+    # DMC: dm_control's observation keys in dm_control's order. envpool adds always-zero
+    # keys for some tasks (dog, humanoid, finger-spin) and orders fish's differently.
+    dmc_obs_keys: tuple[str, ...] = ()
 
 
 # MT50 in the order of paper Appendix E.1.
@@ -53,7 +54,22 @@ _DMC = {
     "dog-stand": (223, 38), "dog-walk": (223, 38), "dog-trot": (223, 38), "dog-run": (223, 38),
     "humanoid-stand": (67, 21), "humanoid-walk": (67, 21), "humanoid-run": (67, 21),
 }  # fmt: skip
-_DMC_EXTRA_KEYS = {"dog": ("ball_state", "target_position"), "humanoid": ("position",)}
+_DMC_OBS_KEYS = {
+    "acrobot": ("orientations", "velocity"),
+    "ball-in-cup": ("position", "velocity"),
+    "cartpole": ("position", "velocity"),
+    "cheetah": ("position", "velocity"),
+    "finger-spin": ("position", "velocity", "touch"),
+    "finger-turn": ("position", "velocity", "touch", "target_position", "dist_to_target"),
+    "fish": ("joint_angles", "upright", "target", "velocity"),
+    "hopper": ("position", "velocity", "touch"),
+    "pendulum": ("orientation", "velocity"),
+    "reacher": ("position", "to_target", "velocity"),
+    "walker": ("orientations", "height", "velocity"),
+    "dog": ("joint_angles", "joint_velocites", "torso_pelvis_height", "z_projection",
+            "torso_com_velocity", "inertial_sensors", "foot_forces", "touch_sensors", "actuator_state"),
+    "humanoid": ("joint_angles", "head_height", "extremities", "torso_vertical", "com_velocity", "velocity"),
+}  # fmt: skip
 
 
 def _camel(name: str) -> str:
@@ -68,11 +84,10 @@ def _build_registry() -> dict[str, TaskSpec]:
             METAWORLD_EPISODE_STEPS, has_success=True,
         )  # fmt: skip
     for name, (obs_dim, act_dim) in _DMC.items():
-        domain = name.split("-")[0]
+        keys = next(v for k, v in _DMC_OBS_KEYS.items() if name.startswith(k))
         registry[name] = TaskSpec(
-            name, "dmc", f"{_camel(name)}-v1", obs_dim, act_dim, 1000, has_success=False,
-            envpool_extra_keys=_DMC_EXTRA_KEYS.get(domain, ()),
-        )  # fmt: skip
+            name, "dmc", f"{_camel(name)}-v1", obs_dim, act_dim, 1000, has_success=False, dmc_obs_keys=keys
+        )
     return registry
 
 
