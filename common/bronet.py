@@ -16,7 +16,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 LAYER_NORM_EPS = 1e-6
 
@@ -78,7 +78,7 @@ def make_ensemble(
     return eqx.filter_vmap(make_member)(jax.random.split(key, size))
 
 
-def count_parameters(model: eqx.Module) -> int:
+def count_parameters(model: PyTree) -> int:
     """Number of floating-point scalars in `model` (also works on `eqx.filter_eval_shape` output)."""
     return sum(
         math.prod(leaf.shape)

@@ -100,9 +100,7 @@ def test_atoms_on_support_points_keep_their_mass(num_atoms):
 
     # a permutation of support points: the mass follows the atom
     perm = rng.permutation(num_atoms)
-    got = np.asarray(
-        categorical_projection(support[perm], jnp.asarray(probs, jnp.float32), support)
-    )
+    got = np.asarray(categorical_projection(support[perm], jnp.asarray(probs, jnp.float32), support))
     want = np.zeros(num_atoms)
     want[perm] = probs
     np.testing.assert_allclose(got, want, atol=1e-5)

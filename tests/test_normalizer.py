@@ -101,7 +101,11 @@ def test_scale_is_max_over_ended_episodes_per_task():
     gamma = 0.9
     rng = np.random.default_rng(0)
     episodes = [
-        [(rng.normal(size=5), "terminated"), (rng.normal(size=8) * 3, "truncated"), (rng.normal(size=3), "terminated")],
+        [
+            (rng.normal(size=5), "terminated"),
+            (rng.normal(size=8) * 3, "truncated"),
+            (rng.normal(size=3), "terminated"),
+        ],
         [(rng.uniform(0, 1, size=10), "truncated"), (rng.uniform(0, 2, size=4), "truncated")],
         [(-rng.uniform(0, 1, size=6), "terminated")],
     ]
@@ -120,7 +124,9 @@ def test_terminated_not_bootstrapped_truncated_is():
     # same rewards; task 0 terminates, task 1 is truncated
     for t, r in enumerate([1.0, 1.0, 1.0]):
         last = t == 2
-        normalizer.add(np.array([r, r]), np.array([last, False]), np.array([False, last]), np.array([True, True]))
+        normalizer.add(
+            np.array([r, r]), np.array([last, False]), np.array([False, last]), np.array([True, True])
+        )
     scale = normalizer.scale()
     # terminal: G_0 = 1 + .5 + .25 = 1.75; truncated: constant 1 / (1 - .5) = 2
     np.testing.assert_allclose(scale, [1.75, 2.0], rtol=1e-6)
@@ -140,12 +146,18 @@ def test_invalid_steps_are_ignored():
     for t, r in enumerate(rewards):
         last = t == len(rewards) - 1
         # task 0: each real step is preceded by an invalid (auto-reset) step with a huge reward
-        normalizer.add(np.array([100.0, 0.0]), np.array([True, False]), np.array([True, False]), np.array([False, False]))
-        normalizer.add(np.array([r, r]), np.array([last, last]), np.array([False, False]), np.array([True, True]))
+        normalizer.add(
+            np.array([100.0, 0.0]), np.array([True, False]), np.array([True, False]), np.array([False, False])
+        )
+        normalizer.add(
+            np.array([r, r]), np.array([last, last]), np.array([False, False]), np.array([True, True])
+        )
     want = max_abs_reference(rewards, gamma, False)
     np.testing.assert_allclose(normalizer.scale(), [want, want], rtol=1e-6)
     # further invalid steps change nothing, even ones flagged as episode ends
-    normalizer.add(np.array([-50.0, 70.0]), np.array([True, True]), np.array([False, True]), np.array([False, False]))
+    normalizer.add(
+        np.array([-50.0, 70.0]), np.array([True, True]), np.array([False, True]), np.array([False, False])
+    )
     np.testing.assert_allclose(normalizer.scale(), [want, want], rtol=1e-6)
 
 
@@ -166,7 +178,9 @@ def test_scale_only_grows():
         normalizer.add(np.array([50.0]), np.array([False]), np.array([False]), np.array([True]))
     np.testing.assert_allclose(normalizer.scale(), first)
     normalizer.add(np.array([50.0]), np.array([True]), np.array([False]), np.array([True]))
-    np.testing.assert_allclose(normalizer.scale(), [max_abs_reference([0.01, 50, 50, 50, 50], gamma, False)], rtol=1e-6)
+    np.testing.assert_allclose(
+        normalizer.scale(), [max_abs_reference([0.01, 50, 50, 50, 50], gamma, False)], rtol=1e-6
+    )
 
 
 def test_negative_rewards_use_absolute_value():
@@ -203,10 +217,19 @@ def test_start_up_before_first_episode_ends():
         )
         scale = normalizer.scale()
         assert np.isfinite(scale).all()
-        want = [max_abs_reference(rewards[0][: t + 1], gamma, True), max_abs_reference(rewards[1][: t + 1], gamma, True), 0.0]
+        want = [
+            max_abs_reference(rewards[0][: t + 1], gamma, True),
+            max_abs_reference(rewards[1][: t + 1], gamma, True),
+            0.0,
+        ]
         np.testing.assert_allclose(scale, want, rtol=1e-5)
     # scale() does not consume the partial episode: ending it afterwards gives the terminal value
-    normalizer.add(np.array([1.0, 0.0, 0.0]), np.array([True, False, False]), np.zeros(3, bool), np.array([True, False, False]))
+    normalizer.add(
+        np.array([1.0, 0.0, 0.0]),
+        np.array([True, False, False]),
+        np.zeros(3, bool),
+        np.array([True, False, False]),
+    )
     np.testing.assert_allclose(
         normalizer.scale()[0], max_abs_reference(rewards[0] + [1.0], gamma, False), rtol=1e-5
     )
