@@ -267,7 +267,7 @@ def test_critic_forward_batch_embedding():
     obs = jax.random.normal(key[0], (batch, obs_dim))
     act = jax.random.uniform(key[1], (batch, act_dim), minval=-1, maxval=1)
     task = jnp.array([0, 3, 1, 1, 2])
-    out = vcall(critic, obs, act, task)
+    out = call(critic, obs, act, task)
     assert out.shape == (batch, 2, 101)
     for b in range(batch):
         np.testing.assert_allclose(
@@ -291,8 +291,8 @@ def test_critic_embedding_is_l2_normalised():
     scaled = eqx.tree_at(lambda c: c.task_embedding, critic, critic.task_embedding * 7.0)
     obs, act = jnp.ones(6), jnp.zeros(3)
     np.testing.assert_allclose(
-        np.asarray(call(scaled, obs, act, jnp.array(2))),
-        np.asarray(call(critic, obs, act, jnp.array(2))),
+        np.asarray(call(scaled, obs[None], act[None], jnp.array([2]))),
+        np.asarray(call(critic, obs[None], act[None], jnp.array([2]))),
         atol=1e-5,
     )
 
@@ -303,8 +303,8 @@ def test_single_task_critic_has_no_embedding():
     )
     assert critic.task_embedding is None
     assert critic.members.trunk.input_linear.weight.shape == (2, 16, 9)
-    out = eqx.filter_eval_shape(lambda c: c(jnp.ones(6), jnp.ones(3), jnp.array(0)), critic)
-    assert out.shape == (2, 101)
+    out = eqx.filter_eval_shape(lambda c: c(jnp.ones((4, 6)), jnp.ones((4, 3)), jnp.zeros(4, jnp.int32)), critic)
+    assert out.shape == (4, 2, 101)
 
 
 def test_critic_heads_selects_task_slice():
@@ -322,7 +322,7 @@ def test_critic_heads_selects_task_slice():
     assert full.shape == (2, tasks * atoms)
     outs = []
     for k in range(tasks):
-        out = np.asarray(call(critic, obs, act, jnp.array(k)))
+        out = np.asarray(call(critic, obs[None], act[None], jnp.array([k]))[0])
         assert out.shape == (2, atoms)
         np.testing.assert_allclose(out, full.reshape(2, tasks, atoms)[:, k], atol=2e-4, rtol=1e-4)
         outs.append(out)
@@ -333,8 +333,8 @@ def test_critic_mse_loss_single_output():
     critic = eqx.filter_eval_shape(
         lambda k: sac_brc.Critic(6, 3, 2, sac_brc.Args(width=16, loss="mse"), k), jax.random.key(0)
     )
-    out = eqx.filter_eval_shape(lambda c: c(jnp.ones(6), jnp.ones(3), jnp.array(1)), critic)
-    assert out.shape == (2, 1)
+    out = eqx.filter_eval_shape(lambda c: c(jnp.ones((4, 6)), jnp.ones((4, 3)), jnp.ones(4, jnp.int32)), critic)
+    assert out.shape == (4, 2, 1)
 
 
 @pytest.mark.parametrize("conditioning", ["embedding", "heads"])
