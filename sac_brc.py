@@ -778,8 +778,6 @@ def main(args: Args) -> None:
         run_dir = Path("runs") / run_name
         if run_dir.exists():
             raise ConfigError(f"{run_dir} exists already; pick another --run-name or pass --resume {run_dir}")
-        run_dir.mkdir(parents=True)
-        atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(args), indent=2))
 
     # sizes and memory plan before anything is compiled
     key = jax.random.key(args.seed)
@@ -794,7 +792,14 @@ def main(args: Args) -> None:
         f"tasks ({num_tasks}): {', '.join(t.name for t in tasks)}; obs {obs_dim}, action {act_dim} (padded)"
     )
     print(f"parameters: critic ensemble {critic_params:,} (+ the same in its target), actor {actor_params:,}")
+    # paper Table 1's model size counts the residual blocks of both critics and their targets
+    table1_size = 2 * sum(count_parameters(block) for block in abstract[0].members.trunk.blocks)
+    print(f"model size as in paper Table 1 (residual blocks, critics + targets): {table1_size / 1e6:,.1f}M")
     check_memory(args, num_tasks, obs_dim, act_dim, capacity, critic_params, actor_params)
+
+    if resume_dir is None:  # created only once the configuration is known to be valid
+        run_dir.mkdir(parents=True)
+        atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(args), indent=2))
 
     state, fns, batch_size = make_agent(args, num_tasks, obs_dim, act_dim, init_key)
     buffer = replay_buffer_init(num_tasks, capacity, obs_dim, act_dim)
