@@ -117,3 +117,26 @@ def test_replay_that_cannot_fit_is_refused_before_compiling(run):
     )
     assert out.returncode == 2
     assert "Use --buffer-size" in out.stderr and "GiB" in out.stderr
+
+
+@pytest.mark.parametrize("loss, conditioning", [("mse", "embedding"), ("ce", "heads"), ("mse", "heads")])
+def test_ablations_update_and_act(loss, conditioning):
+    """--loss mse and --task-conditioning heads (paper Figures 5 and 6) train end to end."""
+    args = Args(
+        width=16, actor_width=16, num_atoms=11, batch_size=8, loss=loss, task_conditioning=conditioning
+    )
+    num_tasks, obs_dim, act_dim = 2, 4, 2
+    state, fns, _ = make_agent(args, num_tasks, obs_dim, act_dim, jax.random.key(0))
+    assert (state.critic.task_embedding is None) == (conditioning == "heads")
+    buffer = replay_buffer_init(num_tasks, 8, obs_dim, act_dim)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        obs = rng.normal(size=(num_tasks, obs_dim)).astype(np.float32)
+        buffer = fns.insert(buffer, obs, rng.uniform(-1, 1, (num_tasks, act_dim)).astype(np.float32),
+                            np.ones(num_tasks, np.float32), obs, np.zeros(num_tasks, bool), np.ones(num_tasks, bool))  # fmt: skip
+    before = state.critic.members.head.weight
+    state, metrics = fns.update(state, buffer, jnp.ones(num_tasks), jax.random.key(1))
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    assert not np.allclose(before, state.critic.members.head.weight)  # the critic moved
+    action = fns.act_deterministic(state, jnp.asarray(obs), jnp.arange(num_tasks))
+    assert action.shape == (num_tasks, act_dim) and np.all(np.abs(np.asarray(action)) <= 1)
