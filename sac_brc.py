@@ -695,7 +695,7 @@ def load_checkpoint(run_dir: Path, state_like: TrainState, buffer: ReplayBuffer)
     ckpt = ckpt_root / (ckpt_root / "latest").read_text().strip()
     try:
         state = eqx.tree_deserialise_leaves(ckpt / "state.eqx", state_like)
-    except Exception as error:  # shape or structure mismatch
+    except Exception as error:  # noqa: BLE001 (any shape or structure mismatch)
         raise ConfigError(
             f"checkpoint {ckpt} does not match this configuration ({type(error).__name__}); "
             f"resume with the arguments in {run_dir / 'config.json'}"

@@ -84,7 +84,7 @@ def bench_end_to_end(configs: list[tuple[str, int, int]], steps: int) -> None:
                  "--batch-size", str(batch), "--learning-starts", "300", "--total-steps", str(300 + steps),
                  "--log-interval", str(steps // 4), "--eval-interval", "1000000", "--checkpoint-interval",
                  "1000000", "--no-checkpoint-replay", "--run-name", "bench"],
-                cwd=tmp, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"),
+                cwd=tmp, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"), check=False,
             )  # fmt: skip
         rates = [float(m) for m in re.findall(r"\| ([\d.]+) steps/s", out.stdout)]
         if out.returncode != 0 or len(rates) < 2:

@@ -13,7 +13,7 @@ def run_script(*argv: str, cwd: Path, timeout: float = 600) -> subprocess.Comple
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONWARNINGS="ignore")
     return subprocess.run(
         [sys.executable, str(REPO / argv[0]), *argv[1:]],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
 
 

@@ -125,7 +125,7 @@ def test_dmc_obs_keys_are_dm_control_keys_and_exist_in_envpool(name):
         f"{name}: dmc_obs_keys with envpool sizes {ours} != dm_control keys {list(dm_control_spec(name)[0])}"
     )
     # anything envpool has beyond dm_control's keys is always zero (checked over a few steps)
-    extra = [k for k in space.keys() if k not in task.dmc_obs_keys]
+    extra = [k for k in space if k not in task.dmc_obs_keys]
     env = envpool.make_gymnasium(task.envpool_id, num_envs=1, seed=0)
     try:
         obs, _ = env.reset()
