@@ -436,7 +436,7 @@ class AgentFns(NamedTuple):
 def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNGKeyArray):
     """Initial TrainState and the jitted functions for one configuration."""
     gamma, tau = args.gamma, args.tau
-    batch_size = args.batch_size or (1024 if num_tasks > 1 else 256)
+    batch_size = args.batch_size or (1024 if num_tasks > 1 else 256)  # DESIGN.md; ref. code: 1024 for both
     support = make_support(args.num_atoms, args.v_max)
     target_entropy = -act_dim / 2  # ref. code (the paper's table omits the sign)
 
