@@ -656,6 +656,18 @@ def check_memory(
         )
 
 
+def check_finite(metrics: dict, env_step: int, run_dir: Path) -> dict:
+    """Host copy of the update metrics; stops the run if the learner has diverged."""
+    host_metrics = jax.device_get(metrics)
+    bad = [name for name, value in host_metrics.items() if not np.isfinite(value)]
+    if bad:
+        raise FloatingPointError(
+            f"{', '.join(bad)} not finite at step {env_step}; the last good checkpoint is kept in "
+            f"{run_dir / 'checkpoints'}. Try a lower --learning-rate."
+        )
+    return host_metrics
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -688,6 +700,37 @@ def save_checkpoint(
             shutil.rmtree(old, ignore_errors=True)
 
 
+def restore_replay(path: Path, buffer: ReplayBuffer) -> ReplayBuffer:
+    """Load saved transitions into `buffer`, whose capacity may differ from the saved run's
+    (capacity is min(--buffer-size, --total-steps), and --total-steps may grow on resume).
+
+    Each task's transitions are put back in chronological order from slot 0 (a full ring
+    buffer starts at its write position), so the next insert goes right after the newest.
+    """
+    capacity = buffer.obs.shape[1]
+    with np.load(path) as data:
+        position, size = data["position"], data["size"]
+        saved = data["obs"].shape[1]  # the largest task size, the saved capacity if any task is full
+        if int(size.max()) > capacity:
+            raise ConfigError(
+                f"{path} holds {int(size.max())} transitions per task, more than this run's replay "
+                f"capacity {capacity}; resume with --total-steps of at least {int(size.max())}"
+            )
+        fields = {}
+        for field in ("obs", "action", "reward", "next_obs", "terminated"):
+            stored = data[field]
+            chronological = np.stack(
+                [
+                    np.roll(stored[t], -int(position[t]) if size[t] == saved else 0, axis=0)
+                    for t in range(len(size))
+                ]
+            )
+            fields[field] = getattr(buffer, field).at[:, :saved].set(chronological)
+    return ReplayBuffer(
+        **fields, position=jnp.asarray(size % capacity, jnp.int32), size=jnp.asarray(size, jnp.int32)
+    )
+
+
 def load_checkpoint(run_dir: Path, state_like: TrainState, buffer: ReplayBuffer):
     ckpt_root = run_dir / "checkpoints"
     if not (ckpt_root / "latest").exists():
@@ -703,15 +746,7 @@ def load_checkpoint(run_dir: Path, state_like: TrainState, buffer: ReplayBuffer)
     host = json.loads((ckpt / "host.json").read_text())
     restored_replay = (ckpt / "replay.npz").exists()
     if restored_replay:
-        with np.load(ckpt / "replay.npz") as data:
-            size = data["obs"].shape[1]
-            fields = {
-                f: getattr(buffer, f).at[:, :size].set(data[f])
-                for f in ("obs", "action", "reward", "next_obs", "terminated")
-            }
-            buffer = ReplayBuffer(
-                **fields, position=jnp.asarray(data["position"]), size=jnp.asarray(data["size"])
-            )
+        buffer = restore_replay(ckpt / "replay.npz", buffer)
     return state, buffer, host, restored_replay
 
 
@@ -841,7 +876,7 @@ def main(args: Args) -> None:
     )  # ref. code: seed + 42
     task_ids = jnp.asarray(env.task_ids)
     obs = env.reset()
-    episode_return, episode_success = np.zeros(num_tasks), np.zeros(num_tasks, bool)
+    episode_return = np.zeros(num_tasks)
     recent_returns = [deque(maxlen=10) for _ in range(num_tasks)]
     metrics, start_time, start_step = None, time.time(), env_step
     last_log_time = start_time
@@ -859,10 +894,9 @@ def main(args: Args) -> None:
             buffer = fns.insert(buffer, obs, action, out.reward, out.next_obs, out.terminated, valid)
             normalizer.add(out.reward, out.terminated, out.truncated, valid)
             episode_return += np.where(valid, out.reward, 0.0)
-            episode_success |= valid & out.success
             for i in np.flatnonzero(valid & (out.terminated | out.truncated)):
                 recent_returns[i].append(episode_return[i])
-                episode_return[i], episode_success[i] = 0.0, False
+                episode_return[i] = 0.0
             obs = out.next_obs
             env_step += 1
 
@@ -878,12 +912,7 @@ def main(args: Args) -> None:
                 if done_returns:
                     line += f" | train return {np.mean(done_returns):.1f}"
                 if metrics is not None:
-                    host_metrics = jax.device_get(metrics)
-                    if not np.isfinite(host_metrics["critic_loss"]):
-                        raise FloatingPointError(
-                            f"critic loss is {host_metrics['critic_loss']} at step {env_step}; the last good "
-                            f"checkpoint is kept in {run_dir / 'checkpoints'}. Try a lower --learning-rate."
-                        )
+                    host_metrics = check_finite(metrics, env_step, run_dir)
                     line += " | " + " ".join(f"{k} {float(v):.3g}" for k, v in host_metrics.items())
                 print(line, flush=True)
 
@@ -897,7 +926,7 @@ def main(args: Args) -> None:
                     "time": time.time(),
                 }
                 if metrics is not None:
-                    record.update({k: float(v) for k, v in jax.device_get(metrics).items()})
+                    record.update({k: float(v) for k, v in check_finite(metrics, env_step, run_dir).items()})
                 with open(run_dir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
                 if wandb_run is not None:
@@ -908,6 +937,8 @@ def main(args: Args) -> None:
                       + " ".join(f"{n} {r['return']:.1f}" for n, r in list(results.items())[:8]), flush=True)  # fmt: skip
 
             if env_step % args.checkpoint_interval == 0 or env_step == args.total_steps:
+                if metrics is not None:
+                    check_finite(metrics, env_step, run_dir)  # never checkpoint a diverged learner
                 host = {
                     "env_step": env_step,
                     "normalizer": normalizer.state_dict(),

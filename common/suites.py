@@ -7,8 +7,6 @@ A task is named as in the paper: MetaWorld tasks by their MT50 name (`reach`,
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -132,14 +130,3 @@ def normalized_score(task: TaskSpec, episode_return: float, success: float) -> f
     if task.domain == "metaworld":
         return float(success)
     return float(episode_return) / 1000.0
-
-
-def bootstrap_ci(
-    scores: np.ndarray, num_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
-) -> tuple[float, float, float]:
-    """Mean over seeds and a percentile bootstrap confidence interval (paper: 95%, over seeds)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    resampled = rng.choice(scores, size=(num_resamples, len(scores)), replace=True).mean(axis=1)
-    low, high = np.quantile(resampled, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(scores.mean()), float(low), float(high)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import sac_brc
 from sac_brc import Args, make_agent, replay_buffer_init
 
 TINY = ["--width", "32", "--actor-width", "32", "--num-atoms", "21", "--batch-size", "64"]
@@ -140,3 +141,30 @@ def test_ablations_update_and_act(loss, conditioning):
     assert not np.allclose(before, state.critic.members.head.weight)  # the critic moved
     action = fns.act_deterministic(state, jnp.asarray(obs), jnp.arange(num_tasks))
     assert action.shape == (num_tasks, act_dim) and np.all(np.abs(np.asarray(action)) <= 1)
+
+
+def test_replay_restored_in_order_into_a_larger_buffer(tmp_path):
+    """Resuming with a larger --total-steps grows the capacity; a full (wrapped) ring buffer
+    must come back oldest-first, with the next insert right after the newest transition."""
+    num_tasks, capacity, obs_dim, act_dim = 2, 5, 1, 1
+    buffer = replay_buffer_init(num_tasks, capacity, obs_dim, act_dim)
+    insert = jax.jit(sac_brc.insert)
+    valid_task_1 = [True, True, False, False, False, False, False]  # task 1 stores only 2
+    for t in range(7):  # task 0 wraps: stores 0..6, keeps 2..6
+        value = np.full((num_tasks, obs_dim), t, np.float32)
+        valid = np.array([True, valid_task_1[t]])
+        buffer = insert(buffer, value, value[:, :act_dim], value[:, 0], value, np.zeros(2, bool), valid)
+    np.savez(
+        tmp_path / "replay.npz",
+        **{f: np.asarray(getattr(buffer, f)) for f in ("obs", "action", "reward", "next_obs", "terminated")},
+        position=np.asarray(buffer.position), size=np.asarray(buffer.size),
+    )  # fmt: skip
+    bigger = sac_brc.restore_replay(
+        tmp_path / "replay.npz", replay_buffer_init(num_tasks, 8, obs_dim, act_dim)
+    )
+    np.testing.assert_array_equal(np.asarray(bigger.obs[0, :5, 0]), [2, 3, 4, 5, 6])
+    np.testing.assert_array_equal(np.asarray(bigger.obs[1, :2, 0]), [0, 1])
+    np.testing.assert_array_equal(np.asarray(bigger.size), [5, 2])
+    np.testing.assert_array_equal(np.asarray(bigger.position), [5, 2])
+    with pytest.raises(sac_brc.ConfigError, match="resume with --total-steps of at least 5"):
+        sac_brc.restore_replay(tmp_path / "replay.npz", replay_buffer_init(num_tasks, 4, obs_dim, act_dim))
