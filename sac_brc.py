@@ -22,6 +22,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -114,10 +115,18 @@ class Args:
     track: bool = False
     """also log to Weights & Biases (needs `pip install wandb`)"""
 
+    # speed and scale (do not change the method; see README "Performance")
+    precision: Literal["f32", "bf16"] = "f32"
+    """critic matmuls and activations in float32 or bfloat16 (float32 master weights, loss and softmax)"""
+    overlap: bool = True
+    """step the environments while the device runs the update; the update then samples from the buffer as it was before the newest transition"""
+    num_devices: int | None = None
+    """data-parallel devices (batch sharded, parameters replicated); default all visible devices"""
+
 
 # Fields that may change when resuming; every other field must match the checkpoint.
 RESUMABLE_FIELDS = {"total_steps", "eval_interval", "log_interval", "checkpoint_interval",
-                    "checkpoint_replay", "resume", "track", "run_name"}  # fmt: skip
+                    "checkpoint_replay", "resume", "track", "run_name", "overlap", "num_devices"}  # fmt: skip
 
 # Actor log-std squashing range (ref. code).
 LOG_STD_MIN, LOG_STD_MAX = -10.0, 2.0
@@ -187,7 +196,10 @@ class Critic(eqx.Module):
         are plain (batch x width) matmuls: 1.7x faster on CPU than vmapping a per-sample
         ensemble over the batch, which interleaves the member axis into every matmul."""
         x = jnp.concatenate([obs, action, jax.vmap(self.embed)(task_id)], axis=-1)
-        out = eqx.filter_vmap(lambda member: jax.vmap(member)(x))(self.members)  # (2, batch, ...)
+        # members cast to bfloat16 by `compute_view` (--precision bf16) run in bfloat16; logits
+        # leave in float32 for the softmax and the loss
+        x = x.astype(self.members.head.weight.dtype)
+        out = eqx.filter_vmap(lambda member: jax.vmap(member)(x))(self.members).astype(jnp.float32)
         if self.heads:  # one output head per task (paper Figure 5 ablation)
             out = out.reshape(2, len(task_id), self.num_tasks, self.num_outputs)
             out = out[:, jnp.arange(len(task_id)), task_id]
@@ -425,18 +437,40 @@ class TrainState(eqx.Module):
 
 
 class AgentFns(NamedTuple):
-    """The jitted entry points (STYLE.md 7). Each traces once per run."""
+    """The jitted entry points (STYLE.md 7), each traced once per run, and `place`, which puts
+    a pytree (the replay buffer, a restored state) on the devices, replicated."""
 
     act: callable
     act_deterministic: callable
     insert: callable
     update: callable
+    place: callable
+
+
+def compute_view(critic: Critic, precision: str) -> Critic:
+    """The critic as its matmuls see it: with `bf16`, the members' parameters cast to
+    bfloat16. The cast is differentiable, so gradients reach the float32 master weights."""
+    if precision == "f32":
+        return critic
+    to_bf16 = lambda p: p.astype(jnp.bfloat16) if eqx.is_inexact_array(p) else p
+    return eqx.tree_at(lambda c: c.members, critic, jax.tree.map(to_bf16, critic.members))
+
+
+def make_mesh(num_devices: int | None) -> jax.sharding.Mesh:
+    """A 1-D mesh over the first `num_devices` devices (all by default), axis "batch"."""
+    devices = jax.devices()[: num_devices or len(jax.devices())]
+    return jax.sharding.Mesh(np.array(devices), ("batch",))
+
+
+def resolve_batch_size(args: Args, num_tasks: int) -> int:
+    """--batch-size, else 1024 multi-task and 256 single-task (DESIGN.md; ref. code: 1024 for both)."""
+    return args.batch_size or (1024 if num_tasks > 1 else 256)
 
 
 def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNGKeyArray):
     """Initial TrainState and the jitted functions for one configuration."""
     gamma, tau = args.gamma, args.tau
-    batch_size = args.batch_size or (1024 if num_tasks > 1 else 256)  # DESIGN.md; ref. code: 1024 for both
+    batch_size = resolve_batch_size(args, num_tasks)
     support = make_support(args.num_atoms, args.v_max)
     target_entropy = -act_dim / 2  # ref. code (the paper's table omits the sign)
 
@@ -445,8 +479,13 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
     alpha_optimizer = optax.adam(args.temperature_learning_rate, b1=0.5)  # ref. code
 
     actor_key, critic_key = jax.random.split(key)
+    # data parallel: every device holds the parameters, optimiser states and replay buffer;
+    # each minibatch is split across devices and XLA all-reduces the gradients
+    mesh = make_mesh(args.num_devices)
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    batch_sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
 
-    @jax.jit
+    @partial(jax.jit, out_shardings=replicated)
     def init(actor_key, critic_key):
         critic = Critic(obs_dim, act_dim, num_tasks, args, critic_key)
         embedding_dim = 0 if critic.task_embedding is None else args.embedding_dim
@@ -488,7 +527,7 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
 
     def critic_loss_fn(critic: Critic, batch: Batch, target):
         """`target`: projected probabilities (ce, batch x atoms) or TD targets (mse, batch)."""
-        out = critic(batch.obs, batch.action, batch.task)
+        out = compute_view(critic, args.precision)(batch.obs, batch.action, batch.task)
         if args.loss == "ce":  # cross-entropy, mean over batch, sum over the ensemble
             per_sample = jax.vmap(jax.vmap(cross_entropy, in_axes=(None, 0)))(target, out)
             return per_sample.mean(axis=0).sum()
@@ -497,7 +536,7 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
 
     def update_once(state: TrainState, scale, buffer: ReplayBuffer, key):
         sample_key, next_key, actor_key = jax.random.split(key, 3)
-        batch = sample(buffer, batch_size, sample_key)
+        batch = jax.lax.with_sharding_constraint(sample(buffer, batch_size, sample_key), batch_sharded)
         reward = batch.reward * scale[batch.task]  # paper eq. 3
         alpha = jnp.exp(state.log_alpha)
         mask = 1.0 - batch.terminated  # a time-limit truncation bootstraps
@@ -507,7 +546,7 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
         next_action, next_log_prob = jax.vmap(sample_tanh_gaussian)(
             next_mean, next_log_std, jax.random.split(next_key, batch_size)
         )
-        target_out = state.target_critic(batch.next_obs, next_action, batch.task)
+        target_out = compute_view(state.target_critic, args.precision)(batch.next_obs, next_action, batch.task)
         if args.loss == "ce":
             target = categorical_td_target(reward, mask, next_log_prob, target_out, alpha, gamma, support)
         else:
@@ -526,13 +565,15 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
         target_critic = eqx.combine(target_params, static)
 
         # actor: alpha * log_pi - Q, Q under the mean of both (updated) critics' distributions
+        critic_view = compute_view(critic, args.precision)
+
         def actor_loss_fn(actor: Actor):
             embedding = jax.lax.stop_gradient(jax.vmap(critic.embed)(batch.task))
             mean, log_std = jax.vmap(actor)(batch.obs, embedding, batch.task)
             action, log_prob = jax.vmap(sample_tanh_gaussian)(
                 mean, log_std, jax.random.split(actor_key, batch_size)
             )
-            out = critic(batch.obs, action, batch.task)
+            out = critic_view(batch.obs, action, batch.task)
             if args.loss == "ce":
                 q = jnp.sum(jax.nn.softmax(out, axis=-1).mean(axis=1) * support, axis=-1)
             else:
@@ -587,8 +628,27 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
         act_deterministic,
         jax.jit(eqx.debug.assert_max_traces(insert, max_traces=1), donate_argnums=0),
         update,
+        lambda tree: jax.device_put(tree, replicated),
     )
     return state, fns, batch_size
+
+
+def update_flops(args: Args, num_tasks: int, obs_dim: int, act_dim: int, batch_size: int) -> int:
+    """Matmul FLOPs of one update (critic, target, actor and temperature steps), from the shapes.
+
+    Per sample, in forward-pass equivalents: target critics 1, critic loss forward and backward
+    3 (gradients for weights and activations), actor loss 2 (the critic forward, then its
+    backward to the action, with no weight gradients); actor: next action 1, actor loss 3.
+    The two critics count twice; LayerNorm, softmax and projection are left out.
+    """
+    heads = num_tasks if num_tasks > 1 and args.task_conditioning == "heads" else 1
+    embedding_dim = args.embedding_dim if num_tasks > 1 and args.task_conditioning == "embedding" else 0
+    outputs = (args.num_atoms if args.loss == "ce" else 1) * heads
+    critic = (obs_dim + act_dim + embedding_dim) * args.width + 2 * args.depth * args.width**2
+    critic += args.width * outputs
+    actor = (obs_dim + embedding_dim) * args.actor_width + 2 * args.actor_depth * args.actor_width**2
+    actor += args.actor_width * 2 * act_dim * heads
+    return 2 * batch_size * (6 * 2 * critic + 4 * actor)  # 2 FLOPs per multiply-add
 
 
 # ---------------------------------------------------------------- runs: config, checkpoints, metrics
@@ -618,6 +678,15 @@ def validate(args: Args) -> list[TaskSpec]:
         raise ConfigError("--num-atoms must be at least 2 for the categorical critic")
     if not (0 < args.gamma < 1) or args.v_max <= 0 or args.init_temperature <= 0:
         raise ConfigError("need 0 < --gamma < 1, --v-max > 0 and --init-temperature > 0")
+    visible = len(jax.devices())
+    if args.num_devices is not None and not 0 < args.num_devices <= visible:
+        raise ConfigError(f"--num-devices must be between 1 and the {visible} visible device(s), got {args.num_devices}")
+    batch_size = resolve_batch_size(args, len(tasks))
+    if batch_size % (args.num_devices or visible):
+        raise ConfigError(
+            f"the batch ({batch_size}) must split evenly across {args.num_devices or visible} devices; "
+            "change --batch-size or --num-devices"
+        )
     return tasks
 
 
@@ -632,8 +701,16 @@ def check_memory(
 ):
     """Refuse, before compiling, a configuration whose replay buffer and networks cannot fit."""
     replay = replay_buffer_bytes(num_tasks, capacity, obs_dim, act_dim)
-    # critic, target and two AdamW moments; actor and its two moments (float32)
-    networks = 4 * (4 * critic_params + 3 * actor_params)
+    # float32: critic, target and the two AdamW moments; actor and its two moments;
+    # with bf16, bfloat16 copies of critic and target while an update runs
+    parts = {
+        "critic": 4 * critic_params,
+        "target": 4 * critic_params,
+        "optimiser": 4 * 2 * (critic_params + actor_params),
+        "actor": 4 * actor_params,
+        "bf16 copies": 2 * 2 * critic_params if args.precision == "bf16" else 0,
+    }
+    networks = sum(parts.values())
     device = jax.devices()[0]
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats and "bytes_limit" in stats:
@@ -643,8 +720,11 @@ def check_memory(
             meminfo = dict(line.split(":", 1) for line in f)
         available, where = int(meminfo["MemAvailable"].split()[0]) * 1024, "available host memory"
     gib = lambda b: f"{b / 2**30:.2f} GiB"
+    # every device holds all of it (data parallel: replicated parameters and replay)
     print(
-        f"memory plan: replay {gib(replay)} + networks and optimiser {gib(networks)} of {gib(available)} {where}"
+        f"memory plan per device: replay {gib(replay)} + "
+        + " + ".join(f"{name} {gib(size)}" for name, size in parts.items() if size)
+        + f" = {gib(replay + networks)} of {gib(available)} {where}"
     )
     # activations of a width-w batch need headroom too; keep 20% free
     if replay + networks > 0.8 * available:
@@ -830,6 +910,9 @@ def main(args: Args) -> None:
     # paper Table 1's model size counts the residual blocks of both critics and their targets
     table1_size = 2 * sum(count_parameters(block) for block in abstract[0].members.trunk.blocks)
     print(f"model size as in paper Table 1 (residual blocks, critics + targets): {table1_size / 1e6:,.1f}M")
+    batch_size = resolve_batch_size(args, num_tasks)
+    flops = update_flops(args, num_tasks, obs_dim, act_dim, batch_size)
+    print(f"one update: {flops / 1e9:,.1f} GFLOP of matmuls (x {args.utd} updates per env step)")
     check_memory(args, num_tasks, obs_dim, act_dim, capacity, critic_params, actor_params)
 
     if resume_dir is None:  # created only once the configuration is known to be valid
@@ -837,11 +920,12 @@ def main(args: Args) -> None:
         atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(args), indent=2))
 
     state, fns, batch_size = make_agent(args, num_tasks, obs_dim, act_dim, init_key)
-    buffer = replay_buffer_init(num_tasks, capacity, obs_dim, act_dim)
+    buffer = fns.place(replay_buffer_init(num_tasks, capacity, obs_dim, act_dim))
     normalizer = ReturnNormalizer(num_tasks, args.gamma)
     env_step, refill_until, rng = 0, 0, np.random.default_rng(args.seed)
     if resume_dir is not None:
         state, buffer, host, restored_replay = load_checkpoint(run_dir, state, buffer)
+        state, buffer = fns.place((state, buffer))
         env_step = host["env_step"]
         normalizer.load_state_dict(host["normalizer"])
         rng.bit_generator.state = host["numpy_rng"]
@@ -889,6 +973,10 @@ def main(args: Args) -> None:
                 action = np.asarray(
                     fns.act(state, jnp.asarray(obs), task_ids, jax.random.fold_in(act_key, env_step))
                 )
+            if learning and args.overlap:
+                # dispatched before the env step, so the device computes while the CPU steps the
+                # envs; it samples the buffer as it was before this step's transition
+                state, metrics = fns.update(state, buffer, jnp.asarray(normalizer.scale()), update_key)
             out = env.step(action)
             valid = ~out.reset_step  # the auto-reset step is never stored
             buffer = fns.insert(buffer, obs, action, out.reward, out.next_obs, out.terminated, valid)
@@ -900,7 +988,7 @@ def main(args: Args) -> None:
             obs = out.next_obs
             env_step += 1
 
-            if learning:
+            if learning and not args.overlap:
                 state, metrics = fns.update(state, buffer, jnp.asarray(normalizer.scale()), update_key)
 
             if env_step % args.log_interval == 0:
