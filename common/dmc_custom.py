@@ -197,7 +197,7 @@ def make(name: str, seed: int) -> control.Environment:
         time_limit = cheetah._DEFAULT_TIME_LIMIT
     elif name.startswith("walker-"):
         physics = walker.Physics.from_xml_string(*walker.get_model_and_assets())
-        speed = walker._WALK_SPEED if name == "walker-walk-backwards" else walker._RUN_SPEED
+        speed = float(walker._WALK_SPEED if name == "walker-walk-backwards" else walker._RUN_SPEED)
         task = WalkerBackwards(move_speed=speed, random=random)
         time_limit, env_kwargs = walker._DEFAULT_TIME_LIMIT, {"control_timestep": walker._CONTROL_TIMESTEP}
     elif name == "hopper-hop-backwards":
