@@ -97,7 +97,9 @@ REACHER_THREE_XML = """
 def _linear_at_least(x: float, bound: float, margin: float, value_at_margin: float = 0.0) -> float:
     """1 for x >= bound, falling linearly to `value_at_margin` at bound - margin."""
     return float(
-        rewards.tolerance(x, bounds=(bound, _INF), margin=margin, value_at_margin=value_at_margin, sigmoid="linear")
+        rewards.tolerance(
+            x, bounds=(bound, _INF), margin=margin, value_at_margin=value_at_margin, sigmoid="linear"
+        )
     )
 
 
@@ -127,7 +129,8 @@ class CheetahRunOneLeg(cheetah.Cheetah):
 class CheetahJump(cheetah.Cheetah):
     def get_reward(self, physics):
         xpos = physics.named.data.xpos
-        height = np.mean([_cheetah_high((xpos["torso", "z"] + xpos[foot, "z"]) / 2) for foot in ("bfoot", "ffoot")])
+        torso = xpos["torso", "z"]
+        height = np.mean([_cheetah_high((torso + xpos[foot, "z"]) / 2) for foot in ("bfoot", "ffoot")])
         still = rewards.tolerance(
             physics.speed(), bounds=(-_CHEETAH_STILL_SPEED, _CHEETAH_STILL_SPEED),
             margin=_CHEETAH_STILL_SPEED, value_at_margin=0, sigmoid="linear",

@@ -156,7 +156,9 @@ def _build_registry() -> dict[str, TaskSpec]:
             name = f"{robot}-{task}"
             steps = _HB_EPISODE_STEPS.get(task, 1000)
             # success: episode return >= the task's success_bar (HB reports no success)
-            registry[name] = TaskSpec(name, "humanoidbench", f"{name}-v0", obs_dim, act_dim, steps, has_success=True)
+            registry[name] = TaskSpec(
+                name, "humanoidbench", f"{name}-v0", obs_dim, act_dim, steps, has_success=True
+            )
     return registry
 
 

@@ -171,7 +171,10 @@ def test_worker_matches_direct_dm_control_and_truncates():
     assert outs[0].shape == (2, 8) and outs[0].dtype == np.float32
     for k, task in enumerate(tasks):
         ref = dmc_custom.make(task.name, seed=10 + k)  # task k's seed: seed + k * envs_per_task
-        flat = lambda ts: np.concatenate([np.asarray(ts.observation[key]).ravel() for key in task.dmc_obs_keys])  # noqa: E731
+
+        def flat(time_step, keys=task.dmc_obs_keys):
+            return np.concatenate([np.asarray(time_step.observation[key]).ravel() for key in keys])
+
         expected_obs = flat(ref.reset())
         np.testing.assert_allclose(outs[0][k, : task.obs_dim], expected_obs, rtol=1e-6)
         assert not outs[0][k, task.obs_dim :].any()
