@@ -36,14 +36,18 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
-from common.envs import MultiTaskEnv
+from common.envs import EnvError, MultiTaskEnv, require_packages
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 
 
 @dataclass
 class Args:
     suite: str = "mw"
-    """suite to train on: mw (MT50), dmc-dogs, dmc-humanoids, dmc-hard, mw-easy, dmc-easy, or one task name"""
+    """suite to train on (paper Appendix E; docs/suites.md): mw (MT50), dmc-dogs, dmc-humanoids, dmc-hard,
+    hb-medium, hb-hard (HumanoidBench, installed separately: README), mw-dmc (MT80), transfer splits
+    mw-transfer-train, mw-transfer-test, hb-medium-transfer-train, hb-medium-transfer-test,
+    hb-hard-transfer-test, Figure 10 subsets hb-medium-subset3, hb-medium-subset6; quick: mw-easy,
+    dmc-easy; or one task name"""
     tasks: tuple[str, ...] = ()
     """explicit task list (comma- or space-separated, e.g. `reach,cheetah-run`); overrides --suite"""
     seed: int = 0
@@ -663,6 +667,7 @@ def validate(args: Args) -> list[TaskSpec]:
         args.tasks = tuple(t for t in args.tasks[0].split(",") if t)
     try:
         tasks = resolve_tasks(args.suite, args.tasks)
+        require_packages(tasks)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     positive = ["total_steps", "width", "actor_width", "num_atoms", "utd", "buffer_size",
@@ -1046,6 +1051,6 @@ if __name__ == "__main__":
     cli_args = tyro.cli(Args)
     try:
         main(cli_args)
-    except (ConfigError, FloatingPointError) as error:
+    except (ConfigError, FloatingPointError, EnvError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -1,7 +1,9 @@
 """Suite and task metadata: task lists (paper Appendix E), sizes and score normalisation.
 
 A task is named as in the paper: MetaWorld tasks by their MT50 name (`reach`,
-`door-open`), DeepMind Control tasks as `domain-task` (`cheetah-run`, `dog-trot`).
+`door-open`), DeepMind Control tasks as `domain-task` (`cheetah-run`, `dog-trot`),
+HumanoidBench tasks by their gymnasium id without `-v0` (`h1-walk`, `h1hand-sit_simple`).
+docs/suites.md lists every suite and where each task comes from.
 """
 
 from dataclasses import dataclass
@@ -11,8 +13,10 @@ from typing import Literal
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    domain: Literal["metaworld", "dmc"]
-    envpool_id: str
+    # metaworld and dmc run on envpool; dmc-custom (common/dmc_custom.py) and humanoidbench
+    # (gymnasium envs of the humanoid_bench package) run in worker processes (common/envs.py).
+    domain: Literal["metaworld", "dmc", "dmc-custom", "humanoidbench"]
+    envpool_id: str  # the backend's id: envpool task id, or HumanoidBench's gymnasium id
     obs_dim: int
     act_dim: int
     max_episode_steps: int
@@ -70,6 +74,62 @@ _DMC_OBS_KEYS = {
 }  # fmt: skip
 
 
+# TD-MPC2's custom DMC tasks of MT80 (Hansen et al. 2024, paper ref. [38]), defined in
+# common/dmc_custom.py: (obs size, action size, dm_control observation keys in order).
+_DMC_CUSTOM = {
+    "cheetah-run-backwards": (17, 6, ("position", "velocity")),
+    "cheetah-run-front": (17, 6, ("position", "velocity")),
+    "cheetah-run-back": (17, 6, ("position", "velocity")),
+    "cheetah-jump": (17, 6, ("position", "velocity")),
+    "walker-walk-backwards": (24, 6, ("orientations", "height", "velocity")),
+    "walker-run-backwards": (24, 6, ("orientations", "height", "velocity")),
+    "hopper-hop-backwards": (15, 4, ("position", "velocity", "touch")),
+    "reacher-three-easy": (8, 3, ("position", "to_target", "velocity")),
+    "reacher-three-hard": (8, 3, ("position", "to_target", "velocity")),
+    "ball-in-cup-spin": (8, 2, ("position", "velocity")),
+    "pendulum-spin": (3, 1, ("orientation", "velocity")),
+}  # fmt: skip
+
+# HumanoidBench (Sferrazza et al. 2024, paper ref. [89]). The networks and the padding need
+# the sizes before any env exists, so they are tabulated here (read from HB's task classes,
+# HEAD 791405f: qpos + qvel of robot and objects, plus task extras); every worker checks them
+# against the env's spaces at start-up and stops with a clear message on a mismatch.
+# h1: 51 obs / 19 actions for every task; h1hand: 61 actions, obs by task.
+HB_H1_TASKS = ("walk", "stand", "run", "stair", "crawl", "pole", "slide", "hurdle", "maze")
+_HB_H1HAND_OBS = {
+    **{task: 151 for task in HB_H1_TASKS}, "sit_simple": 151, "sit_hard": 164,
+    "balance_simple": 164, "balance_hard": 177, "reach": 157, "spoon": 167, "window": 171,
+    "insert_small": 190, "insert_normal": 190, "bookshelf_simple": 308, "bookshelf_hard": 308,
+    "truck": 216, "powerlift": 164, "room": 229, "door": 155, "basketball": 164, "push": 163,
+    "cabinet": 213,
+}  # fmt: skip
+# HB's episode limit is its task's `max_episode_steps` (1000 unless the task sets it).
+_HB_EPISODE_STEPS = {"insert_small": 500, "insert_normal": 500, "basketball": 500, "push": 500}
+
+# Paper Table 2 (from HumanoidBench): (random, success) return per task, for
+# score = (return - random) / (success - random). `success` is HB's `success_bar`.
+HB_SCORES = {
+    "h1-crawl": (272.658, 700.0), "h1-hurdle": (2.214, 700.0), "h1-maze": (106.441, 1200.0),
+    "h1-pole": (20.090, 700.0), "h1-run": (2.020, 700.0), "h1-slide": (3.191, 700.0),
+    "h1-stair": (3.112, 700.0), "h1-stand": (10.545, 800.0), "h1-walk": (2.377, 700.0),
+    "h1hand-balance_hard": (10.032, 800.0), "h1hand-balance_simple": (10.170, 800.0),
+    "h1hand-basketball": (8.979, 1200.0), "h1hand-bookshelf_hard": (14.848, 2000.0),
+    "h1hand-bookshelf_simple": (16.777, 2000.0), "h1hand-crawl": (278.868, 800.0),
+    "h1hand-door": (2.771, 600.0), "h1hand-hurdle": (2.371, 700.0),
+    "h1hand-insert_normal": (1.673, 350.0), "h1hand-insert_small": (1.653, 350.0),
+    "h1hand-maze": (106.233, 1200.0), "h1hand-package": (-10040.932, 1500.0),
+    "h1hand-pole": (19.721, 700.0), "h1hand-powerlift": (17.638, 800.0),
+    "h1hand-push": (-526.800, 700.0), "h1hand-reach": (-50.024, 12000.0),
+    "h1hand-room": (3.018, 400.0), "h1hand-run": (1.927, 700.0), "h1hand-sit_hard": (2.477, 750.0),
+    "h1hand-sit_simple": (10.768, 750.0), "h1hand-slide": (3.142, 700.0),
+    "h1hand-spoon": (4.661, 650.0), "h1hand-stair": (3.161, 700.0), "h1hand-stand": (11.973, 800.0),
+    "h1hand-truck": (562.419, 3000.0), "h1hand-walk": (2.505, 700.0), "h1hand-window": (2.713, 650.0),
+    # Not in Table 2 (a transfer task only): random return taken as 0, success = HB's
+    # success_bar for cabinet (2500). Documented in docs/suites.md.
+    "h1hand-cabinet": (0.0, 2500.0),
+}  # fmt: skip
+
+
 def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("-"))
 
@@ -86,6 +146,19 @@ def _build_registry() -> dict[str, TaskSpec]:
         registry[name] = TaskSpec(
             name, "dmc", f"{_camel(name)}-v1", obs_dim, act_dim, 1000, has_success=False, dmc_obs_keys=keys
         )
+    for name, (obs_dim, act_dim, keys) in _DMC_CUSTOM.items():
+        # every DMC task: 1000 control steps per episode, no action repeat (paper Appendix E)
+        registry[name] = TaskSpec(
+            name, "dmc-custom", name, obs_dim, act_dim, 1000, has_success=False, dmc_obs_keys=keys
+        )
+    for robot, obs_dims, act_dim in (("h1", {t: 51 for t in HB_H1_TASKS}, 19), ("h1hand", _HB_H1HAND_OBS, 61)):
+        for task, obs_dim in obs_dims.items():
+            name = f"{robot}-{task}"
+            steps = _HB_EPISODE_STEPS.get(task, 1000)
+            # success: episode return >= the task's success_bar (HB reports no success)
+            registry[name] = TaskSpec(
+                name, "humanoidbench", f"{name}-v0", obs_dim, act_dim, steps, has_success=True
+            )
     return registry
 
 
@@ -93,12 +166,44 @@ TASKS: dict[str, TaskSpec] = _build_registry()
 
 DMC_DOGS = ("dog-stand", "dog-walk", "dog-trot", "dog-run")
 DMC_HUMANOIDS = ("humanoid-stand", "humanoid-walk", "humanoid-run")
+HB_MEDIUM = tuple(f"h1-{t}" for t in HB_H1_TASKS)
+HB_HARD = tuple(
+    f"h1hand-{t}" for t in (*HB_H1_TASKS, "sit_simple", "sit_hard", "balance_simple", "balance_hard",
+                            "reach", "spoon", "window", "insert_small", "insert_normal",
+                            "bookshelf_simple", "bookshelf_hard")
+)  # fmt: skip
+HB_MEDIUM_SUBSET6 = tuple(f"h1-{t}" for t in ("walk", "stand", "stair", "crawl", "pole", "slide"))
+# The 30 DMC tasks of MT80 (TD-MPC2), in the order of paper Appendix E.1.
+MT80_DMC = (
+    "walker-stand", "walker-walk", "walker-run", "cheetah-run", "reacher-easy", "reacher-hard",
+    "acrobot-swingup", "pendulum-swingup", "cartpole-balance", "cartpole-balance-sparse",
+    "cartpole-swingup", "cartpole-swingup-sparse", "ball-in-cup-catch", "finger-spin",
+    "finger-turn-easy", "finger-turn-hard", "fish-swim", "hopper-stand", "hopper-hop",
+    *_DMC_CUSTOM,
+)  # fmt: skip
+# Paper Appendix E.2: the 5 hardest MT50 tasks (after TD-MPC2) are held out for transfer.
+MW_TRANSFER_TEST = ("assembly", "disassemble", "dial-turn", "lever-pull", "push-back")
 
 SUITES: dict[str, tuple[str, ...]] = {
     "mw": MT50,
     "dmc-dogs": DMC_DOGS,
     "dmc-humanoids": DMC_HUMANOIDS,
     "dmc-hard": DMC_DOGS + DMC_HUMANOIDS,
+    # Paper Appendix E.1
+    "hb-medium": HB_MEDIUM,
+    "hb-hard": HB_HARD,
+    "mw-dmc": MT50 + MT80_DMC,
+    # Paper Appendix E.2 transfer splits (HB-HARD's training split is `hb-hard` itself)
+    "mw-transfer-train": tuple(t for t in MT50 if t not in MW_TRANSFER_TEST),
+    "mw-transfer-test": MW_TRANSFER_TEST,
+    "hb-medium-transfer-train": HB_MEDIUM_SUBSET6,
+    "hb-medium-transfer-test": tuple(f"h1-{t}" for t in ("run", "hurdle", "maze")),
+    "hb-hard-transfer-test": tuple(
+        f"h1hand-{t}" for t in ("truck", "powerlift", "room", "door", "basketball", "push", "cabinet")
+    ),
+    # Paper Figure 10 / Appendix D: HB-MEDIUM pretrained on 3 or 6 of its 9 tasks
+    "hb-medium-subset3": tuple(f"h1-{t}" for t in ("walk", "stair", "slide")),
+    "hb-medium-subset6": HB_MEDIUM_SUBSET6,
     # Small suites for quick runs on a laptop and for tests.
     "mw-easy": ("reach", "drawer-close", "button-press-topdown", "window-open"),
     "dmc-easy": ("cartpole-swingup", "cheetah-run"),
@@ -126,7 +231,11 @@ def resolve_tasks(suite: str, tasks: tuple[str, ...] = ()) -> list[TaskSpec]:
 
 
 def normalized_score(task: TaskSpec, episode_return: float, success: float) -> float:
-    """Paper Appendix E.3: MetaWorld reports success rate, DMC return / 1000."""
+    """Paper Appendix E.3: MetaWorld reports success rate, DMC return / 1000, HumanoidBench
+    (return - random) / (success - random) with the scores of paper Table 2 (`HB_SCORES`)."""
     if task.domain == "metaworld":
         return float(success)
+    if task.domain == "humanoidbench":
+        random_return, success_return = HB_SCORES[task.name]
+        return (float(episode_return) - random_return) / (success_return - random_return)
     return float(episode_return) / 1000.0
