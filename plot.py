@@ -364,7 +364,7 @@ def plot(args: Args) -> list[Path]:
                     samples = np.stack([r.diagnostics[name][np.searchsorted(r.steps, group.steps)] for r in group.runs])
                     steps, samples = crop(group.steps, samples, args.max_step)
                     draw_curve(ax, steps, samples, args, rng, color=colors[k % len(colors)], label=group.label, marker=".")
-            ax.set_title(name + (" (std / mean over tasks)" if "spread" in name else ""), fontsize=9)
+            ax.set_title(name + (" (std / |mean| over tasks)" if "spread" in name else ""), fontsize=9)
             ax.set_xlabel("env steps per task")
             ax.xaxis.set_major_formatter(FuncFormatter(steps_label))
             ax.grid(alpha=0.3)

@@ -156,7 +156,8 @@ def test_diagnostics_end_to_end_and_plot(run, tmp_path):
         assert set(diagnostics[name]) == {"reach", "cartpole-swingup", "cheetah-run"}
         values = np.array(list(diagnostics[name].values()))
         assert diagnostics["spread"][name] == pytest.approx(np.std(values) / abs(np.mean(values)), rel=1e-4)
-    assert 0 <= diagnostics["conflict_rate"] <= 1 and diagnostics["conflict_rate"] in (0, 1 / 3, 2 / 3, 1)
+    rate = diagnostics["conflict_rate"]  # 0, 1, 2 or 3 of the 3 pairs conflict
+    assert 0 <= rate <= 1 and rate * 3 == pytest.approx(round(rate * 3), abs=1e-5)
     assert len(diagnostics["embedding_explained_variance"]) == 2
     png = run_dir / "task_embeddings.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(run_dir.glob("*.tmp"))
