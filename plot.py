@@ -65,7 +65,8 @@ class Args:
 # config.json fields that do not change what is learned: runs differing only in these are seeds
 # of one configuration.
 NOT_CONFIGURATION = {"seed", "run_name", "resume", "track", "total_steps", "eval_interval", "log_interval",
-                     "checkpoint_interval", "checkpoint_replay", "diagnostics", "diagnostics_batch_size"}  # fmt: skip
+                     "checkpoint_interval", "checkpoint_replay",
+                     "diagnostics", "diagnostics_batch_size"}  # fmt: skip
 
 # Metric stored in each suite folder of the published results: success rate or episode return.
 REFERENCE_SUCCESS_SUITES = {"metaworld", "shadowhand"}
@@ -79,7 +80,10 @@ class PlotError(Exception):
 
 
 def bootstrap_ci(
-    samples: Float[np.ndarray, "seeds points"], confidence: float, num_resamples: int, rng: np.random.Generator
+    samples: Float[np.ndarray, "seeds points"],
+    confidence: float,
+    num_resamples: int,
+    rng: np.random.Generator,
 ) -> tuple[Float[np.ndarray, " points"], Float[np.ndarray, " points"]]:
     """Percentile bootstrap interval of the mean over seeds (axis 0), for every point.
 
@@ -95,7 +99,10 @@ def bootstrap_ci(
 
 
 def aggregate(
-    scores: Float[np.ndarray, "seeds tasks points"], confidence: float, num_resamples: int, rng: np.random.Generator
+    scores: Float[np.ndarray, "seeds tasks points"],
+    confidence: float,
+    num_resamples: int,
+    rng: np.random.Generator,
 ) -> tuple[Float[np.ndarray, " points"], Float[np.ndarray, " points"], Float[np.ndarray, " points"]]:
     """Paper Appendix D: mean normalised score over tasks per seed, then the mean over seeds and
     its bootstrap confidence interval over seeds."""
@@ -128,7 +135,9 @@ def task_score(name: str, result: dict) -> float:
 def load_run(path: Path) -> Run:
     metrics_path, config_path = path / "metrics.jsonl", path / "config.json"
     if not metrics_path.exists() or not config_path.exists():
-        raise PlotError(f"{path} has no metrics.jsonl and config.json; give run directories written by sac_brc.py")
+        raise PlotError(
+            f"{path} has no metrics.jsonl and config.json; give run directories written by sac_brc.py"
+        )
     records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
     if not records:
         raise PlotError(f"{metrics_path} is empty: the run has not evaluated yet")
@@ -139,7 +148,8 @@ def load_run(path: Path) -> Run:
     diagnostics = {}
     if all("diagnostics" in by_step[s] for s in steps):
         for name in ("td_loss", "grad_norm", "entropy"):
-            diagnostics[f"{name} spread"] = np.array([by_step[s]["diagnostics"]["spread"][name] for s in steps])
+            spread = [by_step[s]["diagnostics"]["spread"][name] for s in steps]
+            diagnostics[f"{name} spread"] = np.array(spread)
         conflict = [by_step[s]["diagnostics"]["conflict_rate"] for s in steps]
         if all(c is not None for c in conflict):
             diagnostics["gradient conflict rate"] = np.array(conflict, float)
@@ -177,7 +187,9 @@ def group_runs(runs: list[Run], labels: tuple[str, ...]) -> list[Group]:
         key = json.dumps({k: v for k, v in run.config.items() if k not in NOT_CONFIGURATION}, sort_keys=True)
         keys.setdefault(key, []).append(run)
     if labels and len(labels) != len(keys):
-        raise PlotError(f"--labels gives {len(labels)} label(s) but the runs form {len(keys)} configuration group(s)")
+        raise PlotError(
+            f"--labels gives {len(labels)} label(s) but the runs form {len(keys)} configuration group(s)"
+        )
     configs = [json.loads(k) for k in keys]
     differing = sorted({k for c in configs for k in c if any(c.get(k) != o.get(k) for o in configs)})
     groups = []
@@ -192,7 +204,9 @@ def group_runs(runs: list[Run], labels: tuple[str, ...]) -> list[Group]:
         tasks = list(members[0].scores)
         for run in members[1:]:
             if list(run.scores) != tasks:
-                raise PlotError(f"{run.path} and {members[0].path} have the same configuration but other tasks")
+                raise PlotError(
+                    f"{run.path} and {members[0].path} have the same configuration but other tasks"
+                )
         steps = members[0].steps
         for run in members[1:]:
             steps = np.intersect1d(steps, run.steps)
@@ -201,7 +215,8 @@ def group_runs(runs: list[Run], labels: tuple[str, ...]) -> list[Group]:
         scores = np.stack([
             np.stack([run.scores[t][np.searchsorted(run.steps, steps)] for t in tasks]) for run in members
         ])  # fmt: skip
-        groups.append(Group(f"{label} ({len(members)} seed{'s' * (len(members) > 1)})", members, tasks, steps, scores))
+        label += f" ({len(members)} seed{'s' * (len(members) > 1)})"
+        groups.append(Group(label, members, tasks, steps, scores))
     return groups
 
 
@@ -230,7 +245,9 @@ def load_reference(root: Path, variant: str, task: str) -> np.ndarray | None:
     if task not in TASKS:
         return None  # no normalisation known for it
     is_success = path.parent.parent.name in REFERENCE_SUCCESS_SUITES
-    score = lambda v: normalized_score(TASKS[task], math.nan if is_success else v, v if is_success else math.nan)
+    task_spec = TASKS[task]
+    # the stored metric goes in as success rate or as return; the other argument is unknown
+    score = lambda v: normalized_score(task_spec, *((math.nan, v) if is_success else (v, math.nan)))
     return np.vectorize(score, otypes=[float])(values)
 
 
@@ -270,8 +287,11 @@ def references(args: Args, tasks: list[str]) -> dict[str, dict[str, np.ndarray]]
     found = {}
     for variant in args.reference_variants:
         if not any((suite / variant).is_dir() for suite in root.iterdir()):
-            variants = sorted({v.name for s in root.iterdir() if s.is_dir() for v in s.iterdir() if v.is_dir()})
-            raise PlotError(f"--reference-variants {variant}: no such folder under {root}; found {', '.join(variants)}")
+            suites = [s for s in root.iterdir() if s.is_dir()]
+            variants = sorted({v.name for s in suites for v in s.iterdir() if v.is_dir()})
+            raise PlotError(
+                f"--reference-variants {variant}: no such folder under {root}; found {', '.join(variants)}"
+            )
         curves = {t: c for t in tasks if (c := load_reference(root, variant, t)) is not None}
         missing = [t for t in tasks if t not in curves]
         if missing:
@@ -300,7 +320,8 @@ def plot(args: Args) -> list[Path]:
         for k, group in enumerate(groups):
             if task in group.tasks:
                 steps, samples = crop(group.steps, group.scores[:, group.tasks.index(task)], args.max_step)
-                draw_curve(ax, steps, samples, args, rng, color=colors[k % len(colors)], label=group.label, marker=".")
+                color = colors[k % len(colors)]
+                draw_curve(ax, steps, samples, args, rng, color=color, label=group.label, marker=".")
         for (variant, curves), style in zip(published.items(), ref_styles):
             if task in curves:
                 steps, samples = crop(ref_x(curves[task].shape[1]), curves[task], args.max_step)
@@ -361,9 +382,11 @@ def plot(args: Args) -> list[Path]:
         for ax, name in zip(axes.flat, names):
             for k, group in enumerate(groups):
                 if group in logged and all(name in r.diagnostics for r in group.runs):
-                    samples = np.stack([r.diagnostics[name][np.searchsorted(r.steps, group.steps)] for r in group.runs])
+                    at = lambda r: np.searchsorted(r.steps, group.steps)
+                    samples = np.stack([r.diagnostics[name][at(r)] for r in group.runs])
                     steps, samples = crop(group.steps, samples, args.max_step)
-                    draw_curve(ax, steps, samples, args, rng, color=colors[k % len(colors)], label=group.label, marker=".")
+                    color = colors[k % len(colors)]
+                    draw_curve(ax, steps, samples, args, rng, color=color, label=group.label, marker=".")
             ax.set_title(name + (" (std / |mean| over tasks)" if "spread" in name else ""), fontsize=9)
             ax.set_xlabel("env steps per task")
             ax.xaxis.set_major_formatter(FuncFormatter(steps_label))

@@ -720,7 +720,9 @@ def make_diagnostics(args: Args, num_tasks: int, act_dim: int):
 def diagnostics_record(diagnostics: dict, task_names: list[str]) -> dict:
     """Host copy for metrics.jsonl: per-task values by task name; no conflict rate for one task."""
     host = jax.device_get(diagnostics)
-    record = {name: dict(zip(task_names, map(float, host[name]))) for name in ("td_loss", "grad_norm", "entropy")}
+    record = {
+        name: dict(zip(task_names, map(float, host[name]))) for name in ("td_loss", "grad_norm", "entropy")
+    }
     record["spread"] = {name: float(v) for name, v in host["spread"].items()}
     record["conflict_rate"] = float(host["conflict_rate"]) if len(task_names) > 1 else None
     return record
@@ -737,7 +739,9 @@ def embedding_pca(task_embedding: Float[np.ndarray, "tasks embedding"]) -> tuple
     return x @ vt[:2].T, (variance / variance.sum())[:2]
 
 
-def plot_task_embeddings(task_embedding: np.ndarray, tasks: list[TaskSpec], env_step: int, path: Path) -> list:
+def plot_task_embeddings(
+    task_embedding: Float[np.ndarray, "tasks embedding"], tasks: list[TaskSpec], env_step: int, path: Path
+) -> list:
     """Scatter of the embedding PCA, one colour per embodiment, each point named; the PNG is
     written to a temporary file and renamed. Returns the explained variance ratios."""
     import matplotlib
@@ -1111,8 +1115,9 @@ def main(args: Args) -> None:
                                            jax.random.fold_in(diagnostics_key, env_step))  # fmt: skip
                     record["diagnostics"] = diagnostics_record(diagnostics, [t.name for t in tasks])
                     if state.critic.task_embedding is not None and num_tasks > 1:
+                        embedding = np.asarray(state.critic.task_embedding)
                         record["diagnostics"]["embedding_explained_variance"] = plot_task_embeddings(
-                            np.asarray(state.critic.task_embedding), tasks, env_step, run_dir / "task_embeddings.png"
+                            embedding, tasks, env_step, run_dir / "task_embeddings.png"
                         )
                 with open(run_dir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
