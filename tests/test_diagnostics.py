@@ -44,10 +44,11 @@ def numpy_projection(value: float, support: np.ndarray) -> np.ndarray:
     return probs
 
 
-def setup_one_transition_per_task(loss: str, per_task: int, num_tasks: int = 3):
+def setup_one_transition_per_task(loss: str, per_task: int, conditioning: str = "embedding", num_tasks: int = 3):
     """Each task's replay holds one terminal transition, so every sampled row of task i is that
     transition and its TD target is the scaled reward alone (mask 0): known without sampling."""
-    args = Args(width=16, actor_width=16, num_atoms=11, embedding_dim=4, loss=loss, diagnostics_batch_size=per_task)
+    args = Args(width=16, actor_width=16, num_atoms=11, embedding_dim=4, loss=loss,
+                task_conditioning=conditioning, diagnostics_batch_size=per_task)  # fmt: skip
     obs_dim, act_dim = 3, 2
     state, fns, _ = make_agent(args, num_tasks, obs_dim, act_dim, jax.random.key(0))
     rng = np.random.default_rng(1)
@@ -62,11 +63,12 @@ def setup_one_transition_per_task(loss: str, per_task: int, num_tasks: int = 3):
     return args, state, buffer, obs, action, reward, max_abs_return, act_dim
 
 
-@pytest.mark.parametrize("loss", ["ce", "mse"])
-def test_diagnose_matches_a_per_task_numpy_reference(loss):
+@pytest.mark.parametrize("loss, conditioning", [("ce", "embedding"), ("mse", "embedding"), ("ce", "heads")])
+def test_diagnose_matches_a_per_task_numpy_reference(loss, conditioning):
+    """--loss ce and mse, and the separate-heads ablation of paper Figure 5."""
     per_task, num_tasks = 1024, 3
     args, state, buffer, obs, action, reward, max_abs_return, act_dim = setup_one_transition_per_task(
-        loss, per_task
+        loss, per_task, conditioning
     )
     diagnose = make_diagnostics(args, num_tasks, act_dim)
     out = jax.device_get(diagnose(state, buffer, jnp.asarray(max_abs_return), jax.random.key(7)))
