@@ -604,7 +604,7 @@ def task_gradient_gram(
 ) -> Float[Array, "tasks tasks"]:
     """Gram matrix `G_ij = <grad L_i, grad L_j>` of the per-task loss gradients.
 
-    Never holds all T gradients at once (T x 135M floats for MT50 at width 4096): for each task
+    Never holds all T gradients at once (T x 136M floats for MT50 at width 4096): for each task
     i (`lax.map`), g_i = grad L_i by reverse mode, then the row `(g_1.g_i, ..., g_T.g_i)` is one
     forward-mode JVP of the vector of all T losses along g_i.
     """
