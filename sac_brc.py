@@ -118,6 +118,10 @@ class Args:
     """run directory to continue from its latest checkpoint"""
     track: bool = False
     """also log to Weights & Biases (needs `pip install wandb`)"""
+    diagnostics: bool = False
+    """at each evaluation, log the paper's multi-task diagnostics (Figures 3, 5, 7): per-task TD loss, gradient norm and entropy, their spread, the gradient-conflict rate, and a PCA plot of the task embeddings"""
+    diagnostics_batch_size: int = 256
+    """transitions per task sampled from the replay buffer for --diagnostics"""
 
     # speed and scale (do not change the method; see README "Performance")
     precision: Literal["f32", "bf16"] = "f32"
@@ -130,7 +134,8 @@ class Args:
 
 # Fields that may change when resuming; every other field must match the checkpoint.
 RESUMABLE_FIELDS = {"total_steps", "eval_interval", "log_interval", "checkpoint_interval",
-                    "checkpoint_replay", "resume", "track", "run_name", "overlap", "num_devices"}  # fmt: skip
+                    "checkpoint_replay", "resume", "track", "run_name", "overlap", "num_devices",
+                    "diagnostics", "diagnostics_batch_size"}  # fmt: skip
 
 # Actor log-std squashing range (ref. code).
 LOG_STD_MIN, LOG_STD_MAX = -10.0, 2.0
@@ -655,6 +660,181 @@ def update_flops(args: Args, num_tasks: int, obs_dim: int, act_dim: int, batch_s
     return 2 * batch_size * (6 * 2 * critic + 4 * actor)  # 2 FLOPs per multiply-add
 
 
+# ---------------------------------------------------------------- diagnostics (paper Section 5, Appendix D)
+
+
+def task_gradient_gram(
+    params, task_loss, all_task_losses, num_tasks: int
+) -> Float[Array, "tasks tasks"]:
+    """Gram matrix `G_ij = <grad L_i, grad L_j>` of the per-task loss gradients.
+
+    Never holds all T gradients at once (T x 136M floats for MT50 at width 4096): for each task
+    i (`lax.map`), g_i = grad L_i by reverse mode, then the row `(g_1.g_i, ..., g_T.g_i)` is one
+    forward-mode JVP of the vector of all T losses along g_i.
+    """
+
+    def row(i):
+        g = jax.grad(task_loss)(params, i)
+        return jax.jvp(all_task_losses, (params,), (g,))[1]
+
+    gram = jax.lax.map(row, jnp.arange(num_tasks))
+    return 0.5 * (gram + gram.T)  # symmetric up to rounding
+
+
+def gradient_conflicts(gram: Float[Array, "tasks tasks"]) -> tuple[Float[Array, " tasks"], Float[Array, ""]]:
+    """Per-task gradient norms and the rate of conflicting pairs as in PCGrad (Yu et al., 2020):
+    the fraction of task pairs i < j whose gradients have negative cosine similarity (NaN for one task)."""
+    norm = jnp.sqrt(jnp.diagonal(gram))
+    cosine = gram / (norm[:, None] * norm[None, :])
+    i, j = jnp.triu_indices(gram.shape[0], k=1)
+    return norm, jnp.mean(cosine[i, j] < 0)
+
+
+def relative_spread(values: Float[Array, " tasks"]) -> Float[Array, ""]:
+    """Paper Figure 3: std / mean across tasks. Entropy estimates can be negative, so the
+    mean is taken in absolute value (the paper's sigma / mu assumes positive quantities)."""
+    return jnp.std(values) / jnp.abs(jnp.mean(values))
+
+
+def make_diagnostics(args: Args, num_tasks: int, act_dim: int):
+    """The paper's multi-task diagnostics as one jitted function of the training state.
+
+    On a fresh batch of `diagnostics_batch_size` transitions per task (same reward scaling and
+    TD target as the update): per-task critic TD loss, per-task critic gradient norm, per-task
+    policy entropy and the spread of each across tasks (Figure 3, Appendix D: sigma / mu over
+    tasks), and the gradient-conflict rate (Figure 5). Gradients are taken with respect to every
+    critic parameter; the task-specific ones (a task's embedding row, its head) receive nothing
+    from other tasks, so they add nothing to `<g_i, g_j>` and the conflict rate equals the one
+    on the shared parameters that PCGrad uses.
+    """
+    gamma, per_task = args.gamma, args.diagnostics_batch_size
+    support = make_support(args.num_atoms, args.v_max)
+
+    def policy(state: TrainState, obs, task_id):  # as in make_agent
+        embedding = jax.lax.stop_gradient(state.critic.embed(task_id))
+        return state.actor(obs, embedding, task_id)
+
+    @jax.jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def diagnose(
+        state: TrainState, buffer: ReplayBuffer, max_abs_return: Float[Array, " tasks"], key: PRNGKeyArray
+    ) -> dict:
+        index_key, next_key, entropy_key = jax.random.split(key, 3)
+        task = jnp.repeat(jnp.arange(num_tasks), per_task)  # tasks x per_task, task-major
+        uniform = jax.random.uniform(index_key, (num_tasks * per_task,))
+        index = jnp.floor(uniform * buffer.size[task]).astype(jnp.int32)
+        obs, action = buffer.obs[task, index], buffer.action[task, index]
+        next_obs, mask = buffer.next_obs[task, index], 1.0 - buffer.terminated[task, index]
+        alpha = jnp.exp(state.log_alpha)
+        scale = reward_scale(max_abs_return, alpha, act_dim, gamma, args.v_max)
+        reward = buffer.reward[task, index] * scale[task]  # paper eq. 3
+
+        # TD target exactly as in update_once
+        next_mean, next_log_std = jax.vmap(policy, in_axes=(None, 0, 0))(state, next_obs, task)
+        next_action, next_log_prob = jax.vmap(sample_tanh_gaussian)(
+            next_mean, next_log_std, jax.random.split(next_key, len(task))
+        )
+        target_out = state.target_critic(next_obs, next_action, task)
+        if args.loss == "ce":
+            target = categorical_td_target(reward, mask, next_log_prob, target_out, alpha, gamma, support)
+        else:
+            target = reward + gamma * mask * (target_out[..., 0].mean(axis=1) - alpha * next_log_prob)
+        target = jax.lax.stop_gradient(target)
+
+        params, static = eqx.partition(state.critic, eqx.is_inexact_array)
+        split = lambda x: x.reshape(num_tasks, per_task, *x.shape[1:])
+
+        def sample_losses(params, obs, action, task_id, target):
+            """update_once's critic loss per row (summed over the ensemble; its mean is the loss)."""
+            out = eqx.combine(params, static)(obs, action, task_id)
+            if args.loss == "ce":
+                return jax.vmap(jax.vmap(cross_entropy, in_axes=(None, 0)))(target, out).sum(axis=1)
+            return ((out[..., 0] - target[:, None]) ** 2).sum(axis=1)
+
+        def all_task_losses(params):
+            return split(sample_losses(params, obs, action, task, target)).mean(axis=1)
+
+        def task_loss(params, i):  # only task i's rows
+            rows = lambda x: split(x)[i]
+            return sample_losses(params, rows(obs), rows(action), rows(task), rows(target)).mean()
+
+        td_loss = all_task_losses(params)
+        gram = task_gradient_gram(params, task_loss, all_task_losses, num_tasks)
+        grad_norm, conflict_rate = gradient_conflicts(gram)
+
+        # policy entropy per task: -E[log pi(a|s)] over the task's states, as the update's metric
+        mean, log_std = jax.vmap(policy, in_axes=(None, 0, 0))(state, obs, task)
+        _, log_prob = jax.vmap(sample_tanh_gaussian)(mean, log_std, jax.random.split(entropy_key, len(task)))
+        entropy = -split(log_prob).mean(axis=1)
+        return {
+            "td_loss": td_loss,
+            "grad_norm": grad_norm,
+            "entropy": entropy,
+            "spread": {
+                "td_loss": relative_spread(td_loss),
+                "grad_norm": relative_spread(grad_norm),
+                "entropy": relative_spread(entropy),
+            },
+            "conflict_rate": conflict_rate,
+        }
+
+    return diagnose
+
+
+def diagnostics_record(diagnostics: dict, task_names: list[str]) -> dict:
+    """Host copy for metrics.jsonl: per-task values by task name; no conflict rate for one task."""
+    host = jax.device_get(diagnostics)
+    record = {
+        name: dict(zip(task_names, map(float, host[name]))) for name in ("td_loss", "grad_norm", "entropy")
+    }
+    record["spread"] = {name: float(v) for name, v in host["spread"].items()}
+    record["conflict_rate"] = float(host["conflict_rate"]) if len(task_names) > 1 else None
+    return record
+
+
+def embedding_pca(task_embedding: Float[np.ndarray, "tasks embedding"]) -> tuple[np.ndarray, np.ndarray]:
+    """Paper Figure 7: first two principal components of the L2-normalised task embeddings
+    (the vectors the networks read). Returns the (tasks, 2) coordinates and the explained
+    variance ratio of each component."""
+    x = task_embedding / np.linalg.norm(task_embedding, axis=1, keepdims=True)
+    x = x - x.mean(axis=0)
+    _, singular, vt = np.linalg.svd(x, full_matrices=False)
+    variance = singular**2
+    return x @ vt[:2].T, (variance / variance.sum())[:2]
+
+
+def plot_task_embeddings(
+    task_embedding: Float[np.ndarray, "tasks embedding"], tasks: list[TaskSpec], env_step: int, path: Path
+) -> list:
+    """Scatter of the embedding PCA, one colour per embodiment, each point named; the PNG is
+    written to a temporary file and renamed. Returns the explained variance ratios."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    coords, explained = embedding_pca(task_embedding)
+    # embodiment: the DMC domain (`cheetah` of cheetah-run), else the suite's domain
+    embodiment = [t.name.rsplit("-", 1)[0] if t.domain == "dmc" else t.domain for t in tasks]
+    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    for k, kind in enumerate(dict.fromkeys(embodiment)):
+        rows = [i for i, e in enumerate(embodiment) if e == kind]
+        ax.scatter(coords[rows, 0], coords[rows, 1], color=f"C{k % 10}", label=kind, s=25)
+    for (x, y), task in zip(coords, tasks):
+        ax.annotate(task.name, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+    ax.set_xlabel(f"PC 1 ({explained[0]:.0%} of variance)")
+    ax.set_ylabel(f"PC 2 ({explained[1]:.0%} of variance)" if len(explained) > 1 else "PC 2")
+    ax.set_title(f"task embeddings (L2-normalised), step {env_step}", fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return explained.tolist()
+
+
 # ---------------------------------------------------------------- runs: config, checkpoints, metrics
 
 
@@ -671,7 +851,8 @@ def validate(args: Args) -> list[TaskSpec]:
     except ValueError as error:
         raise ConfigError(str(error)) from None
     positive = ["total_steps", "width", "actor_width", "num_atoms", "utd", "buffer_size",
-                "eval_interval", "eval_episodes", "log_interval", "checkpoint_interval"]  # fmt: skip
+                "eval_interval", "eval_episodes", "log_interval", "checkpoint_interval",
+                "diagnostics_batch_size"]  # fmt: skip
     for name in positive:
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -925,6 +1106,8 @@ def main(args: Args) -> None:
         atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(args), indent=2))
 
     state, fns, batch_size = make_agent(args, num_tasks, obs_dim, act_dim, init_key)
+    diagnose = make_diagnostics(args, num_tasks, act_dim) if args.diagnostics else None
+    diagnostics_key = jax.random.split(key, 4)[3]  # a stream of its own: training keys are unchanged
     buffer = fns.place(replay_buffer_init(num_tasks, capacity, obs_dim, act_dim))
     normalizer = ReturnNormalizer(num_tasks, args.gamma)
     env_step, refill_until, rng = 0, 0, np.random.default_rng(args.seed)
@@ -1020,6 +1203,15 @@ def main(args: Args) -> None:
                 }
                 if metrics is not None:
                     record.update({k: float(v) for k, v in check_finite(metrics, env_step, run_dir).items()})
+                if diagnose is not None:
+                    diagnostics = diagnose(state, buffer, jnp.asarray(normalizer.scale()),
+                                           jax.random.fold_in(diagnostics_key, env_step))  # fmt: skip
+                    record["diagnostics"] = diagnostics_record(diagnostics, [t.name for t in tasks])
+                    if state.critic.task_embedding is not None and num_tasks > 1:
+                        embedding = np.asarray(state.critic.task_embedding)
+                        record["diagnostics"]["embedding_explained_variance"] = plot_task_embeddings(
+                            embedding, tasks, env_step, run_dir / "task_embeddings.png"
+                        )
                 with open(run_dir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
                 if wandb_run is not None:

@@ -1,0 +1,416 @@
+"""Learning curves of BRC runs, scored and aggregated as in the paper (Appendix D, E.3).
+
+Reads the `metrics.jsonl` that `sac_brc.py` writes into each run directory and draws, into
+an output folder:
+
+- `tasks.png`: one panel per task, normalised score against env steps per task;
+- `aggregate.png`: the mean normalised score over tasks, with a 95% bootstrap confidence
+  interval over seeds (the paper's aggregate curves, e.g. Figure 9);
+- `diagnostics.png`: if the runs logged `--diagnostics`, the spreads across tasks of TD loss,
+  gradient norm and policy entropy (paper Figure 3) and the gradient-conflict rate (Figure 5).
+
+Runs are grouped by configuration (their `config.json` without the seed and the fields that
+only affect logging), so several seeds of one configuration become one curve with a
+confidence band, and several configurations become several curves. `--reference DIR`
+overlays the published curves stored as `<suite>/<variant>/<task>.npy` arrays of shape
+(seeds, points), evaluated every `--reference-interval` steps.
+
+    python plot.py runs/mw__w4096__s0 runs/mw__w4096__s1 --reference ../shared/reference/brc_official_results
+    python plot.py runs/ --out plots/width --labels "width 1024" "width 4096"
+"""
+
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+import numpy as np
+import tyro
+from jaxtyping import Float
+from matplotlib.ticker import FuncFormatter
+
+from common.suites import TASKS, normalized_score
+
+
+@dataclass
+class Args:
+    runs: tyro.conf.Positional[tuple[str, ...]]
+    """run directories written by sac_brc.py (a folder holding run directories stands for all of them)"""
+    out: str = "plots"
+    """output folder for the PNGs (created if missing; existing PNGs of the same name are replaced)"""
+    labels: tuple[str, ...] = ()
+    """one legend label per configuration group, in the order the groups first appear; default: the settings that differ"""
+    reference: str | None = None
+    """folder of published curves laid out as <suite>/<variant>/<task>.npy, shape (seeds, points)"""
+    reference_variants: tuple[str, ...] = ("BRC_multitask",)
+    """which <variant> folders of --reference to overlay"""
+    reference_interval: int = 25_000
+    """env steps per task between two points of a reference curve (the first point is at this step)"""
+    max_step: int | None = None
+    """crop the x axis (and the reference curves) at this many env steps per task"""
+    confidence: float = 0.95
+    """confidence level of the bootstrap intervals"""
+    bootstrap_samples: int = 10_000
+    """bootstrap resamples of the seeds"""
+    seed: int = 0
+    """seed of the bootstrap resampling"""
+
+
+# config.json fields that do not change what is learned: runs differing only in these are seeds
+# of one configuration.
+NOT_CONFIGURATION = {"seed", "run_name", "resume", "track", "total_steps", "eval_interval", "log_interval",
+                     "checkpoint_interval", "checkpoint_replay",
+                     "diagnostics", "diagnostics_batch_size"}  # fmt: skip
+
+# Metric stored in each suite folder of the published results: success rate or episode return.
+REFERENCE_SUCCESS_SUITES = {"metaworld", "shadowhand"}
+
+
+class PlotError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+# ---------------------------------------------------------------- aggregation
+
+
+def bootstrap_ci(
+    samples: Float[np.ndarray, "seeds points"],
+    confidence: float,
+    num_resamples: int,
+    rng: np.random.Generator,
+) -> tuple[Float[np.ndarray, " points"], Float[np.ndarray, " points"]]:
+    """Percentile bootstrap interval of the mean over seeds (axis 0), for every point.
+
+    Each resample draws `seeds` rows with replacement; the same rows are used at every point,
+    so a resample is a whole learning curve. With one seed the interval is that seed's value.
+    """
+    num_seeds = samples.shape[0]
+    rows = rng.integers(0, num_seeds, (num_resamples, num_seeds))
+    means = samples[rows].mean(axis=1)  # (resamples, points)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(means, [tail, 100 - tail], axis=0)
+    return low, high
+
+
+def aggregate(
+    scores: Float[np.ndarray, "seeds tasks points"],
+    confidence: float,
+    num_resamples: int,
+    rng: np.random.Generator,
+) -> tuple[Float[np.ndarray, " points"], Float[np.ndarray, " points"], Float[np.ndarray, " points"]]:
+    """Paper Appendix D: mean normalised score over tasks per seed, then the mean over seeds and
+    its bootstrap confidence interval over seeds."""
+    per_seed = scores.mean(axis=1)
+    low, high = bootstrap_ci(per_seed, confidence, num_resamples, rng)
+    return per_seed.mean(axis=0), low, high
+
+
+# ---------------------------------------------------------------- runs
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict
+    steps: np.ndarray  # (points,) env steps per task
+    scores: dict[str, np.ndarray]  # task -> (points,) normalised score
+    diagnostics: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (points,), if logged
+
+
+def task_score(name: str, result: dict) -> float:
+    """The normalised score of one evaluation, from `common.suites.normalized_score` when the task
+    is known (so runs and references share one definition), else the score the run stored."""
+    if name in TASKS:
+        success = math.nan if result.get("success") is None else result["success"]
+        return normalized_score(TASKS[name], result["return"], success)
+    return float(result["score"])
+
+
+def load_run(path: Path) -> Run:
+    metrics_path, config_path = path / "metrics.jsonl", path / "config.json"
+    if not metrics_path.exists() or not config_path.exists():
+        raise PlotError(
+            f"{path} has no metrics.jsonl and config.json; give run directories written by sac_brc.py"
+        )
+    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    if not records:
+        raise PlotError(f"{metrics_path} is empty: the run has not evaluated yet")
+    by_step = {r["step"]: r for r in records}  # a resumed run may repeat a step: keep the last
+    steps = np.array(sorted(by_step))
+    tasks = list(by_step[steps[0]]["tasks"])
+    scores = {t: np.array([task_score(t, by_step[s]["tasks"][t]) for s in steps]) for t in tasks}
+    diagnostics = {}
+    if all("diagnostics" in by_step[s] for s in steps):
+        for name in ("td_loss", "grad_norm", "entropy"):
+            spread = [by_step[s]["diagnostics"]["spread"][name] for s in steps]
+            diagnostics[f"{name} spread"] = np.array(spread)
+        conflict = [by_step[s]["diagnostics"]["conflict_rate"] for s in steps]
+        if all(c is not None for c in conflict):
+            diagnostics["gradient conflict rate"] = np.array(conflict, float)
+    return Run(path, json.loads(config_path.read_text()), steps, scores, diagnostics)
+
+
+def find_runs(paths: tuple[str, ...]) -> list[Path]:
+    found = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            raise PlotError(f"{p} is not a directory; give run directories written by sac_brc.py")
+        if (p / "metrics.jsonl").exists():
+            found.append(p)
+        else:
+            children = sorted(c for c in p.iterdir() if (c / "metrics.jsonl").exists())
+            if not children:
+                raise PlotError(f"{p} holds no metrics.jsonl, nor do its sub-folders; is it a run directory?")
+            found.extend(children)
+    return found
+
+
+@dataclass
+class Group:
+    label: str
+    runs: list[Run]
+    tasks: list[str]
+    steps: np.ndarray  # the steps every run of the group has evaluated
+    scores: np.ndarray  # (seeds, tasks, points)
+
+
+def group_runs(runs: list[Run], labels: tuple[str, ...]) -> list[Group]:
+    """Runs whose configs agree outside NOT_CONFIGURATION are seeds of one group."""
+    keys: dict[str, list[Run]] = {}
+    for run in runs:
+        key = json.dumps({k: v for k, v in run.config.items() if k not in NOT_CONFIGURATION}, sort_keys=True)
+        keys.setdefault(key, []).append(run)
+    if labels and len(labels) != len(keys):
+        raise PlotError(
+            f"--labels gives {len(labels)} label(s) but the runs form {len(keys)} configuration group(s)"
+        )
+    configs = [json.loads(k) for k in keys]
+    differing = sorted({k for c in configs for k in c if any(c.get(k) != o.get(k) for o in configs)})
+    groups = []
+    for i, members in enumerate(keys.values()):
+        config = configs[i]
+        if labels:
+            label = labels[i]
+        elif differing:
+            label = ", ".join(f"{k}={config.get(k)}" for k in differing)
+        else:
+            label = ",".join(config["tasks"]) if config.get("tasks") else str(config.get("suite", "run"))
+        tasks = list(members[0].scores)
+        for run in members[1:]:
+            if list(run.scores) != tasks:
+                raise PlotError(
+                    f"{run.path} and {members[0].path} have the same configuration but other tasks"
+                )
+        steps = members[0].steps
+        for run in members[1:]:
+            steps = np.intersect1d(steps, run.steps)
+        if len(steps) == 0:
+            raise PlotError(f"the runs of group '{label}' share no evaluation step")
+        scores = np.stack([
+            np.stack([run.scores[t][np.searchsorted(run.steps, steps)] for t in tasks]) for run in members
+        ])  # fmt: skip
+        label += f" ({len(members)} seed{'s' * (len(members) > 1)})"
+        groups.append(Group(label, members, tasks, steps, scores))
+    return groups
+
+
+# ---------------------------------------------------------------- published reference curves
+
+
+def reference_file(root: Path, variant: str, task: str) -> Path | None:
+    """Our task name -> the published file: MetaWorld tasks are stored as `<task>-v2-goal-observable`,
+    HumanoidBench ones with their gymnasium id `h1-*-v0` (our name with or without `-v0`), DMC as is."""
+    candidates = (task, f"{task}-v2-goal-observable", f"{task}-v0")
+    for suite in sorted(p for p in root.iterdir() if p.is_dir()):
+        for name in candidates:
+            if (suite / variant / f"{name}.npy").exists():
+                return suite / variant / f"{name}.npy"
+    return None
+
+
+def load_reference(root: Path, variant: str, task: str) -> np.ndarray | None:
+    """Published curve of one task, normalised like our runs: (seeds, points), or None if absent."""
+    path = reference_file(root, variant, task)
+    if path is None:
+        return None
+    values = np.load(path)
+    if values.ndim != 2:
+        raise PlotError(f"{path} has shape {values.shape}; reference curves must be (seeds, points)")
+    if task not in TASKS:
+        return None  # no normalisation known for it
+    is_success = path.parent.parent.name in REFERENCE_SUCCESS_SUITES
+    task_spec = TASKS[task]
+    # the stored metric goes in as success rate or as return; the other argument is unknown
+    score = lambda v: normalized_score(task_spec, *((math.nan, v) if is_success else (v, math.nan)))
+    return np.vectorize(score, otypes=[float])(values)
+
+
+# ---------------------------------------------------------------- drawing
+
+
+def steps_label(x: float, _pos=None) -> str:
+    return f"{x / 1e6:g}M" if x >= 1e6 else f"{x / 1e3:g}k" if x >= 1e3 else f"{x:g}"
+
+
+def draw_curve(ax, steps, samples: np.ndarray, args: Args, rng, **style):
+    """Mean over seeds (rows) with its bootstrap confidence band."""
+    low, high = bootstrap_ci(samples, args.confidence, args.bootstrap_samples, rng)
+    (line,) = ax.plot(steps, samples.mean(axis=0), **style)
+    ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+
+
+def crop(steps: np.ndarray, samples: np.ndarray, max_step: int | None):
+    keep = steps <= max_step if max_step is not None else np.ones(len(steps), bool)
+    return steps[keep], samples[:, keep]
+
+
+def save_figure(fig, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def references(args: Args, tasks: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """variant -> task -> normalised published curve, for the tasks that have one."""
+    if args.reference is None:
+        return {}
+    root = Path(args.reference)
+    if not root.is_dir():
+        raise PlotError(f"--reference {root} is not a directory (expected <suite>/<variant>/<task>.npy)")
+    found = {}
+    for variant in args.reference_variants:
+        if not any((suite / variant).is_dir() for suite in root.iterdir()):
+            suites = [s for s in root.iterdir() if s.is_dir()]
+            variants = sorted({v.name for s in suites for v in s.iterdir() if v.is_dir()})
+            raise PlotError(
+                f"--reference-variants {variant}: no such folder under {root}; found {', '.join(variants)}"
+            )
+        curves = {t: c for t in tasks if (c := load_reference(root, variant, t)) is not None}
+        missing = [t for t in tasks if t not in curves]
+        if missing:
+            print(f"reference {variant}: no published curve for {', '.join(missing)}")
+        found[variant] = curves
+    return found
+
+
+def plot(args: Args) -> list[Path]:
+    groups = group_runs([load_run(p) for p in find_runs(args.runs)], args.labels)
+    tasks = list(dict.fromkeys(t for g in groups for t in g.tasks))
+    published = references(args, tasks)
+    rng = np.random.default_rng(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ref_styles = [dict(color="black", linestyle="--"), dict(color="dimgray", linestyle=":")]
+    ref_x = lambda n: args.reference_interval * np.arange(1, n + 1)
+    written = []
+
+    # per task
+    cols = min(len(tasks), 5)
+    rows = math.ceil(len(tasks) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        for k, group in enumerate(groups):
+            if task in group.tasks:
+                steps, samples = crop(group.steps, group.scores[:, group.tasks.index(task)], args.max_step)
+                color = colors[k % len(colors)]
+                draw_curve(ax, steps, samples, args, rng, color=color, label=group.label, marker=".")
+        for (variant, curves), style in zip(published.items(), ref_styles):
+            if task in curves:
+                steps, samples = crop(ref_x(curves[task].shape[1]), curves[task], args.max_step)
+                label = f"published {variant} ({len(samples)} seeds)"
+                draw_curve(ax, steps, samples, args, rng, label=label, **style)
+        ax.set_title(task, fontsize=10)
+        ax.xaxis.set_major_formatter(FuncFormatter(steps_label))
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(tasks):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("normalised score")
+    for ax in axes[-1]:
+        ax.set_xlabel("env steps per task")
+    handles, names = {}, []
+    for ax in axes.flat:
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(n, h)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 3),
+               bbox_to_anchor=(0.5, 1.0), frameon=False)  # fmt: skip
+    fig.tight_layout()
+    save_figure(fig, out / "tasks.png")
+    written.append(out / "tasks.png")
+
+    # aggregate over tasks
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for k, group in enumerate(groups):
+        mean, low, high = aggregate(group.scores, args.confidence, args.bootstrap_samples, rng)
+        keep = group.steps <= args.max_step if args.max_step is not None else slice(None)
+        color = colors[k % len(colors)]
+        ax.plot(group.steps[keep], mean[keep], color=color, marker=".", label=group.label)
+        ax.fill_between(group.steps[keep], low[keep], high[keep], color=color, alpha=0.2, linewidth=0)
+    for (variant, curves), style in zip(published.items(), ref_styles):
+        if curves and all(t in curves for t in tasks):
+            seeds = min(c.shape[0] for c in curves.values())
+            points = min(c.shape[1] for c in curves.values())
+            stacked = np.stack([curves[t][:seeds, :points] for t in tasks], axis=1)  # (seeds, tasks, points)
+            steps, samples = crop(ref_x(points), stacked.mean(axis=1), args.max_step)
+            draw_curve(ax, steps, samples, args, rng, label=f"published {variant} ({seeds} seeds)", **style)
+        elif curves:
+            print(f"reference {variant}: not every task has a published curve; no aggregate reference drawn")
+    ax.set_title(f"mean normalised score over {len(tasks)} task{'s' * (len(tasks) > 1)}, "
+                 f"{args.confidence:.0%} bootstrap CI over seeds", fontsize=10)  # fmt: skip
+    ax.set_xlabel("env steps per task")
+    ax.set_ylabel("normalised score")
+    ax.xaxis.set_major_formatter(FuncFormatter(steps_label))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, out / "aggregate.png")
+    written.append(out / "aggregate.png")
+
+    # diagnostics (paper Figures 3 and 5), if every run of a group logged them
+    logged = [g for g in groups if all(r.diagnostics for r in g.runs)]
+    if logged:
+        names = list(dict.fromkeys(n for g in logged for n in g.runs[0].diagnostics))
+        fig, axes = plt.subplots(1, len(names), figsize=(3.8 * len(names), 3.2), squeeze=False)
+        for ax, name in zip(axes.flat, names):
+            for k, group in enumerate(groups):
+                if group in logged and all(name in r.diagnostics for r in group.runs):
+                    at = lambda r: np.searchsorted(r.steps, group.steps)
+                    samples = np.stack([r.diagnostics[name][at(r)] for r in group.runs])
+                    steps, samples = crop(group.steps, samples, args.max_step)
+                    color = colors[k % len(colors)]
+                    draw_curve(ax, steps, samples, args, rng, color=color, label=group.label, marker=".")
+            ax.set_title(name + (" (std / |mean| over tasks)" if "spread" in name else ""), fontsize=9)
+            ax.set_xlabel("env steps per task")
+            ax.xaxis.set_major_formatter(FuncFormatter(steps_label))
+            ax.grid(alpha=0.3)
+        axes.flat[0].legend(fontsize=8)
+        fig.tight_layout()
+        save_figure(fig, out / "diagnostics.png")
+        written.append(out / "diagnostics.png")
+    return written
+
+
+def main(args: Args) -> None:
+    if not 0 < args.confidence < 1:
+        raise PlotError(f"--confidence must be in (0, 1), got {args.confidence}")
+    if args.bootstrap_samples <= 0 or args.reference_interval <= 0:
+        raise PlotError("--bootstrap-samples and --reference-interval must be positive")
+    for path in plot(args):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    cli_args = tyro.cli(Args)
+    try:
+        main(cli_args)
+    except PlotError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

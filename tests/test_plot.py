@@ -1,0 +1,137 @@
+"""plot.py: bootstrap confidence intervals, aggregation, run grouping, reference curves, PNGs."""
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import plot
+
+REAL_REFERENCE = Path("/work/shared/reference/brc_official_results")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_bootstrap_ci_by_hand():
+    rng = np.random.default_rng(0)
+    # one seed: every resample is that seed
+    low, high = plot.bootstrap_ci(np.array([[0.3, 0.7]]), 0.95, 1000, rng)
+    np.testing.assert_array_equal(low, [0.3, 0.7])
+    np.testing.assert_array_equal(high, [0.3, 0.7])
+    # two seeds a < b: the resample mean is a, (a+b)/2, b with probability 1/4, 1/2, 1/4, so the
+    # 2.5% and 97.5% quantiles are a and b
+    low, high = plot.bootstrap_ci(np.array([[0.0], [1.0]]), 0.95, 10_000, rng)
+    assert (low[0], high[0]) == (0.0, 1.0)
+
+
+def test_bootstrap_ci_matches_the_exact_bootstrap_distribution():
+    """Five seeds: all 5^5 equally likely resamples enumerated; the Monte Carlo percentiles
+    approach the exact quantiles of that distribution."""
+    seeds = np.array([[0.1, 0.0], [0.4, 0.2], [0.5, 0.9], [0.8, 0.3], [1.0, 0.6]])
+    exact = np.array([seeds[list(rows)].mean(axis=0) for rows in itertools.product(range(5), repeat=5)])
+    low, high = plot.bootstrap_ci(seeds, 0.9, 200_000, np.random.default_rng(1))
+    for point in range(2):
+        values = np.sort(exact[:, point])
+        cdf = np.arange(1, len(values) + 1) / len(values)
+        lower_quantile = values[np.searchsorted(cdf, 0.05)]
+        upper_quantile = values[np.searchsorted(cdf, 0.95)]
+        assert low[point] == pytest.approx(lower_quantile, abs=0.02)
+        assert high[point] == pytest.approx(upper_quantile, abs=0.02)
+
+
+def test_aggregate_is_the_mean_over_tasks_then_seeds():
+    rng = np.random.default_rng(0)
+    scores = rng.random((3, 4, 5))  # seeds, tasks, points
+    mean, low, high = plot.aggregate(scores, 0.95, 2000, np.random.default_rng(2))
+    for p in range(5):
+        per_seed = [sum(scores[s, t, p] for t in range(4)) / 4 for s in range(3)]
+        assert mean[p] == pytest.approx(sum(per_seed) / 3)
+        assert min(per_seed) - 1e-12 <= low[p] <= mean[p] <= high[p] <= max(per_seed) + 1e-12
+
+
+def write_run(root: Path, name: str, config: dict, records: list[tuple[int, dict]]) -> Path:
+    """A run directory as sac_brc.py writes it: `records` is [(step, {task: (return, success)})]."""
+    path = root / name
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps(config))
+    lines = []
+    for step, tasks in records:
+        results = {t: {"return": r, "success": s, "score": -1.0} for t, (r, s) in tasks.items()}
+        lines.append(json.dumps({"step": step, "tasks": results}))
+    (path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return path
+
+
+def two_configs(root: Path) -> list[Path]:
+    """Width 32 with seeds 0, 1 and width 64 with seed 0, on reach (MW) and cheetah-run (DMC)."""
+    paths = []
+    for width, seed, offset in ((32, 0, 0.0), (32, 1, 0.2), (64, 0, 0.4)):
+        config = {"suite": "mw", "tasks": ["reach", "cheetah-run"], "width": width, "seed": seed,
+                  "run_name": f"w{width}s{seed}", "total_steps": 300}  # fmt: skip
+        steps = (100, 200, 300) if seed == 0 else (100, 200)
+        records = [(s, {"reach": (1.0, offset + s / 1000), "cheetah-run": (100.0 * s / 100 + 1000 * offset, None)})
+                   for s in steps]  # fmt: skip
+        paths.append(write_run(root, f"w{width}s{seed}", config, records))
+    return paths
+
+
+def test_runs_grouped_by_configuration_and_scored_by_the_suite(tmp_path):
+    groups = plot.group_runs([plot.load_run(p) for p in two_configs(tmp_path)], ())
+    assert [g.label for g in groups] == ["width=32 (2 seeds)", "width=64 (1 seed)"]
+    first = groups[0]
+    np.testing.assert_array_equal(first.steps, [100, 200])  # steps both seeds evaluated
+    assert first.scores.shape == (2, 2, 2) and first.tasks == ["reach", "cheetah-run"]
+    # reach: the success rate; cheetah-run: return / 1000 (the stored score -1 is not used)
+    np.testing.assert_allclose(first.scores[1, 0], [0.3, 0.4])
+    np.testing.assert_allclose(first.scores[1, 1], [0.3, 0.4])
+    labelled = plot.group_runs([plot.load_run(p) for p in two_configs(tmp_path / "again")], ("small", "big"))
+    assert [g.label for g in labelled] == ["small (2 seeds)", "big (1 seed)"]
+    with pytest.raises(plot.PlotError, match="--labels gives 1 label"):
+        plot.group_runs([plot.load_run(p) for p in two_configs(tmp_path / "once more")], ("one",))
+
+
+def fake_reference(root: Path) -> Path:
+    """The published layout: <suite>/<variant>/<task>.npy, shape (seeds, points)."""
+    (root / "metaworld" / "BRC_multitask").mkdir(parents=True)
+    (root / "dmc" / "BRC_multitask").mkdir(parents=True)
+    np.save(root / "metaworld" / "BRC_multitask" / "reach-v2-goal-observable.npy", np.array([[0.5, 1.0], [0.0, 1.0]]))
+    np.save(root / "dmc" / "BRC_multitask" / "cheetah-run.npy", np.array([[200.0, 400.0], [400.0, 800.0]]))
+    return root
+
+
+def test_reference_curves_are_found_by_task_name_and_normalised(tmp_path):
+    root = fake_reference(tmp_path / "ref")
+    np.testing.assert_array_equal(plot.load_reference(root, "BRC_multitask", "reach"), [[0.5, 1.0], [0.0, 1.0]])
+    np.testing.assert_allclose(plot.load_reference(root, "BRC_multitask", "cheetah-run"), [[0.2, 0.4], [0.4, 0.8]])
+    assert plot.load_reference(root, "BRC_multitask", "dog-run") is None
+
+
+@pytest.mark.skipif(not REAL_REFERENCE.is_dir(), reason="published reference curves not on this machine")
+def test_real_reference_layout():
+    reach = plot.load_reference(REAL_REFERENCE, "BRC_multitask", "reach")
+    assert reach.shape == (5, 20) and 0 <= reach.min() and reach.max() <= 1
+    dog = plot.load_reference(REAL_REFERENCE, "BRC_multitask", "dog-run")
+    assert dog.shape == (5, 20) and 0.2 < dog[:, -1].mean() < 0.6  # 390 / 1000 (reference README)
+
+
+def test_plot_writes_pngs_and_refuses_bad_input(run, tmp_path):
+    two_configs(tmp_path / "runs")
+    ref = fake_reference(tmp_path / "ref")
+    out = run("plot.py", str(tmp_path / "runs"), "--out", str(tmp_path / "plots"), "--reference", str(ref),
+              "--bootstrap-samples", "200")  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    for name in ("tasks.png", "aggregate.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == PNG_MAGIC
+    assert not (tmp_path / "plots" / "diagnostics.png").exists()  # no run logged --diagnostics
+    for argv, message in [
+        ([str(tmp_path / "nowhere")], "is not a directory"),
+        ([str(ref)], "holds no metrics.jsonl"),
+        ([str(tmp_path / "runs"), "--labels", "a"], "--labels gives 1 label(s) but the runs form 2"),
+        ([str(tmp_path / "runs"), "--reference", str(ref), "--reference-variants", "BRC_x"], "found BRC_multitask"),
+        ([str(tmp_path / "runs"), "--confidence", "95"], "--confidence must be in (0, 1)"),
+    ]:
+        bad = run("plot.py", *argv, "--out", str(tmp_path / "bad"))
+        lines = bad.stderr.strip().splitlines()
+        assert bad.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), bad.stderr[-2000:]
+        assert message in lines[0]
