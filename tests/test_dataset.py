@@ -222,3 +222,43 @@ def test_episode_bounds_against_a_loop():
         expected.append((start, 50, True))
     assert episode_bounds(terminated, truncated) == expected
     assert set(FIELDS) == {"observations", "actions", "rewards", "next_observations", "terminated", "truncated"}
+
+
+def test_sac_brc_save_buffer_round_trip_and_resume(run, tmp_path):
+    """A tiny online run (random actions: no update compiles) records exactly the transitions
+    of its replay buffer; a resumed run
+    appends without repeating a step and ends the episode the restart cut."""
+    common = ["--width", "16", "--actor-width", "16", "--num-atoms", "11", "--batch-size", "16",
+              "--tasks", "reach,cartpole-swingup", "--learning-starts", "1000", "--eval-interval", "1000",
+              "--eval-episodes", "1", "--log-interval", "50", "--checkpoint-interval", "150",
+              "--run-name", "rec", "--save-buffer", "data"]  # fmt: skip
+    first = run("sac_brc.py", *common, "--total-steps", "250")
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = run("sac_brc.py", *common, "--run-name", "rec2", "--total-steps", "250")
+    assert again.returncode == 2 and "--save-buffer data exists and is not empty" in again.stderr
+    assert not (tmp_path / "runs" / "rec2").exists()
+    resumed = run("sac_brc.py", *common, "--total-steps", "350", "--resume", str(tmp_path / "runs" / "rec"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    dataset = load_dataset(tmp_path / "data")
+    assert dataset.metadata["source"] == "sac_brc.py" and dataset.metadata["env"]["seed"] == 0
+    ckpt = tmp_path / "runs" / "rec" / "checkpoints" / "step_000000350"
+    with np.load(ckpt / "replay.npz") as replay:  # capacity 350 > stored: nothing overwritten
+        for k, task in enumerate(dataset.tasks):
+            rows, size = dataset.task_slice(k), int(replay["size"][k])
+            assert rows.stop - rows.start == size
+            np.testing.assert_array_equal(dataset.obs[rows], replay["obs"][k, :size])
+            np.testing.assert_array_equal(dataset.next_obs[rows], replay["next_obs"][k, :size])
+            np.testing.assert_array_equal(dataset.reward[rows], replay["reward"][k, :size])
+            np.testing.assert_array_equal(dataset.terminated[rows], replay["terminated"][k, :size] > 0)
+            # the env read the first |A_k| entries; the rest are zero padding in the dataset
+            np.testing.assert_array_equal(
+                dataset.action[rows, : task.act_dim], replay["action"][k, :size, : task.act_dim]
+            )
+            assert not dataset.action[rows, task.act_dim :].any()
+    # reach: 200-step time limit at its 200th transition, step 201 is an auto-reset (not
+    # stored), and the restart at step 250 cut its second episode after 49 transitions
+    reach_truncated = np.flatnonzero(dataset.truncated[dataset.task_slice(0)])
+    np.testing.assert_array_equal(reach_truncated, [199, 248])
+    cartpole_truncated = np.flatnonzero(dataset.truncated[dataset.task_slice(1)])
+    np.testing.assert_array_equal(cartpole_truncated, [249])  # the cut at step 250 only
