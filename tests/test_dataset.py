@@ -225,9 +225,9 @@ def test_episode_bounds_against_a_loop():
 
 
 def test_sac_brc_save_buffer_round_trip_and_resume(run, tmp_path):
-    """A tiny online run (random actions: no update compiles) records exactly the transitions
-    of its replay buffer; a resumed run
-    appends without repeating a step and ends the episode the restart cut."""
+    """A tiny online run (random actions only: no update compiles) records exactly the
+    transitions of its replay buffer; a resumed run appends without repeating a step and
+    ends the episode the restart cut."""
     common = ["--width", "16", "--actor-width", "16", "--num-atoms", "11", "--batch-size", "16",
               "--tasks", "reach,cartpole-swingup", "--learning-starts", "1000", "--eval-interval", "1000",
               "--eval-episodes", "1", "--log-interval", "50", "--checkpoint-interval", "150",
