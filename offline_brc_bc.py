@@ -319,7 +319,9 @@ class BatchStream:
     background thread, so the update loop does not wait on the host. `wait_s` adds up the time
     the loop did wait (reported as `data_wait` in the metrics)."""
 
-    def __init__(self, dataset: Dataset, batch_size: int, updates: int, seed: int, first_call: int, prefetch: int):
+    def __init__(
+        self, dataset: Dataset, batch_size: int, updates: int, seed: int, first_call: int, prefetch: int
+    ):
         self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
         self.wait_s = 0.0
@@ -386,9 +388,12 @@ def dataset_info(dataset: Dataset, gamma: float) -> str:
     for k, task in enumerate(dataset.tasks):
         rows = dataset.task_slice(k)
         terminated, truncated = dataset.terminated[rows], dataset.truncated[rows]
-        finished = [(a, b) for a, b, _ in episode_bounds(terminated, truncated) if terminated[b - 1] or truncated[b - 1]]
+        bounds = episode_bounds(terminated, truncated)
+        finished = [(a, b) for a, b, _ in bounds if terminated[b - 1] or truncated[b - 1]]
         returns = [float(dataset.reward[rows][a:b].sum()) for a, b in finished]
-        stats = f"{np.mean(returns):.1f} | {np.min(returns):.1f} | {np.max(returns):.1f}" if returns else "- | - | -"
+        stats = "- | - | -"
+        if returns:
+            stats = f"{np.mean(returns):.1f} | {np.min(returns):.1f} | {np.max(returns):.1f}"
         lines.append(
             f"| {task.name} | {task.obs_dim} | {task.act_dim} | {rows.stop - rows.start:,} | {len(finished)} "
             f"({int(terminated.sum())} / {int(truncated.sum())}) | {stats} | {max_abs_return[k]:.1f} |"
@@ -702,18 +707,22 @@ def main(args: Args) -> None:
     resume_dir = Path(args.resume) if args.resume else None
     if resume_dir is not None:
         if not (resume_dir / "config.json").exists():
-            raise ConfigError(f"--resume {resume_dir}: no config.json there; give a run directory under runs/")
+            raise ConfigError(
+                f"--resume {resume_dir}: no config.json there; give a run directory under runs/"
+            )
         saved = json.loads((resume_dir / "config.json").read_text())
         current = dataclasses.asdict(args)
         diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {current[k]!r} (now)"
                  for k in current if k not in RESUMABLE_FIELDS and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
         if diffs:
             raise ConfigError(
-                f"cannot resume {resume_dir}: its checkpoint was made with other arguments: " + "; ".join(diffs)
+                f"cannot resume {resume_dir}: its checkpoint was made with other arguments: "
+                + "; ".join(diffs)
             )
         run_dir = resume_dir
     else:
-        run_dir = Path("runs") / (args.run_name or f"offline__w{args.width}__s{args.seed}__{int(time.time())}")
+        run_name = args.run_name or f"offline__w{args.width}__s{args.seed}__{int(time.time())}"
+        run_dir = Path("runs") / run_name
         if run_dir.exists():
             raise ConfigError(f"{run_dir} exists already; pick another --run-name or pass --resume {run_dir}")
 
@@ -725,7 +734,7 @@ def main(args: Args) -> None:
     print(f"dataset {args.dataset}: {int(dataset.offsets[-1]):,} transitions, tasks ({num_tasks}): "
           f"{', '.join(t.name for t in tasks)}; obs {obs_dim}, action {act_dim} (padded)")  # fmt: skip
     print(f"parameters: critic ensemble {count_parameters(state.critic):,} (+ target), "
-          f"actor {count_parameters(state.actor):,}; G per task {np.round(max_abs_return, 1).tolist()}")  # fmt: skip
+          f"actor {count_parameters(state.actor):,}; G per task {[round(float(g), 1) for g in max_abs_return]}")  # fmt: skip
 
     step = 0
     if resume_dir is None:
@@ -756,9 +765,10 @@ def main(args: Args) -> None:
                 host_metrics = check_finite(metrics, step, run_dir)  # also waits for the update
                 now = time.time()
                 wait = (stream.wait_s - last_wait) / (now - last_log_time)
-                line = f"update {step}/{args.num_updates} | {args.log_interval / (now - last_log_time):.1f} updates/s"
-                line += f" | data wait {100 * wait:.0f}% | " + " ".join(f"{k} {float(v):.3g}" for k, v in host_metrics.items())
-                print(line, flush=True)  # fmt: skip
+                rate = args.log_interval / (now - last_log_time)
+                losses = " ".join(f"{k} {float(v):.3g}" for k, v in host_metrics.items())
+                print(f"update {step}/{args.num_updates} | {rate:.1f} updates/s | data wait {100 * wait:.0f}% | "
+                      f"{losses}", flush=True)  # fmt: skip
                 last_log_time, last_wait = now, stream.wait_s
 
             if step % args.eval_interval == 0 or step == args.num_updates:

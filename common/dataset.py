@@ -114,7 +114,8 @@ class DatasetWriter:
         else:
             saved = read_metadata(self.path)
             if [t["name"] for t in saved["tasks"]] != [t.name for t in tasks]:
-                raise DatasetError(f"{self.path} was recorded for other tasks: {[t['name'] for t in saved['tasks']]}")
+                recorded = ", ".join(t["name"] for t in saved["tasks"])
+                raise DatasetError(f"{self.path} was recorded for other tasks: {recorded}")
             for task in tasks:
                 self._truncate_after(self.path / task.name, resume_step)
         self._pending = [self._empty(t) for t in tasks]
@@ -177,7 +178,8 @@ class DatasetWriter:
     def write_chunk(self, i: int, first: int, arrays: dict[str, np.ndarray]) -> None:
         """Write task i's `arrays` (unpadded, every field of FIELDS) as one chunk, atomically."""
         count = len(arrays["rewards"])
-        _atomic_savez(self.path / self.tasks[i].name / chunk_name(first, count), {f: arrays[f] for f in FIELDS})
+        path = self.path / self.tasks[i].name / chunk_name(first, count)
+        _atomic_savez(path, {f: arrays[f] for f in FIELDS})
 
     def flush(self) -> None:
         for i in range(len(self.tasks)):
@@ -191,7 +193,8 @@ def write_dataset(path: Path, tasks: list[TaskSpec], per_task: dict[str, dict[st
     for i, task in enumerate(tasks):
         arrays = per_task[task.name]
         for start in range(0, len(arrays["rewards"]), chunk_size):
-            writer.write_chunk(i, start, {f: np.asarray(arrays[f][start : start + chunk_size]) for f in FIELDS})
+            part = {f: np.asarray(arrays[f][start : start + chunk_size]) for f in FIELDS}
+            writer.write_chunk(i, start, part)
 
 
 # ---------------------------------------------------------------- loading and validation
@@ -232,7 +235,7 @@ def read_metadata(path: Path) -> dict:
             f"expected {FORMAT!r} version {VERSION}"
         )
     tasks = meta.get("tasks")
-    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, dict) and "name" in t for t in tasks):
+    if not (isinstance(tasks, list) and tasks and all(isinstance(t, dict) and "name" in t for t in tasks)):
         raise DatasetError(f"{meta_path}: 'tasks' must be a non-empty list of {{name, obs_dim, act_dim}}")
     names = [t["name"] for t in tasks]
     unknown = [n for n in names if n not in TASKS]
@@ -262,7 +265,9 @@ def _check_chunk(path: Path, data, task: TaskSpec, count: int) -> None:
         array = data[field]
         expected = (count, *dims[shape])
         if array.shape != expected:
-            raise DatasetError(f"{path}: {field} has shape {array.shape}, expected {expected} for {task.name}")
+            raise DatasetError(
+                f"{path}: {field} has shape {array.shape}, expected {expected} for {task.name}"
+            )
         if kind == "bool" and array.dtype != bool:
             raise DatasetError(f"{path}: {field} has dtype {array.dtype}, expected bool")
         if kind == "float":

@@ -167,7 +167,10 @@ def write_tiny_dataset(path, n=300):
     write_dataset(path, tasks, per_task, make_metadata(tasks, "test"), chunk_size=128)
 
 
-def test_end_to_end_info_run_resume_and_bad_input(run, tmp_path):
+def test_end_to_end_info_run_resume_and_bad_input(run, tmp_path, monkeypatch):
+    # the resumed run reuses the first run's compiled update (compiling dominates on a busy CPU)
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax_cache"))
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     write_tiny_dataset(tmp_path / "data")
     info = run("offline_brc_bc.py", "--dataset", "data", "--dataset-info")
     assert info.returncode == 0, info.stderr[-2000:]
