@@ -621,8 +621,10 @@ def validate(args: Args) -> list[TaskSpec]:
         raise ConfigError("--num-atoms must be at least 2 for the categorical critic")
     if not (0 < args.gamma < 1) or args.v_max <= 0 or args.init_temperature <= 0:
         raise ConfigError("need 0 < --gamma < 1, --v-max > 0 and --init-temperature > 0")
-    if args.save_buffer and not args.resume and Path(args.save_buffer).exists() and any(Path(args.save_buffer).iterdir()):
-        raise ConfigError(f"--save-buffer {args.save_buffer} exists and is not empty; pick another folder")  # fmt: skip
+    if args.save_buffer and not args.resume:
+        target = Path(args.save_buffer)
+        if target.is_file() or (target.is_dir() and any(target.iterdir())):
+            raise ConfigError(f"--save-buffer {target} exists and is not empty; pick another folder")
     return tasks
 
 

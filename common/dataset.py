@@ -105,7 +105,7 @@ class DatasetWriter:
     ):
         self.path, self.tasks, self.chunk_size = Path(path), tasks, chunk_size
         if resume_step is None:
-            if self.path.exists() and any(self.path.iterdir()):
+            if self.path.is_file() or (self.path.is_dir() and any(self.path.iterdir())):
                 raise DatasetError(f"{self.path} exists and is not empty; pick another --save-buffer folder")
             self.path.mkdir(parents=True, exist_ok=True)
             for task in tasks:
