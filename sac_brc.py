@@ -36,6 +36,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
+from common.dataset import DatasetError, DatasetWriter, make_metadata
 from common.envs import EnvError, MultiTaskEnv, require_packages
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 
@@ -122,6 +123,9 @@ class Args:
     """at each evaluation, log the paper's multi-task diagnostics (Figures 3, 5, 7): per-task TD loss, gradient norm and entropy, their spread, the gradient-conflict rate, and a PCA plot of the task embeddings"""
     diagnostics_batch_size: int = 256
     """transitions per task sampled from the replay buffer for --diagnostics"""
+
+    save_buffer: str | None = None
+    """folder to record every stored transition in (docs/dataset-format.md), for offline_brc_bc.py and transfer"""
 
     # speed and scale (do not change the method; see README "Performance")
     precision: Literal["f32", "bf16"] = "f32"
@@ -873,6 +877,10 @@ def validate(args: Args) -> list[TaskSpec]:
             f"the batch ({batch_size}) must split evenly across {args.num_devices or visible} devices; "
             "change --batch-size or --num-devices"
         )
+    if args.save_buffer and not args.resume:
+        target = Path(args.save_buffer)
+        if target.is_file() or (target.is_dir() and any(target.iterdir())):
+            raise ConfigError(f"--save-buffer {target} exists and is not empty; pick another folder")
     return tasks
 
 
@@ -1131,6 +1139,16 @@ def main(args: Args) -> None:
             ]
             atomic_write_text(metrics_path, "".join(l + "\n" for l in lines))
     print(f"run directory: {run_dir}; batch {batch_size}, replay capacity {capacity} per task")
+    recorder = None  # --save-buffer: every stored transition, chunked on the host (common/dataset.py)
+    if args.save_buffer:
+        metadata = make_metadata(tasks, "sac_brc.py", suite=args.suite, run_dir=str(run_dir), gamma=args.gamma,
+                                 env={"mw_backend": args.mw_backend, "seed": args.seed})  # fmt: skip
+        try:
+            recorder = DatasetWriter(
+                Path(args.save_buffer), tasks, metadata, resume_step=env_step if resume_dir else None
+            )
+        except DatasetError as error:
+            raise ConfigError(str(error)) from None
 
     wandb_run = None
     if args.track:
@@ -1169,6 +1187,9 @@ def main(args: Args) -> None:
             valid = ~out.reset_step  # the auto-reset step is never stored
             buffer = fns.insert(buffer, obs, action, out.reward, out.next_obs, out.terminated, valid)
             normalizer.add(out.reward, out.terminated, out.truncated, valid)
+            if recorder is not None:
+                recorder.add(env_step + 1, obs, action, out.reward, out.next_obs, out.terminated,
+                             out.truncated, valid)  # fmt: skip
             episode_return += np.where(valid, out.reward, 0.0)
             for i in np.flatnonzero(valid & (out.terminated | out.truncated)):
                 recent_returns[i].append(episode_return[i])
@@ -1230,6 +1251,8 @@ def main(args: Args) -> None:
                     "numpy_rng": rng.bit_generator.state,
                     "act_key": np.asarray(jax.random.key_data(act_key)).tolist(),
                 }
+                if recorder is not None:  # the recording is complete up to every checkpoint
+                    recorder.flush()
                 save_checkpoint(run_dir, state, buffer, host, args.checkpoint_replay)
     finally:
         env.close()

@@ -1,0 +1,806 @@
+"""Offline BRC + BC: the BRC critic and actor trained from a fixed multi-task dataset.
+
+Paper Section 5 ("Multi-task value models learn more efficiently with online data",
+Figure 12): the same networks as sac_brc.py (BroNet critic ensemble with categorical
+cross-entropy TD, task embeddings, per-task return normalisation), trained offline, with a
+behaviour-cloning term in the actor loss in the line of TD3+BC (Fujimoto & Gu, 2021):
+
+    actor loss = alpha * log_pi(a|s) - lambda * Q(s, a) / mean|Q| + bc_weight * BC,   a ~ pi(.|s)
+    BC = mean over the batch of (1/|A_i|) * sum_{j < |A_i|} (tanh(mu_j(s)) - a_data_j)^2
+
+BC is TD3+BC's squared error, on the policy's deterministic action tanh(mu(s)) (the action
+evaluated), over the |A_i| action entries task i uses. Not the tanh-Gaussian's negative
+log-likelihood of the dataset action: that needs atanh(a_data), infinite for the +-1
+actions a saturated policy (or clipping) records, and it would pull the std down against
+the entropy target the temperature keeps. mean|Q| is the batch mean, without gradient, as
+in TD3+BC, so lambda and bc_weight mean the same at any reward scale.
+
+    python offline_brc_bc.py --dataset data/mw --width 4096          # paper setting (GPU)
+    python offline_brc_bc.py --dataset data/easy --dataset-info      # tasks, sizes, returns
+    python sac_brc.py --suite mw-easy --save-buffer data/easy ...    # collect a dataset
+
+The dataset format is docs/dataset-format.md; how to run, what is logged and every
+deviation: docs/offline_brc_bc.md. `step` counts gradient updates here, not env steps.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import queue
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tyro
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+from scipy.signal import lfilter
+
+from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
+from common.categorical import categorical_projection, cross_entropy, make_support
+from common.dataset import Dataset, DatasetError, episode_bounds, load_dataset
+from common.envs import MultiTaskEnv
+from common.suites import normalized_score
+
+
+@dataclass
+class Args:
+    dataset: str | None = None
+    """dataset folder (docs/dataset-format.md), e.g. written by `sac_brc.py --save-buffer`"""
+    dataset_info: bool = False
+    """print the dataset's tasks, sizes and return statistics, then exit"""
+    seed: int = 0
+    """seed of the networks, the batch sampling and the evaluation environments"""
+    num_updates: int = 1_000_000
+    """gradient updates in total"""
+    updates_per_call: int = 100
+    """updates per jitted call (one lax.scan); the intervals below must be multiples of it"""
+
+    # networks (paper Appendix F, Table 3), as sac_brc.py
+    width: int = 4096
+    """critic BroNet width"""
+    depth: int = 2
+    """critic BroNet residual blocks"""
+    actor_width: int = 256
+    """actor BroNet width"""
+    actor_depth: int = 1
+    """actor BroNet residual blocks"""
+    embedding_dim: int = 32
+    """task embedding size (multi-task with --task-conditioning embedding)"""
+    num_atoms: int = 101
+    """atoms of the categorical critic"""
+    v_max: float = 10.0
+    """support is [-v_max, v_max]"""
+
+    # learning (paper Appendix F, Table 3), as sac_brc.py
+    batch_size: int | None = None
+    """minibatch size; default 1024 multi-task, 256 single-task"""
+    learning_rate: float = 3e-4
+    """AdamW learning rate of actor and critic"""
+    weight_decay: float = 1e-4
+    """AdamW weight decay of actor and critic"""
+    temperature_learning_rate: float = 3e-4
+    """Adam learning rate of log(alpha)"""
+    init_temperature: float = 0.1
+    """initial entropy temperature alpha"""
+    gamma: float = 0.99
+    """discount"""
+    tau: float = 5e-3
+    """Polyak rate of the target critic, applied after every critic update"""
+
+    # behaviour cloning (TD3+BC, Fujimoto & Gu 2021)
+    bc_weight: float = 1.0
+    """weight of the BC term (squared error of tanh(mean) to the dataset action); 0 = no BC"""
+    q_weight: float = 2.5
+    """lambda: weight of Q / mean|Q| in the actor loss (TD3+BC's alpha = 2.5)"""
+
+    # ablations (paper Figures 5 and 6), as sac_brc.py
+    loss: Literal["ce", "mse"] = "ce"
+    """critic loss: categorical cross-entropy (BRC) or mean squared TD error"""
+    task_conditioning: Literal["embedding", "heads"] = "embedding"
+    """multi-task conditioning: learned task embeddings (BRC) or one output head per task"""
+
+    # evaluation on the live environments, logging
+    mw_backend: Literal["envpool", "metaworld"] = "envpool"
+    """MetaWorld backend of the evaluation envs: envpool, or the metaworld package (frozen layouts)"""
+    eval_interval: int = 25_000
+    """updates between evaluations"""
+    eval_episodes: int = 10
+    """deterministic evaluation episodes per task"""
+    log_interval: int = 1_000
+    """updates between console progress lines"""
+    checkpoint_interval: int = 100_000
+    """updates between checkpoints (one is also written at the end)"""
+    prefetch: int = 4
+    """batch stacks (one per call) sampled ahead on the host by a background thread"""
+    run_name: str | None = None
+    """run directory name under runs/; default offline__w<width>__s<seed>__<time>"""
+    resume: str | None = None
+    """run directory to continue from its latest checkpoint"""
+
+
+# Fields that may change when resuming; every other field must match the checkpoint.
+RESUMABLE_FIELDS = {"num_updates", "eval_interval", "log_interval", "checkpoint_interval",
+                    "prefetch", "resume", "run_name", "dataset_info"}  # fmt: skip
+
+
+# Actor log-std squashing range (ref. code).
+LOG_STD_MIN, LOG_STD_MAX = -10.0, 2.0
+
+
+# ---------------------------------------------------------------- networks (as sac_brc.py)
+
+
+class CriticMember(eqx.Module):
+    """One critic: BroNet trunk and a linear head to `num_atoms` logits (or 1 value for MSE)."""
+
+    trunk: BroNet
+    head: eqx.nn.Linear
+
+    def __init__(self, in_features: int, width: int, depth: int, num_outputs: int, key):
+        trunk_key, head_key = jax.random.split(key)
+        self.trunk = BroNet(in_features, width, depth, trunk_key)
+        self.head = orthogonal_linear(width, num_outputs, math.sqrt(2), head_key)
+
+    def __call__(self, x: Float[Array, " in_features"]) -> Float[Array, " outputs"]:
+        return self.head(self.trunk(x))
+
+
+class Critic(eqx.Module):
+    """Ensemble of two critics (stacked parameters) and the task embedding table.
+
+    The embedding lives with the critic and is trained only by the TD loss (paper C.4);
+    each row is divided by its L2 norm before use (ref. code; the paper says L1).
+    """
+
+    members: CriticMember
+    task_embedding: Float[Array, "tasks embedding"] | None
+    num_tasks: int = eqx.field(static=True)
+    num_outputs: int = eqx.field(static=True)
+    heads: bool = eqx.field(static=True)
+
+    def __init__(self, obs_dim, act_dim, num_tasks, args: Args, key):
+        member_key, embedding_key = jax.random.split(key)
+        use_embedding = num_tasks > 1 and args.task_conditioning == "embedding"
+        self.heads = num_tasks > 1 and args.task_conditioning == "heads"
+        self.num_tasks = num_tasks
+        self.num_outputs = args.num_atoms if args.loss == "ce" else 1
+        in_features = obs_dim + act_dim + (args.embedding_dim if use_embedding else 0)
+        out_features = self.num_outputs * (num_tasks if self.heads else 1)
+        self.members = make_ensemble(
+            lambda k: CriticMember(in_features, args.width, args.depth, out_features, k),
+            2,
+            member_key,
+        )
+        # flax nn.Embed's default init, N(0, 1/embedding_dim) (ref. code)
+        self.task_embedding = (
+            jax.random.normal(embedding_key, (num_tasks, args.embedding_dim)) / math.sqrt(args.embedding_dim)
+            if use_embedding
+            else None
+        )
+
+    def embed(self, task_id: Int[Array, ""]) -> Float[Array, " embedding"]:
+        if self.task_embedding is None:
+            return jnp.zeros((0,))
+        embedding = self.task_embedding[task_id]
+        return embedding / jnp.linalg.norm(embedding)
+
+    def __call__(
+        self, obs: Float[Array, "batch obs"], action: Float[Array, "batch act"], task_id: Int[Array, " batch"]
+    ) -> Float[Array, "batch 2 outputs"]:
+        """Both critics on a batch. The members are the outer vmap, so each member's layers
+        are plain (batch x width) matmuls: 1.7x faster on CPU than vmapping a per-sample
+        ensemble over the batch, which interleaves the member axis into every matmul."""
+        x = jnp.concatenate([obs, action, jax.vmap(self.embed)(task_id)], axis=-1)
+        out = eqx.filter_vmap(lambda member: jax.vmap(member)(x))(self.members)  # (2, batch, ...)
+        if self.heads:  # one output head per task (paper Figure 5 ablation)
+            out = out.reshape(2, len(task_id), self.num_tasks, self.num_outputs)
+            out = out[:, jnp.arange(len(task_id)), task_id]
+        return out.transpose(1, 0, 2)
+
+
+class Actor(eqx.Module):
+    """tanh-Gaussian policy: BroNet (width 256, one block) with mean and log-std heads."""
+
+    trunk: BroNet
+    mean_head: eqx.nn.Linear
+    log_std_head: eqx.nn.Linear
+    num_heads: int = eqx.field(static=True)
+    act_dim: int = eqx.field(static=True)
+
+    def __init__(self, obs_dim, act_dim, num_tasks, embedding_dim, args: Args, key):
+        trunk_key, mean_key, log_std_key = jax.random.split(key, 3)
+        self.num_heads = num_tasks if (num_tasks > 1 and args.task_conditioning == "heads") else 1
+        self.act_dim = act_dim
+        self.trunk = BroNet(obs_dim + embedding_dim, args.actor_width, args.actor_depth, trunk_key)
+        out = act_dim * self.num_heads
+        self.mean_head = orthogonal_linear(args.actor_width, out, math.sqrt(2), mean_key)
+        self.log_std_head = orthogonal_linear(args.actor_width, out, 1.0, log_std_key)  # ref. code
+
+    def __call__(
+        self, obs: Float[Array, " obs"], embedding: Float[Array, " embedding"], task_id
+    ) -> tuple[Float[Array, " act"], Float[Array, " act"]]:
+        h = self.trunk(jnp.concatenate([obs, embedding]))
+        mean, log_std = self.mean_head(h), self.log_std_head(h)
+        if self.num_heads > 1:
+            mean = mean.reshape(self.num_heads, self.act_dim)[task_id]
+            log_std = log_std.reshape(self.num_heads, self.act_dim)[task_id]
+        # squash into [LOG_STD_MIN, LOG_STD_MAX] (ref. code)
+        log_std = LOG_STD_MIN + (LOG_STD_MAX - LOG_STD_MIN) * 0.5 * (1.0 + jnp.tanh(log_std))
+        return mean, log_std
+
+
+def sample_tanh_gaussian(
+    mean: Float[Array, " act"], log_std: Float[Array, " act"], key: PRNGKeyArray
+) -> tuple[Float[Array, " act"], Float[Array, ""]]:
+    """Reparameterised sample of tanh(N(mean, std)) and its log-probability."""
+    u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    gaussian_log_prob = -0.5 * ((u - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
+    # log(1 - tanh(u)^2), written stably
+    log_det = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+    return jnp.tanh(u), jnp.sum(gaussian_log_prob - log_det)
+
+
+def categorical_td_target(
+    reward: Float[Array, " batch"],
+    mask: Float[Array, " batch"],
+    next_log_prob: Float[Array, " batch"],
+    target_logits: Float[Array, "batch 2 atoms"],
+    alpha: Float[Array, ""],
+    gamma: float,
+    support: Float[Array, " atoms"],
+) -> Float[Array, "batch atoms"]:
+    """Soft distributional TD target (paper C.2), projected onto the support.
+
+    SAC without clipped double Q: the next-state distribution is the mean of both target
+    critics' probabilities (not the minimum); each atom becomes
+    `r + gamma * mask * (z - alpha * log_pi(a'|s'))`.
+    """
+    target_probs = jax.nn.softmax(target_logits, axis=-1).mean(axis=1)
+    target_atoms = reward[:, None] + gamma * mask[:, None] * (
+        support[None, :] - alpha * next_log_prob[:, None]
+    )
+    return jax.vmap(categorical_projection, in_axes=(0, 0, None))(target_atoms, target_probs, support)
+
+
+def reward_scale(
+    max_abs_return: Float[Array, " tasks"], alpha: Float[Array, ""], act_dim: int, gamma: float, v_max: float
+) -> Float[Array, " tasks"]:
+    """Paper eq. 3-4: rewards are multiplied by `v_max / (G_i + lambda_i)`, where
+    `lambda_i = alpha * H_i / (1 - gamma)` and `H_i = |A| / 4` (ref. code: the magnitude of
+    half the target entropy, with |A| the padded action size)."""
+    entropy_correction = alpha * (act_dim / 4) / (1 - gamma)
+    return v_max / (max_abs_return + entropy_correction)
+
+
+# ---------------------------------------------------------------- dataset: batches and return normalisation
+
+
+class Batch(NamedTuple):
+    """`updates_per_call` minibatches stacked on axis 0, one per scanned update."""
+
+    task: Int[Array, "updates batch"]
+    obs: Float[Array, "updates batch obs"]
+    action: Float[Array, "updates batch act"]
+    reward: Float[Array, "updates batch"]
+    next_obs: Float[Array, "updates batch obs"]
+    terminated: Float[Array, "updates batch"]
+
+
+def sample_batches(dataset: Dataset, batch_size: int, updates: int, seed: int, call: int) -> Batch:
+    """Host gather of the minibatches of jitted call number `call`: (task, index) uniform, so
+    tasks are equally represented (as sac_brc.py's replay sampling). The generator is seeded
+    with (seed, call), so a resumed run draws the same batches without saving an RNG state."""
+    rng = np.random.default_rng([seed, call])
+    sizes = np.diff(dataset.offsets)
+    task = rng.integers(0, len(sizes), (updates, batch_size))
+    index = dataset.offsets[task] + (rng.random((updates, batch_size)) * sizes[task]).astype(np.int64)
+    return Batch(
+        task.astype(np.int32),
+        dataset.obs[index],
+        dataset.action[index],
+        dataset.reward[index],
+        dataset.next_obs[index],
+        dataset.terminated[index].astype(np.float32),
+    )
+
+
+class BatchStream:
+    """Samples, gathers and copies to the device the batches of the next `prefetch` calls in a
+    background thread, so the update loop does not wait on the host. `wait_s` adds up the time
+    the loop did wait (reported as `data_wait` in the metrics)."""
+
+    def __init__(
+        self, dataset: Dataset, batch_size: int, updates: int, seed: int, first_call: int, prefetch: int
+    ):
+        self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
+        self._stop = threading.Event()
+        self.wait_s = 0.0
+
+        def produce():
+            call = first_call
+            while not self._stop.is_set():
+                batch = jax.device_put(sample_batches(dataset, batch_size, updates, seed, call))
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                call += 1
+
+        self._thread = threading.Thread(target=produce, daemon=True)
+        self._thread.start()
+
+    def get(self) -> Batch:
+        start = time.perf_counter()
+        batch = self._queue.get()
+        self.wait_s += time.perf_counter() - start
+        return batch
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def discounted_returns(rewards: np.ndarray, gamma: float, truncated: bool) -> np.ndarray:
+    """Monte-Carlo return of every state of one episode; a truncated episode bootstraps its
+    tail with `mean(rewards) / (1 - gamma)` (ref. code, as sac_brc.py's ReturnNormalizer).
+    The sum runs as a linear filter over the reversed rewards (datasets hold millions)."""
+    tail = float(np.mean(rewards)) / (1.0 - gamma) if truncated else 0.0
+    returns = lfilter([1.0], [1.0, -gamma], np.asarray(rewards, np.float64)[::-1])[::-1]
+    return returns + tail * gamma ** np.arange(len(rewards), 0, -1)
+
+
+def dataset_max_abs_returns(dataset: Dataset, gamma: float) -> np.ndarray:
+    """G_i of paper eq. 2 from the dataset's episodes: the largest absolute discounted return
+    of any state of task i, with sac_brc.py's rule (truncated and unfinished episodes bootstrap)."""
+    max_abs_return = np.zeros(len(dataset.tasks))
+    for k in range(len(dataset.tasks)):
+        rows = dataset.task_slice(k)
+        reward = dataset.reward[rows]
+        for start, stop, bootstrap in episode_bounds(dataset.terminated[rows], dataset.truncated[rows]):
+            returns = discounted_returns(reward[start:stop], gamma, bootstrap)
+            max_abs_return[k] = max(max_abs_return[k], float(np.abs(returns).max()))
+    return max_abs_return.astype(np.float32)
+
+
+def dataset_info(dataset: Dataset, gamma: float) -> str:
+    """Tasks, sizes and return statistics (undiscounted returns of finished episodes)."""
+    max_abs_return = dataset_max_abs_returns(dataset, gamma)
+    lines = [
+        f"dataset: {len(dataset.tasks)} tasks, {int(dataset.offsets[-1]):,} transitions, "
+        f"obs {dataset.obs.shape[1]} / action {dataset.action.shape[1]} (padded); "
+        f"source {dataset.metadata.get('source', '?')}",
+        "| task | obs | act | transitions | episodes (term. / trunc.) | return mean | min | max | G (gamma "
+        f"{gamma}) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for k, task in enumerate(dataset.tasks):
+        rows = dataset.task_slice(k)
+        terminated, truncated = dataset.terminated[rows], dataset.truncated[rows]
+        bounds = episode_bounds(terminated, truncated)
+        finished = [(a, b) for a, b, _ in bounds if terminated[b - 1] or truncated[b - 1]]
+        returns = [float(dataset.reward[rows][a:b].sum()) for a, b in finished]
+        stats = "- | - | -"
+        if returns:
+            stats = f"{np.mean(returns):.1f} | {np.min(returns):.1f} | {np.max(returns):.1f}"
+        lines.append(
+            f"| {task.name} | {task.obs_dim} | {task.act_dim} | {rows.stop - rows.start:,} | {len(finished)} "
+            f"({int(terminated.sum())} / {int(truncated.sum())}) | {stats} | {max_abs_return[k]:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- agent
+
+
+class TrainState(eqx.Module):
+    actor: Actor
+    critic: Critic
+    target_critic: Critic
+    log_alpha: Float[Array, ""]
+    actor_opt_state: optax.OptState
+    critic_opt_state: optax.OptState
+    alpha_opt_state: optax.OptState
+    step: Int[Array, ""]  # updates done so far (keys are folded with it)
+
+
+class AgentFns(NamedTuple):
+    """The jitted entry points. Each traces once per run."""
+
+    act_deterministic: callable
+    update: callable
+
+
+def bc_loss(
+    mean: Float[Array, "batch act"], data_action: Float[Array, "batch act"], act_dims: Int[Array, " batch"]
+) -> Float[Array, ""]:
+    """TD3+BC's squared error, on tanh(mean) and over each task's own |A_i| entries."""
+    mask = jnp.arange(mean.shape[-1])[None, :] < act_dims[:, None]
+    return jnp.mean(jnp.sum(mask * (jnp.tanh(mean) - data_action) ** 2, axis=-1) / act_dims)
+
+
+def make_agent(args: Args, act_dims: list[int], obs_dim: int, key: PRNGKeyArray):
+    """Initial TrainState and the jitted functions for one configuration."""
+    num_tasks, act_dim = len(act_dims), max(act_dims)
+    gamma, tau = args.gamma, args.tau
+    batch_size = args.batch_size or (1024 if num_tasks > 1 else 256)
+    support = make_support(args.num_atoms, args.v_max)
+    target_entropy = -act_dim / 2  # ref. code (the paper's table omits the sign)
+    task_act_dims = jnp.asarray(act_dims, jnp.int32)
+
+    actor_optimizer = optax.adamw(args.learning_rate, weight_decay=args.weight_decay)
+    critic_optimizer = optax.adamw(args.learning_rate, weight_decay=args.weight_decay)
+    alpha_optimizer = optax.adam(args.temperature_learning_rate, b1=0.5)  # ref. code
+
+    actor_key, critic_key = jax.random.split(key)
+
+    @jax.jit
+    def init(actor_key, critic_key):
+        critic = Critic(obs_dim, act_dim, num_tasks, args, critic_key)
+        embedding_dim = 0 if critic.task_embedding is None else args.embedding_dim
+        actor = Actor(obs_dim, act_dim, num_tasks, embedding_dim, args, actor_key)
+        log_alpha = jnp.log(jnp.asarray(args.init_temperature, jnp.float32))
+        return TrainState(
+            actor,
+            critic,
+            critic,
+            log_alpha,
+            actor_optimizer.init(eqx.filter(actor, eqx.is_inexact_array)),
+            critic_optimizer.init(eqx.filter(critic, eqx.is_inexact_array)),
+            alpha_optimizer.init(log_alpha),
+            jnp.zeros((), jnp.int32),
+        )
+
+    state = init(actor_key, critic_key)
+
+    def policy(state: TrainState, obs, task_id):
+        embedding = state.critic.embed(task_id)  # actor reads the embedding, no gradient to it
+        return state.actor(obs, jax.lax.stop_gradient(embedding), task_id)
+
+    def sample_action(state_or_actor_fn, obs, task, key):
+        """Policy sample with the entries beyond each task's |A_i| zeroed, as in the dataset
+        (the critic only ever trains on zero padding there)."""
+        mean, log_std = state_or_actor_fn(obs, task)
+        action, log_prob = jax.vmap(sample_tanh_gaussian)(mean, log_std, jax.random.split(key, len(task)))
+        mask = jnp.arange(act_dim)[None, :] < task_act_dims[task][:, None]
+        return action * mask, log_prob, mean
+
+    @jax.jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def act_deterministic(
+        state: TrainState, obs: Float[Array, "envs obs"], task_ids: Int[Array, " envs"]
+    ) -> Float[Array, "envs act"]:
+        mean, _ = jax.vmap(policy, in_axes=(None, 0, 0))(state, obs, task_ids)
+        return jnp.tanh(mean)
+
+    def critic_loss_fn(critic: Critic, batch: Batch, target):
+        out = critic(batch.obs, batch.action, batch.task)
+        if args.loss == "ce":  # cross-entropy, mean over batch, sum over the ensemble
+            per_sample = jax.vmap(jax.vmap(cross_entropy, in_axes=(None, 0)))(target, out)
+            return per_sample.mean(axis=0).sum()
+        td_error = out[..., 0] - target[:, None]
+        return (td_error**2).mean(axis=0).sum()
+
+    def q_value(critic: Critic, obs, action, task):
+        out = critic(obs, action, task)
+        if args.loss == "ce":
+            return jnp.sum(jax.nn.softmax(out, axis=-1).mean(axis=1) * support, axis=-1)
+        return out[..., 0].mean(axis=1)
+
+    def update_once(state: TrainState, scale, batch: Batch, key):
+        next_key, actor_key = jax.random.split(key)
+        reward = batch.reward * scale[batch.task]  # paper eq. 3
+        alpha = jnp.exp(state.log_alpha)
+        mask = 1.0 - batch.terminated  # a truncation bootstraps
+
+        # critic: as sac_brc.py, the next action from the current actor
+        policy_fn = jax.vmap(lambda o, t: policy(state, o, t))
+        next_action, next_log_prob, _ = sample_action(policy_fn, batch.next_obs, batch.task, next_key)
+        target_out = state.target_critic(batch.next_obs, next_action, batch.task)
+        if args.loss == "ce":
+            target = categorical_td_target(reward, mask, next_log_prob, target_out, alpha, gamma, support)
+        else:
+            target = reward + gamma * mask * (target_out[..., 0].mean(axis=1) - alpha * next_log_prob)
+        target = jax.lax.stop_gradient(target)
+        critic_loss, critic_grads = eqx.filter_value_and_grad(critic_loss_fn)(state.critic, batch, target)
+        updates, critic_opt_state = critic_optimizer.update(
+            critic_grads, state.critic_opt_state, eqx.filter(state.critic, eqx.is_inexact_array)
+        )
+        critic = eqx.apply_updates(state.critic, updates)
+
+        online, _ = eqx.partition(critic, eqx.is_inexact_array)
+        target_params, static = eqx.partition(state.target_critic, eqx.is_inexact_array)
+        target_params = jax.tree.map(lambda t, o: (1 - tau) * t + tau * o, target_params, online)
+        target_critic = eqx.combine(target_params, static)
+
+        # actor: alpha * log_pi - lambda * Q / mean|Q| + bc_weight * BC (TD3+BC)
+        def actor_loss_fn(actor: Actor):
+            embedding = jax.lax.stop_gradient(jax.vmap(critic.embed)(batch.task))
+            actor_fn = lambda o, t: jax.vmap(actor)(o, embedding, t)
+            action, log_prob, mean = sample_action(actor_fn, batch.obs, batch.task, actor_key)
+            q = q_value(critic, batch.obs, action, batch.task)
+            q_scale = jax.lax.stop_gradient(jnp.mean(jnp.abs(q)))  # TD3+BC's lambda = alpha / mean|Q|
+            bc = bc_loss(mean, batch.action, task_act_dims[batch.task])
+            loss = jnp.mean(alpha * log_prob) - args.q_weight * jnp.mean(q) / q_scale + args.bc_weight * bc
+            return loss, (-jnp.mean(log_prob), bc, jnp.mean(q))
+
+        (actor_loss, (entropy, bc, q_mean)), actor_grads = eqx.filter_value_and_grad(
+            actor_loss_fn, has_aux=True
+        )(state.actor)
+        updates, actor_opt_state = actor_optimizer.update(
+            actor_grads, state.actor_opt_state, eqx.filter(state.actor, eqx.is_inexact_array)
+        )
+        actor = eqx.apply_updates(state.actor, updates)
+
+        alpha_grad = jax.grad(lambda la: jnp.exp(la) * (entropy - target_entropy))(state.log_alpha)
+        updates, alpha_opt_state = alpha_optimizer.update(alpha_grad, state.alpha_opt_state)
+        log_alpha = optax.apply_updates(state.log_alpha, updates)
+
+        new_state = TrainState(actor, critic, target_critic, log_alpha, actor_opt_state, critic_opt_state,
+                               alpha_opt_state, state.step + 1)  # fmt: skip
+        metrics = {"critic_loss": critic_loss, "actor_loss": actor_loss, "bc_loss": bc, "q_mean": q_mean,
+                   "entropy": entropy, "temperature": jnp.exp(log_alpha)}  # fmt: skip
+        return new_state, metrics
+
+    @jax.jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def update(
+        state: TrainState, batches: Batch, max_abs_return: Float[Array, " tasks"], key: PRNGKeyArray
+    ) -> tuple[TrainState, dict]:
+        """One lax.scan over the stacked minibatches: `updates_per_call` gradient updates."""
+        keys = jax.random.split(jax.random.fold_in(key, state.step), batches.reward.shape[0])
+
+        def body(state, inputs):
+            batch, k = inputs
+            # paper eq. 3, lambda_i from the current alpha (as sac_brc.py)
+            scale = reward_scale(max_abs_return, jnp.exp(state.log_alpha), act_dim, gamma, args.v_max)
+            return update_once(state, scale, batch, k)
+
+        state, metrics = jax.lax.scan(body, state, (batches, keys))
+        return state, jax.tree.map(jnp.mean, metrics)
+
+    return state, AgentFns(act_deterministic, update), batch_size
+
+
+# ---------------------------------------------------------------- runs: config, checkpoints, metrics
+
+
+class ConfigError(Exception):
+    """A user error: printed as one message, exit code 2."""
+
+
+def validate(args: Args) -> None:
+    if not args.dataset:
+        raise ConfigError("--dataset is required: a dataset folder (docs/dataset-format.md)")
+    positive = ["num_updates", "updates_per_call", "width", "actor_width", "num_atoms", "eval_interval",
+                "eval_episodes", "log_interval", "checkpoint_interval", "prefetch"]  # fmt: skip
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ("num_updates", "eval_interval", "log_interval", "checkpoint_interval"):
+        if getattr(args, name) % args.updates_per_call:
+            raise ConfigError(
+                f"--{name.replace('_', '-')} {getattr(args, name)} is not a multiple of --updates-per-call "
+                f"{args.updates_per_call}"
+            )
+    if args.depth < 0 or args.actor_depth < 0:
+        raise ConfigError("--depth and --actor-depth must be >= 0")
+    if args.batch_size is not None and args.batch_size <= 0:
+        raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.loss == "ce" and args.num_atoms < 2:
+        raise ConfigError("--num-atoms must be at least 2 for the categorical critic")
+    if not (0 < args.gamma < 1) or args.v_max <= 0 or args.init_temperature <= 0:
+        raise ConfigError("need 0 < --gamma < 1, --v-max > 0 and --init-temperature > 0")
+    if args.bc_weight < 0 or args.q_weight < 0:
+        raise ConfigError("--bc-weight and --q-weight must be >= 0")
+
+
+def check_finite(metrics: dict, step: int, run_dir: Path) -> dict:
+    """Host copy of the update metrics; stops the run if the learner has diverged."""
+    host_metrics = jax.device_get(metrics)
+    bad = [name for name, value in host_metrics.items() if not np.isfinite(value)]
+    if bad:
+        raise FloatingPointError(
+            f"{', '.join(bad)} not finite at update {step}; the last good checkpoint is kept in "
+            f"{run_dir / 'checkpoints'}. Try a lower --learning-rate."
+        )
+    return host_metrics
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(run_dir: Path, state: TrainState, host: dict) -> None:
+    """Write checkpoints/step_N/ in a temporary folder, rename it, then point `latest` at it."""
+    ckpt_root = run_dir / "checkpoints"
+    ckpt_root.mkdir(exist_ok=True)
+    name = f"step_{host['step']:09d}"
+    tmp = ckpt_root / f".tmp_{name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    eqx.tree_serialise_leaves(tmp / "state.eqx", state)
+    (tmp / "host.json").write_text(json.dumps(host))
+    final = ckpt_root / name
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    atomic_write_text(ckpt_root / "latest", name)
+    for old in ckpt_root.glob("step_*"):  # keep only the newest checkpoint
+        if old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(run_dir: Path, state_like: TrainState) -> tuple[TrainState, dict]:
+    ckpt_root = run_dir / "checkpoints"
+    if not (ckpt_root / "latest").exists():
+        raise ConfigError(f"{run_dir} has no checkpoint to resume from (no checkpoints/latest)")
+    ckpt = ckpt_root / (ckpt_root / "latest").read_text().strip()
+    try:
+        state = eqx.tree_deserialise_leaves(ckpt / "state.eqx", state_like)
+    except Exception as error:  # noqa: BLE001 (any shape or structure mismatch)
+        raise ConfigError(
+            f"checkpoint {ckpt} does not match this configuration ({type(error).__name__}); "
+            f"resume with the arguments in {run_dir / 'config.json'}"
+        ) from None
+    return state, json.loads((ckpt / "host.json").read_text())
+
+
+# ---------------------------------------------------------------- evaluation (as sac_brc.py)
+
+
+def evaluate(fns: AgentFns, state: TrainState, env: MultiTaskEnv) -> dict[str, dict[str, float]]:
+    """One deterministic episode on every eval env (`eval_episodes` copies per task)."""
+    obs = env.reset()
+    task_ids = jnp.asarray(env.task_ids)
+    episode_return = np.zeros(env.num_envs)
+    success = np.zeros(env.num_envs, bool)
+    finished = np.zeros(env.num_envs, bool)
+    while not finished.all():
+        action = np.asarray(fns.act_deterministic(state, jnp.asarray(obs), task_ids))
+        out = env.step(action)
+        live = ~finished & ~out.reset_step
+        episode_return += np.where(live, out.reward, 0.0)
+        success |= live & out.success
+        finished |= live & (out.terminated | out.truncated)
+        obs = out.next_obs
+    results = {}
+    for k, task in enumerate(env.tasks):
+        rows = env.task_ids == k
+        mean_return, success_rate = float(episode_return[rows].mean()), float(success[rows].mean())
+        results[task.name] = {
+            "return": mean_return,
+            "success": success_rate if task.has_success else None,
+            "score": normalized_score(task, mean_return, success_rate),
+        }
+    return results
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(args: Args) -> None:
+    validate(args)
+    try:
+        dataset = load_dataset(Path(args.dataset))
+    except DatasetError as error:
+        raise ConfigError(str(error)) from None
+    if args.dataset_info:
+        print(dataset_info(dataset, args.gamma))
+        return
+    tasks, num_tasks = dataset.tasks, len(dataset.tasks)
+    obs_dim, act_dim = dataset.obs.shape[1], dataset.action.shape[1]
+    max_abs_return = dataset_max_abs_returns(dataset, args.gamma)  # fixed: the data does not change
+
+    resume_dir = Path(args.resume) if args.resume else None
+    if resume_dir is not None:
+        if not (resume_dir / "config.json").exists():
+            raise ConfigError(
+                f"--resume {resume_dir}: no config.json there; give a run directory under runs/"
+            )
+        saved = json.loads((resume_dir / "config.json").read_text())
+        current = dataclasses.asdict(args)
+        diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {current[k]!r} (now)"
+                 for k in current if k not in RESUMABLE_FIELDS and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
+        if diffs:
+            raise ConfigError(
+                f"cannot resume {resume_dir}: its checkpoint was made with other arguments: "
+                + "; ".join(diffs)
+            )
+        run_dir = resume_dir
+    else:
+        run_name = args.run_name or f"offline__w{args.width}__s{args.seed}__{int(time.time())}"
+        run_dir = Path("runs") / run_name
+        if run_dir.exists():
+            raise ConfigError(f"{run_dir} exists already; pick another --run-name or pass --resume {run_dir}")
+
+    key = jax.random.key(args.seed)
+    init_key, update_key = jax.random.split(key)
+    act_dims = [t.act_dim for t in tasks]
+    state, fns, batch_size = make_agent(args, act_dims, obs_dim, init_key)
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {len(jax.devices())} visible")
+    print(f"dataset {args.dataset}: {int(dataset.offsets[-1]):,} transitions, tasks ({num_tasks}): "
+          f"{', '.join(t.name for t in tasks)}; obs {obs_dim}, action {act_dim} (padded)")  # fmt: skip
+    print(f"parameters: critic ensemble {count_parameters(state.critic):,} (+ target), "
+          f"actor {count_parameters(state.actor):,}; G per task {[round(float(g), 1) for g in max_abs_return]}")  # fmt: skip
+
+    step = 0
+    if resume_dir is None:
+        run_dir.mkdir(parents=True)
+        atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(args), indent=2))
+    else:
+        state, host = load_checkpoint(run_dir, state)
+        step = host["step"]
+        print(f"resumed {run_dir} at update {step}")
+        metrics_path = run_dir / "metrics.jsonl"  # drop lines past the checkpoint: each step once
+        if metrics_path.exists():
+            lines = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= step]
+            atomic_write_text(metrics_path, "".join(l + "\n" for l in lines))
+    print(f"run directory: {run_dir}; batch {batch_size}, {args.updates_per_call} updates per call")
+
+    eval_env = MultiTaskEnv(tasks, args.eval_episodes, seed=args.seed + 42, mw_backend=args.mw_backend)
+    stream = BatchStream(dataset, batch_size, args.updates_per_call, args.seed, step // args.updates_per_call,
+                         args.prefetch)  # fmt: skip
+    max_abs_return = jnp.asarray(max_abs_return)
+    metrics, start_time, start_step = None, time.time(), step
+    last_log_time, last_wait = start_time, 0.0
+    try:
+        while step < args.num_updates:
+            state, metrics = fns.update(state, stream.get(), max_abs_return, update_key)
+            step += args.updates_per_call
+
+            if step % args.log_interval == 0:
+                host_metrics = check_finite(metrics, step, run_dir)  # also waits for the update
+                now = time.time()
+                wait = (stream.wait_s - last_wait) / (now - last_log_time)
+                rate = args.log_interval / (now - last_log_time)
+                losses = " ".join(f"{k} {float(v):.3g}" for k, v in host_metrics.items())
+                print(f"update {step}/{args.num_updates} | {rate:.1f} updates/s | data wait {100 * wait:.0f}% | "
+                      f"{losses}", flush=True)  # fmt: skip
+                last_log_time, last_wait = now, stream.wait_s
+
+            if step % args.eval_interval == 0 or step == args.num_updates:
+                results = evaluate(fns, state, eval_env)
+                elapsed = time.time() - start_time
+                record = {
+                    "step": step,
+                    "tasks": results,
+                    "mean_score": float(np.mean([r["score"] for r in results.values()])),
+                    "sps": (step - start_step) / elapsed,  # updates per second here
+                    "data_wait": stream.wait_s / elapsed,
+                    "time": time.time(),
+                }
+                record.update({k: float(v) for k, v in check_finite(metrics, step, run_dir).items()})
+                with open(run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                print(f"eval update {step}: mean score {record['mean_score']:.3f} | "
+                      + " ".join(f"{n} {r['return']:.1f}" for n, r in list(results.items())[:8]), flush=True)  # fmt: skip
+
+            if step % args.checkpoint_interval == 0 or step == args.num_updates:
+                check_finite(metrics, step, run_dir)  # never checkpoint a diverged learner
+                save_checkpoint(run_dir, state, {"step": step})
+    finally:
+        stream.close()
+        eval_env.close()
+    print(f"done: {step} updates in {time.time() - start_time:.0f} s; results in {run_dir}")
+
+
+if __name__ == "__main__":
+    cli_args = tyro.cli(Args)
+    try:
+        main(cli_args)
+    except (ConfigError, FloatingPointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
