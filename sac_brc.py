@@ -35,6 +35,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
+from common.dataset import DatasetError, DatasetWriter, make_metadata
 from common.envs import MultiTaskEnv
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 
@@ -113,6 +114,8 @@ class Args:
     """run directory to continue from its latest checkpoint"""
     track: bool = False
     """also log to Weights & Biases (needs `pip install wandb`)"""
+    save_buffer: str | None = None
+    """folder to record every stored transition in (docs/dataset-format.md), for offline_brc_bc.py and transfer"""
 
 
 # Fields that may change when resuming; every other field must match the checkpoint.
@@ -618,6 +621,8 @@ def validate(args: Args) -> list[TaskSpec]:
         raise ConfigError("--num-atoms must be at least 2 for the categorical critic")
     if not (0 < args.gamma < 1) or args.v_max <= 0 or args.init_temperature <= 0:
         raise ConfigError("need 0 < --gamma < 1, --v-max > 0 and --init-temperature > 0")
+    if args.save_buffer and not args.resume and Path(args.save_buffer).exists() and any(Path(args.save_buffer).iterdir()):
+        raise ConfigError(f"--save-buffer {args.save_buffer} exists and is not empty; pick another folder")  # fmt: skip
     return tasks
 
 
@@ -859,6 +864,16 @@ def main(args: Args) -> None:
             ]
             atomic_write_text(metrics_path, "".join(l + "\n" for l in lines))
     print(f"run directory: {run_dir}; batch {batch_size}, replay capacity {capacity} per task")
+    recorder = None  # --save-buffer: every stored transition, chunked on the host (common/dataset.py)
+    if args.save_buffer:
+        metadata = make_metadata(tasks, "sac_brc.py", suite=args.suite, run_dir=str(run_dir), gamma=args.gamma,
+                                 env={"mw_backend": args.mw_backend, "seed": args.seed})  # fmt: skip
+        try:
+            recorder = DatasetWriter(
+                Path(args.save_buffer), tasks, metadata, resume_step=env_step if resume_dir else None
+            )
+        except DatasetError as error:
+            raise ConfigError(str(error)) from None
 
     wandb_run = None
     if args.track:
@@ -893,6 +908,9 @@ def main(args: Args) -> None:
             valid = ~out.reset_step  # the auto-reset step is never stored
             buffer = fns.insert(buffer, obs, action, out.reward, out.next_obs, out.terminated, valid)
             normalizer.add(out.reward, out.terminated, out.truncated, valid)
+            if recorder is not None:
+                recorder.add(env_step + 1, obs, action, out.reward, out.next_obs, out.terminated,
+                             out.truncated, valid)  # fmt: skip
             episode_return += np.where(valid, out.reward, 0.0)
             for i in np.flatnonzero(valid & (out.terminated | out.truncated)):
                 recent_returns[i].append(episode_return[i])
@@ -945,6 +963,8 @@ def main(args: Args) -> None:
                     "numpy_rng": rng.bit_generator.state,
                     "act_key": np.asarray(jax.random.key_data(act_key)).tolist(),
                 }
+                if recorder is not None:  # the recording is complete up to every checkpoint
+                    recorder.flush()
                 save_checkpoint(run_dir, state, buffer, host, args.checkpoint_replay)
     finally:
         env.close()
