@@ -469,18 +469,12 @@ def make_fns(pretrained: Pretrained, args: Args) -> TransferFns:
 # ---------------------------------------------------------------- target-task data, scoring, evaluation
 
 
-def pad_obs(obs: np.ndarray, obs_dim: int) -> np.ndarray:
-    """Zero-pad target observations to the pretraining suite's size (the suites' padding rule)."""
-    return np.pad(obs, ((0, 0), (0, obs_dim - obs.shape[1])))
-
-
 def collect(
     fns: TransferFns,
     actor: Actor,
     env: MultiTaskEnv,
     embedding: np.ndarray,
     budget: int,
-    obs_dim: int,
     gamma: float,
     key: PRNGKeyArray,
 ) -> tuple[TargetData, np.ndarray]:
@@ -490,18 +484,18 @@ def collect(
     Returns the data and each task's G_i (paper eq. 2) from the collected episodes; the
     episode still running at the end counts as truncated (sac_brc.py's start-up rule).
     """
-    num_tasks = len(env.tasks)
+    num_tasks, obs_dim = len(env.tasks), env.obs_dim
     buffers = {k: np.zeros((num_tasks, budget, *s), np.float32) for k, s in
                [("obs", (obs_dim,)), ("action", (actor.act_dim,)), ("reward", ()),
                 ("next_obs", (obs_dim,)), ("terminated", ())]}  # fmt: skip
     size = np.zeros(num_tasks, np.int32)
     episode_rewards = [[] for _ in range(num_tasks)]
     max_abs_return = np.zeros(num_tasks)
-    obs = pad_obs(env.reset(), obs_dim)
+    obs = env.reset()
     for step in range(budget):
         action = np.asarray(fns.act(actor, jnp.asarray(obs), jnp.asarray(embedding), jax.random.fold_in(key, step)))
         out = env.step(action)
-        next_obs = pad_obs(out.next_obs, obs_dim)
+        next_obs = out.next_obs
         for i in np.flatnonzero(~out.reset_step):
             for name, value in [("obs", obs[i]), ("action", action[i]), ("reward", out.reward[i]),
                                 ("next_obs", next_obs[i]), ("terminated", out.terminated[i])]:  # fmt: skip
@@ -522,7 +516,7 @@ def collect(
 
 
 def few_shot_scores(
-    fns: TransferFns, actor: Actor, env: MultiTaskEnv, table: np.ndarray, budget: int, obs_dim: int
+    fns: TransferFns, actor: Actor, env: MultiTaskEnv, table: np.ndarray, budget: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Score every pretrained embedding on every target task within `budget` env steps per task.
 
@@ -537,21 +531,21 @@ def few_shot_scores(
     success = np.zeros((len(env.tasks), num_embeddings), bool)
     for k in range(num_embeddings):
         embedding = np.repeat(table[k : k + 1], env.num_envs, axis=0)
-        obs = pad_obs(env.reset(), obs_dim)
+        obs = env.reset()
         for _ in range(share):
             out = env.step(np.asarray(fns.act_deterministic(actor, jnp.asarray(obs), jnp.asarray(embedding))))
             live = ~out.reset_step
             reward_sum[:, k] += np.where(live, out.reward, 0.0)
             success[:, k] |= live & out.success
-            obs = pad_obs(out.next_obs, obs_dim)
+            obs = out.next_obs
     return reward_sum / share, success, share * num_embeddings
 
 
 def evaluate(
-    fns: TransferFns, actor: Actor, env: MultiTaskEnv, embedding: np.ndarray, obs_dim: int
+    fns: TransferFns, actor: Actor, env: MultiTaskEnv, embedding: np.ndarray
 ) -> dict[str, dict[str, float]]:
     """One deterministic episode on every eval env, task k acting with `embedding[k]`."""
-    obs = pad_obs(env.reset(), obs_dim)
+    obs = env.reset()
     per_env = jnp.asarray(embedding[env.task_ids])
     episode_return = np.zeros(env.num_envs)
     success = np.zeros(env.num_envs, bool)
@@ -562,7 +556,7 @@ def evaluate(
         episode_return += np.where(live, out.reward, 0.0)
         success |= live & out.success
         finished |= live & (out.terminated | out.truncated)
-        obs = pad_obs(out.next_obs, obs_dim)
+        obs = out.next_obs
     results = {}
     for k, task in enumerate(env.tasks):
         rows = env.task_ids == k
@@ -638,8 +632,11 @@ def main(args: Args) -> None:
     choice_key, collect_key, tune_key = jax.random.split(jax.random.key(args.seed), 3)
     pretrained_table = np.asarray(state.critic.task_embedding)
     record: dict = {"mode": args.mode, "step": budget}
-    env = MultiTaskEnv(tasks, 1, seed=args.seed, mw_backend=args.mw_backend)
-    eval_env = MultiTaskEnv(tasks, args.eval_episodes, seed=args.seed + 42, mw_backend=args.mw_backend)
+    # observations zero-padded to the pretraining suite's size (the suites' padding rule)
+    env = MultiTaskEnv(tasks, 1, seed=args.seed, mw_backend=args.mw_backend, min_obs_dim=pretrained.obs_dim)
+    eval_env = MultiTaskEnv(
+        tasks, args.eval_episodes, seed=args.seed + 42, mw_backend=args.mw_backend, min_obs_dim=pretrained.obs_dim
+    )
     try:
         actor = state.actor
         if args.mode == "zero-shot":
@@ -647,7 +644,7 @@ def main(args: Args) -> None:
             embedding = pretrained_table[chosen]
             record["embedding"] = {t.name: pretrained.task_names[c] for t, c in zip(tasks, chosen)}
         elif args.mode == "few-shot":
-            scores, success, used = few_shot_scores(fns, actor, env, pretrained_table, budget, pretrained.obs_dim)
+            scores, success, used = few_shot_scores(fns, actor, env, pretrained_table, budget)
             # best mean reward per step; success breaks no ties since the reward already contains it
             chosen = scores.argmax(axis=1)
             embedding = pretrained_table[chosen]
@@ -674,7 +671,7 @@ def main(args: Args) -> None:
             )
             critic = eqx.tree_at(lambda c: c.task_embedding, state.critic, new_table)
             data, max_abs_return = collect(
-                fns, actor, env, np.asarray(new_table), budget, pretrained.obs_dim, config.gamma, collect_key
+                fns, actor, env, np.asarray(new_table), budget, config.gamma, collect_key
             )
             (_, critic), losses = fns.tune((actor, critic), state.target_critic, data, jnp.asarray(max_abs_return, jnp.float32), tune_key)
             losses = np.asarray(losses)
@@ -688,7 +685,7 @@ def main(args: Args) -> None:
             record["tune_loss_first"], record["tune_loss_last"] = float(losses[:10].mean()), float(losses[-10:].mean())
             print(f"tuned {len(tasks)} embedding(s) on {np.asarray(data.size).tolist()} transitions: TD loss "
                   f"{record['tune_loss_first']:.3f} -> {record['tune_loss_last']:.3f} over {args.tune_steps} steps")  # fmt: skip
-        results = evaluate(fns, actor, eval_env, embedding, pretrained.obs_dim)
+        results = evaluate(fns, actor, eval_env, embedding)
     finally:
         env.close()
         eval_env.close()
