@@ -407,14 +407,7 @@ def make_fns(pretrained: Pretrained, args: Args) -> TransferFns:
         mean, _ = jax.vmap(actor, in_axes=(0, 0, None))(obs, unit(embedding), 0)
         return jnp.tanh(mean)
 
-    # Only the new embedding table is trained: every other leaf is labelled "frozen" and its
-    # updates are zeroed, so the networks stay bit-identical (tests/test_transfer.py checks it).
-    optimizer = optax.multi_transform(
-        {"embedding": optax.adam(args.tune_learning_rate), "frozen": optax.set_to_zero()},
-        lambda params: eqx.tree_at(
-            lambda p: p[1].task_embedding, jax.tree.map(lambda _: "frozen", params), "embedding"
-        ),
-    )
+    optimizer = optax.adam(args.tune_learning_rate)
 
     def td_loss(params: tuple[Actor, Critic], target_critic: Critic, data: TargetData, scale, key):
         actor, critic = params
@@ -449,19 +442,25 @@ def make_fns(pretrained: Pretrained, args: Args) -> TransferFns:
         max_abs_return: Float[Array, " tasks"],
         key: PRNGKeyArray,
     ) -> tuple[tuple[Actor, Critic], Float[Array, " steps"]]:
-        """`tune_steps` Adam steps on the embedding table as one lax.scan; returns the losses."""
+        """`tune_steps` Adam steps on the embedding table as one lax.scan; returns the losses.
+
+        Freezing as in Equinox's FAQ: `params` is partitioned into the embedding table (the
+        only leaf that is differentiated and updated) and everything else, which is closed
+        over and recombined untouched, so the networks stay bit-identical (tested)."""
         scale = reward_scale(max_abs_return, alpha, act_dim, config.gamma, config.v_max)
-        trainable = eqx.filter(params, eqx.is_inexact_array)
-        opt_state = optimizer.init(trainable)
+        only_embedding = eqx.tree_at(lambda p: p[1].task_embedding, jax.tree.map(lambda _: False, params), True)
+        embedding, frozen = eqx.partition(params, only_embedding)
 
         def step(carry, step_key):
-            params, opt_state = carry
-            loss, grads = eqx.filter_value_and_grad(td_loss)(params, target_critic, data, scale, step_key)
-            updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(params, eqx.is_inexact_array))
-            return (eqx.apply_updates(params, updates), opt_state), loss
+            embedding, opt_state = carry
+            loss_fn = lambda e: td_loss(eqx.combine(e, frozen), target_critic, data, scale, step_key)
+            loss, grads = eqx.filter_value_and_grad(loss_fn)(embedding)
+            updates, opt_state = optimizer.update(grads, opt_state)
+            return (eqx.apply_updates(embedding, updates), opt_state), loss
 
-        (params, _), losses = jax.lax.scan(step, (params, opt_state), jax.random.split(key, args.tune_steps))
-        return params, losses
+        carry = (embedding, optimizer.init(embedding))
+        (embedding, _), losses = jax.lax.scan(step, carry, jax.random.split(key, args.tune_steps))
+        return eqx.combine(embedding, frozen), losses
 
     return TransferFns(act, act_deterministic, tune)
 
