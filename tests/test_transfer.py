@@ -78,17 +78,15 @@ def test_tune_changes_only_the_embedding(pretrained_run, monkeypatch):
     assert fns.tune._cache_size() == 1
 
 
-class CountingEnv:
-    """A MultiTaskEnv that counts steps and stored transitions per task."""
+class CountingEnv(MultiTaskEnv):
+    """A MultiTaskEnv that counts its steps and the transitions (non-reset steps) per task."""
 
-    def __init__(self, env):
-        self.env, self.steps, self.transitions = env, 0, np.zeros(len(env.tasks), int)
-
-    def __getattr__(self, name):
-        return getattr(self.env, name)
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.steps, self.transitions = 0, np.zeros(len(self.tasks), int)
 
     def step(self, action):
-        out = self.env.step(action)
+        out = super().step(action)
         self.steps += 1
         self.transitions += ~out.reset_step
         return out
@@ -102,7 +100,7 @@ def test_few_shot_and_tune_never_exceed_the_budget(pretrained_run, budget):
     pretrained = te.load_pretrained(pretrained_run / "runs/pre")
     fns = te.make_fns(pretrained, transfer_args())
     table = np.asarray(pretrained.state.critic.task_embedding)
-    env = CountingEnv(MultiTaskEnv(resolve_tasks("reach"), 1, seed=0, min_obs_dim=pretrained.obs_dim))
+    env = CountingEnv(resolve_tasks("reach"), 1, seed=0, min_obs_dim=pretrained.obs_dim)
     try:
         scores, success, used = te.few_shot_scores(fns, pretrained.state.actor, env, table, budget)
         assert env.steps <= budget and env.transitions.max() <= budget and used == env.steps
@@ -113,6 +111,7 @@ def test_few_shot_and_tune_never_exceed_the_budget(pretrained_run, budget):
         )
         assert env.steps == budget and int(data.size[0]) == env.transitions[0] <= budget
         assert max_abs_return[0] > 0
+        assert fns.act._cache_size() == fns.act_deterministic._cache_size() == 1  # one trace each
     finally:
         env.close()
 
