@@ -381,7 +381,8 @@ class TransferFns(NamedTuple):
     """The jitted entry points; each traces once per run."""
 
     act: callable
-    act_deterministic: callable
+    act_deterministic: callable  # evaluation: eval_episodes envs per task
+    act_scoring: callable  # few-shot scoring, the same policy on one env per task
     tune: callable
 
 
@@ -399,9 +400,7 @@ def make_fns(pretrained: Pretrained, args: Args) -> TransferFns:
         mean, log_std = jax.vmap(actor, in_axes=(0, 0, None))(obs, unit(embedding), 0)
         return jax.vmap(sample_tanh_gaussian)(mean, log_std, jax.random.split(key, obs.shape[0]))[0]
 
-    @jax.jit
-    @eqx.debug.assert_max_traces(max_traces=1)
-    def act_deterministic(
+    def deterministic_policy(
         actor: Actor, obs: Float[Array, "envs obs"], embedding: Float[Array, "envs embedding"]
     ) -> Float[Array, "envs act"]:
         mean, _ = jax.vmap(actor, in_axes=(0, 0, None))(obs, unit(embedding), 0)
@@ -462,7 +461,10 @@ def make_fns(pretrained: Pretrained, args: Args) -> TransferFns:
         (embedding, _), losses = jax.lax.scan(step, carry, jax.random.split(key, args.tune_steps))
         return eqx.combine(embedding, frozen), losses
 
-    return TransferFns(act, act_deterministic, tune)
+    # two entry points for the two env batch sizes, each compiled once
+    act_deterministic = jax.jit(eqx.debug.assert_max_traces(deterministic_policy, max_traces=1))
+    act_scoring = jax.jit(eqx.debug.assert_max_traces(deterministic_policy, max_traces=1))
+    return TransferFns(act, act_deterministic, act_scoring, tune)
 
 
 # ---------------------------------------------------------------- target-task data, scoring, evaluation
@@ -532,7 +534,7 @@ def few_shot_scores(
         embedding = np.repeat(table[k : k + 1], env.num_envs, axis=0)
         obs = env.reset()
         for _ in range(share):
-            out = env.step(np.asarray(fns.act_deterministic(actor, jnp.asarray(obs), jnp.asarray(embedding))))
+            out = env.step(np.asarray(fns.act_scoring(actor, jnp.asarray(obs), jnp.asarray(embedding))))
             live = ~out.reset_step
             reward_sum[:, k] += np.where(live, out.reward, 0.0)
             success[:, k] |= live & out.success
