@@ -36,7 +36,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
-from common.dataset import DatasetError, DatasetWriter, make_metadata
+from common.dataset import DatasetError, DatasetWriter, load_dataset, make_metadata
 from common.envs import EnvError, MultiTaskEnv, require_packages
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 
@@ -127,6 +127,12 @@ class Args:
     save_buffer: str | None = None
     """folder to record every stored transition in (docs/dataset-format.md), for offline_brc_bc.py and transfer"""
 
+    # transfer (paper Section 4, "Transfer learning"; docs/transfer.md)
+    init_from: str | None = None
+    """model transfer: start from this multi-task run's (or checkpoint folder's) actor and critic weights, with fresh task embeddings for these tasks. AdamW moments, temperature, target critic (= the loaded critic), return normaliser and step count start fresh: they describe the pretraining tasks, not the new ones. Network flags must match the checkpoint's"""
+    init_buffer: str | None = None
+    """data transfer: prefill every task's replay buffer with all transitions of this dataset (a --save-buffer folder, or a run directory that wrote one); the learner itself starts fresh"""
+
     # speed and scale (do not change the method; see README "Performance")
     precision: Literal["f32", "bf16"] = "f32"
     """critic matmuls and activations in float32 or bfloat16 (float32 master weights, loss and softmax)"""
@@ -178,7 +184,8 @@ class Critic(eqx.Module):
 
     def __init__(self, obs_dim, act_dim, num_tasks, args: Args, key):
         member_key, embedding_key = jax.random.split(key)
-        use_embedding = num_tasks > 1 and args.task_conditioning == "embedding"
+        # a model-transfer learner keeps the embedding input even with one task (--init-from)
+        use_embedding = (num_tasks > 1 or args.init_from is not None) and args.task_conditioning == "embedding"
         self.heads = num_tasks > 1 and args.task_conditioning == "heads"
         self.num_tasks = num_tasks
         self.num_outputs = args.num_atoms if args.loss == "ce" else 1
@@ -1024,6 +1031,117 @@ def load_checkpoint(run_dir: Path, state_like: TrainState, buffer: ReplayBuffer)
     return state, buffer, host, restored_replay
 
 
+# ---------------------------------------------------------------- transfer: --init-from, --init-buffer
+
+# Args that fix the shapes or the meaning of a checkpoint's networks: they must match for --init-from.
+NETWORK_FIELDS = ("width", "depth", "actor_width", "actor_depth", "embedding_dim", "num_atoms", "v_max",
+                  "loss", "task_conditioning")  # fmt: skip
+
+
+def read_pretrained_config(args: Args, obs_dim: int, act_dim: int):
+    """(checkpoint folder, its run's Args, its tasks, its padded obs and action sizes) for --init-from,
+    after checking that this run's networks have the same shapes and the new tasks fit its inputs."""
+    path = Path(args.init_from)
+    run_dir, ckpt = (path.parent.parent, path) if (path / "state.eqx").exists() else (path, None)
+    if ckpt is None and (run_dir / "checkpoints" / "latest").exists():
+        ckpt = run_dir / "checkpoints" / (run_dir / "checkpoints" / "latest").read_text().strip()
+    if ckpt is None or not (run_dir / "config.json").exists():
+        raise ConfigError(
+            f"--init-from {path}: give a sac_brc.py run directory (config.json and checkpoints/latest) "
+            "or one of its checkpoints/step_N folders"
+        )
+    saved = json.loads((run_dir / "config.json").read_text())
+    known = {f.name for f in dataclasses.fields(Args)}
+    pre_args = Args(**{k: tuple(v) if k == "tasks" else v for k, v in saved.items() if k in known})
+    diffs = [f"--{k.replace('_', '-')} {getattr(pre_args, k)!r} (checkpoint) vs {getattr(args, k)!r} (now)"
+             for k in NETWORK_FIELDS if getattr(pre_args, k) != getattr(args, k)]  # fmt: skip
+    if diffs:
+        raise ConfigError(
+            f"--init-from {path} has other networks than this run: {'; '.join(diffs)}. "
+            "Pass the checkpoint's network flags (see its config.json)"
+        )
+    try:
+        pre_tasks = resolve_tasks(pre_args.suite, pre_args.tasks)
+    except ValueError as error:
+        raise ConfigError(f"--init-from {path}: its config.json names unknown tasks ({error})") from None
+    if len(pre_tasks) < 2 or pre_args.task_conditioning != "embedding":
+        raise ConfigError(
+            f"--init-from {path} is not a multi-task run with task embeddings; model transfer starts from one"
+        )
+    pre_obs, pre_act = max(t.obs_dim for t in pre_tasks), max(t.act_dim for t in pre_tasks)
+    if obs_dim > pre_obs or act_dim > pre_act:
+        raise ConfigError(
+            f"these tasks need observations {obs_dim} / actions {act_dim}, more than the --init-from network "
+            f"reads ({pre_obs} / {pre_act}); transfer to tasks no larger than the pretraining suite's"
+        )
+    return ckpt, pre_args, pre_tasks, pre_obs, pre_act
+
+
+def init_from_checkpoint(pretrained, state: TrainState) -> TrainState:
+    """Model transfer (paper Section 4): the pretrained actor and critic ensemble in a fresh
+    TrainState. Kept fresh, and why: the task embedding table (one new row per new task,
+    nn.Embed init, ref. code), because the pretraining rows name other tasks; the target
+    critic (= the loaded critic with the new rows, as any learner starts); AdamW moments and
+    the temperature, which track the pretraining tasks' gradients and entropies; the step
+    count. The paper states only that the weights are transferred."""
+    ckpt, pre_args, pre_tasks, pre_obs, pre_act = pretrained
+    like = make_agent(pre_args, len(pre_tasks), pre_obs, pre_act, jax.random.key(0))[0]
+    try:
+        loaded = eqx.tree_deserialise_leaves(ckpt / "state.eqx", like)
+    except Exception as error:  # noqa: BLE001 (any shape or structure mismatch)
+        raise ConfigError(
+            f"--init-from checkpoint {ckpt} does not match its config.json ({type(error).__name__}); "
+            "use a checkpoint together with the config.json of the run that wrote it"
+        ) from None
+    shapes = lambda tree: [x.shape for x in jax.tree.leaves(eqx.filter(tree, eqx.is_array))]
+    if shapes((loaded.actor, loaded.critic.members)) != shapes((state.actor, state.critic.members)):
+        raise ConfigError(f"--init-from {ckpt}: its networks' shapes differ from this run's")
+    critic = eqx.tree_at(lambda c: c.members, state.critic, loaded.critic.members)
+    print(f"model transfer: actor and critic from {ckpt} ({', '.join(t.name for t in pre_tasks)})")
+    return eqx.tree_at(lambda s: (s.actor, s.critic, s.target_critic), state, (loaded.actor, critic, critic))
+
+
+def load_prior_data(path: str):
+    """--init-buffer: a dataset folder (docs/dataset-format.md), or a run directory whose
+    config.json names the --save-buffer folder it wrote."""
+    folder = Path(path)
+    if (folder / "config.json").exists() and not (folder / "metadata.json").exists():
+        saved = json.loads((folder / "config.json").read_text()).get("save_buffer")
+        if not saved:
+            raise ConfigError(f"--init-buffer {path}: that run did not record its data (run it with --save-buffer)")
+        # a relative --save-buffer was relative to where that run started, the parent of runs/
+        folder = Path(saved) if Path(saved).is_absolute() else folder.resolve().parent.parent / saved
+    try:
+        prior = load_dataset(folder)
+    except DatasetError as error:
+        raise ConfigError(f"--init-buffer {path}: {error}") from None
+    print(f"data transfer: {len(prior.reward)} transitions of {', '.join(t.name for t in prior.tasks)} "
+          f"from {folder}")  # fmt: skip
+    return prior
+
+
+def prefill_replay(buffer: ReplayBuffer, prior, rng: np.random.Generator) -> ReplayBuffer:
+    """Data transfer (paper Section 4, after Ball et al. 2023): every task's buffer starts with
+    the pretraining transitions, zero-padded to this run's sizes; rewards are used as recorded
+    and scaled by the new task's normaliser. If they exceed the capacity, a random subset is
+    kept. New transitions follow them and overwrite the oldest once the buffer is full."""
+    num_tasks, capacity, obs_dim = buffer.obs.shape
+    act_dim = buffer.action.shape[2]
+    rows = np.arange(len(prior.reward))
+    if len(rows) > capacity:
+        rows = np.sort(rng.choice(len(rows), capacity, replace=False))
+    pad = lambda x, dim: np.pad(x[rows], ((0, 0), (0, dim - x.shape[1])))
+    fields = {"obs": pad(prior.obs, obs_dim), "action": pad(prior.action, act_dim), "reward": prior.reward[rows],
+              "next_obs": pad(prior.next_obs, obs_dim), "terminated": prior.terminated[rows].astype(np.float32)}  # fmt: skip
+    n = len(rows)
+    filled = {k: getattr(buffer, k).at[:, :n].set(jnp.asarray(v)[None]) for k, v in fields.items()}
+    return ReplayBuffer(
+        **filled,
+        position=jnp.full(num_tasks, n % capacity, jnp.int32),
+        size=jnp.full(num_tasks, n, jnp.int32),
+    )
+
+
 # ---------------------------------------------------------------- evaluation
 
 
@@ -1062,6 +1180,18 @@ def main(args: Args) -> None:
     num_tasks = len(tasks)
     obs_dim, act_dim = max(t.obs_dim for t in tasks), max(t.act_dim for t in tasks)
     capacity = min(args.buffer_size, args.total_steps)  # a buffer never larger than the run
+    pretrained = read_pretrained_config(args, obs_dim, act_dim) if args.init_from else None
+    prior = load_prior_data(args.init_buffer) if args.init_buffer else None
+    if pretrained is not None:  # the suites' padding rule: the new tasks are read at the checkpoint's sizes
+        obs_dim, act_dim = pretrained[3], pretrained[4]
+    if prior is not None:
+        obs_dim, act_dim = max(obs_dim, prior.obs.shape[1]), max(act_dim, prior.action.shape[1])
+        if pretrained is not None and (obs_dim, act_dim) != (pretrained[3], pretrained[4]):
+            raise ConfigError(
+                f"--init-buffer {args.init_buffer} has larger observations or actions than the --init-from "
+                "checkpoint's network can read; use data from the checkpoint's suite"
+            )
+        capacity = min(args.buffer_size, args.total_steps + len(prior.reward))
 
     resume_dir = Path(args.resume) if args.resume else None
     if resume_dir is not None:
@@ -1092,7 +1222,7 @@ def main(args: Args) -> None:
     key = jax.random.key(args.seed)
     init_key, act_key, update_key = jax.random.split(key, 3)
     abstract = eqx.filter_eval_shape(
-        lambda k: (Critic(obs_dim, act_dim, num_tasks, args, k), Actor(obs_dim, act_dim, num_tasks, args.embedding_dim if num_tasks > 1 and args.task_conditioning == "embedding" else 0, args, k)),
+        lambda k: (Critic(obs_dim, act_dim, num_tasks, args, k), Actor(obs_dim, act_dim, num_tasks, args.embedding_dim if (num_tasks > 1 or args.init_from) and args.task_conditioning == "embedding" else 0, args, k)),
         init_key,
     )  # fmt: skip
     critic_params, actor_params = count_parameters(abstract[0]), count_parameters(abstract[1])
@@ -1116,7 +1246,12 @@ def main(args: Args) -> None:
     state, fns, batch_size = make_agent(args, num_tasks, obs_dim, act_dim, init_key)
     diagnose = make_diagnostics(args, num_tasks, act_dim) if args.diagnostics else None
     diagnostics_key = jax.random.split(key, 4)[3]  # a stream of its own: training keys are unchanged
-    buffer = fns.place(replay_buffer_init(num_tasks, capacity, obs_dim, act_dim))
+    buffer = replay_buffer_init(num_tasks, capacity, obs_dim, act_dim)
+    if pretrained is not None and resume_dir is None:
+        state = init_from_checkpoint(pretrained, state)
+    if prior is not None and resume_dir is None:
+        buffer = prefill_replay(buffer, prior, np.random.default_rng(args.seed))
+    state, buffer = fns.place((state, buffer))
     normalizer = ReturnNormalizer(num_tasks, args.gamma)
     env_step, refill_until, rng = 0, 0, np.random.default_rng(args.seed)
     if resume_dir is not None:
@@ -1160,9 +1295,9 @@ def main(args: Args) -> None:
             project="brc", name=run_dir.name, config=dataclasses.asdict(args), resume="allow"
         )
 
-    env = MultiTaskEnv(tasks, 1, seed=args.seed, mw_backend=args.mw_backend)
+    env = MultiTaskEnv(tasks, 1, seed=args.seed, mw_backend=args.mw_backend, min_obs_dim=obs_dim)
     eval_env = MultiTaskEnv(
-        tasks, args.eval_episodes, seed=args.seed + 42, mw_backend=args.mw_backend
+        tasks, args.eval_episodes, seed=args.seed + 42, mw_backend=args.mw_backend, min_obs_dim=obs_dim
     )  # ref. code: seed + 42
     task_ids = jnp.asarray(env.task_ids)
     obs = env.reset()

@@ -303,13 +303,15 @@ class MultiTaskEnv:
         envs_per_task: int = 1,
         seed: int = 0,
         mw_backend: str = "envpool",
+        min_obs_dim: int = 0,
     ):
+        """`min_obs_dim`: pad observations to at least this size (a transferred network's input)."""
         if mw_backend not in ("envpool", "metaworld"):
             raise ValueError(f"mw_backend must be 'envpool' or 'metaworld', got '{mw_backend}'")
         self.tasks = tasks
         self.envs_per_task = envs_per_task
         self.num_envs = len(tasks) * envs_per_task
-        self.obs_dim = max(t.obs_dim for t in tasks)
+        self.obs_dim = max(min_obs_dim, *(t.obs_dim for t in tasks))
         self.act_dim = max(t.act_dim for t in tasks)
         self.task_ids = np.repeat(np.arange(len(tasks), dtype=np.int32), envs_per_task)
         self.backends = []

@@ -37,6 +37,8 @@ def test_jitted_entry_points_trace_once():
     assert np.isfinite(float(metrics["critic_loss"]))
     assert int(state.step) == 3 * args.utd
     for name, fn in fns._asdict().items():
+        if name == "place":  # not jitted
+            continue
         assert fn._cache_size() == 1, f"{name} compiled {fn._cache_size()} times"
 
 

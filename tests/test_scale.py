@@ -105,7 +105,7 @@ def test_update_flops_match_xla_cost_analysis():
         buffer = replay_buffer_init(num_tasks, 8, OBS_DIM, ACT_DIM)
         cost = fns.update.lower(state, buffer, jnp.ones(num_tasks), jax.random.key(1)).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
-        ours = update_flops(args, num_tasks, OBS_DIM, ACT_DIM, batch_size) * args.utd
+        ours = update_flops(args, num_tasks, OBS_DIM, ACT_DIM, batch_size)  # XLA counts the scan body once
         assert 0.9 < ours / cost["flops"] < 1.02, (ours, cost["flops"])
 
 

@@ -1,0 +1,217 @@
+"""Transfer: transfer_embedding.py (zero-shot, few-shot, tune) and sac_brc.py --init-from / --init-buffer.
+
+One tiny multi-task sac_brc.py run (module fixture) provides the checkpoint and the
+recorded dataset that every test transfers from.
+"""
+
+import json
+import shutil
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sac_brc
+import transfer_embedding as te
+from common.dataset import load_dataset
+from common.envs import MultiTaskEnv
+from common.suites import resolve_tasks
+from tests.conftest import run_script
+
+TINY = ["--width", "32", "--actor-width", "32", "--num-atoms", "21", "--embedding-dim", "8"]
+PRETRAIN_TASKS = "drawer-close,window-open"
+
+
+@pytest.fixture(scope="module")
+def pretrained_run(tmp_path_factory):
+    """runs/pre: 2 MetaWorld tasks, 200 steps, with its checkpoint and a --save-buffer dataset."""
+    root = tmp_path_factory.mktemp("transfer")
+    out = run_script(
+        "sac_brc.py", *TINY, "--batch-size", "32", "--tasks", PRETRAIN_TASKS, "--total-steps", "200",
+        "--learning-starts", "100", "--eval-interval", "200", "--eval-episodes", "1", "--log-interval", "100",
+        "--run-name", "pre", "--save-buffer", "data", cwd=root,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    return root
+
+
+def transfer_args(**kw) -> te.Args:
+    return te.Args(**{"checkpoint": "runs/pre", "tasks": ("reach",), "eval_episodes": 1, "batch_size": 16} | kw)
+
+
+def leaves(tree):
+    return jax.tree.leaves(eqx.filter(tree, eqx.is_array))
+
+
+def test_tune_changes_only_the_embedding(pretrained_run, monkeypatch):
+    """Every actor, critic and target-critic parameter is bit-identical after tuning; the
+    embedding has moved."""
+    monkeypatch.chdir(pretrained_run)
+    pretrained = te.load_pretrained(pretrained_run / "runs/pre")
+    state = pretrained.state
+    fns = te.make_fns(pretrained, transfer_args(tune_steps=25))
+    rng = np.random.default_rng(0)
+    n, obs_dim, act_dim = 50, pretrained.obs_dim, pretrained.act_dim
+    data = te.TargetData(
+        obs=jnp.asarray(rng.normal(size=(1, n, obs_dim)), jnp.float32),
+        action=jnp.asarray(rng.uniform(-1, 1, (1, n, act_dim)), jnp.float32),
+        reward=jnp.asarray(rng.uniform(0, 10, (1, n)), jnp.float32),
+        next_obs=jnp.asarray(rng.normal(size=(1, n, obs_dim)), jnp.float32),
+        terminated=jnp.zeros((1, n), jnp.float32),
+        size=jnp.asarray([n], jnp.int32),
+    )
+    new_table = jnp.asarray(rng.normal(size=(1, pretrained.config.embedding_dim)), jnp.float32)
+    critic = eqx.tree_at(lambda c: c.task_embedding, state.critic, new_table)
+    before = [np.asarray(x).copy() for x in leaves((state.actor, state.critic.members, state.target_critic))]
+    (actor, tuned), losses = fns.tune((state.actor, critic), state.target_critic, data, jnp.asarray([500.0]), jax.random.key(1))
+    after = leaves((actor, tuned.members, state.target_critic))
+    assert len(before) == len(after) > 10
+    for b, a in zip(before, after):
+        np.testing.assert_array_equal(b, np.asarray(a))  # bit-identical
+    moved = np.abs(np.asarray(tuned.task_embedding) - np.asarray(new_table)).max()
+    assert moved > 1e-4, moved
+    assert np.isfinite(np.asarray(losses)).all() and losses.shape == (25,)
+    # a second call with other values reuses the compiled function (one trace per entry point)
+    fns.tune((actor, tuned), state.target_critic, data._replace(reward=data.reward * 2), jnp.asarray([9.0]), jax.random.key(2))
+    assert fns.tune._cache_size() == 1
+
+
+class CountingEnv(MultiTaskEnv):
+    """A MultiTaskEnv that counts its steps and the transitions (non-reset steps) per task."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.steps, self.transitions = 0, np.zeros(len(self.tasks), int)
+
+    def step(self, action):
+        out = super().step(action)
+        self.steps += 1
+        self.transitions += ~out.reset_step
+        return out
+
+
+@pytest.mark.parametrize("budget", [7, 230])
+def test_few_shot_and_tune_never_exceed_the_budget(pretrained_run, budget):
+    """Count the env steps and the target transitions of few-shot scoring and of tune's
+    collection: never more than --budget per task (230 > one 200-step episode, so an
+    auto-reset step falls inside it)."""
+    pretrained = te.load_pretrained(pretrained_run / "runs/pre")
+    fns = te.make_fns(pretrained, transfer_args())
+    table = np.asarray(pretrained.state.critic.task_embedding)
+    env = CountingEnv(resolve_tasks("reach"), 1, seed=0, min_obs_dim=pretrained.obs_dim)
+    try:
+        scores, success, used = te.few_shot_scores(fns, pretrained.state.actor, env, table, budget)
+        assert env.steps <= budget and env.transitions.max() <= budget and used == env.steps
+        assert used == (budget // 2) * 2 and scores.shape == success.shape == (1, 2)
+        env.steps, env.transitions[:] = 0, 0
+        data, max_abs_return = te.collect(
+            fns, pretrained.state.actor, env, table[:1], budget, pretrained.config.gamma, jax.random.key(0)
+        )
+        assert env.steps == budget and int(data.size[0]) == env.transitions[0] <= budget
+        assert max_abs_return[0] > 0
+        assert fns.act._cache_size() == fns.act_scoring._cache_size() == 1  # one trace each
+    finally:
+        env.close()
+
+
+def test_rejects_a_checkpoint_of_another_width(pretrained_run, tmp_path):
+    """A config.json that does not describe its checkpoint (width 64 vs 32) is refused."""
+    copy = tmp_path / "other"
+    shutil.copytree(pretrained_run / "runs/pre", copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps(config | {"width": 64}))
+    with pytest.raises(te.ConfigError, match="does not match .*width 64"):
+        te.load_pretrained(copy)
+    out = run_script("transfer_embedding.py", "--checkpoint", str(copy), "--tasks", "reach", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.startswith("error: checkpoint") and out.stderr.count("\n") == 1
+    assert "Traceback" not in out.stderr
+
+
+def test_init_from_rejects_other_networks_and_larger_tasks(pretrained_run, tmp_path):
+    run = str(pretrained_run / "runs/pre")
+    out = run_script("sac_brc.py", *TINY[:-2], "--embedding-dim", "16", "--suite", "reach", "--init-from", run,
+                     cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr[-2000:]
+    assert "--embedding-dim 8 (checkpoint) vs 16 (now)" in out.stderr
+    args = sac_brc.Args(width=32, actor_width=32, num_atoms=21, embedding_dim=8, suite="dog-run", init_from=run)
+    with pytest.raises(sac_brc.ConfigError, match="more than the --init-from network reads"):
+        sac_brc.read_pretrained_config(args, 223, 38)
+
+
+def test_init_from_loads_the_pretrained_networks_and_starts_the_rest_fresh(pretrained_run):
+    """Compared with transfer_embedding's independent loader: same actor and critic weights;
+    fresh one-row embedding, temperature, optimiser moments and step."""
+    run = str(pretrained_run / "runs/pre")
+    args = sac_brc.Args(width=32, actor_width=32, num_atoms=21, embedding_dim=8, suite="reach", init_from=run,
+                        init_temperature=0.3)  # fmt: skip
+    pretrained = sac_brc.read_pretrained_config(args, 39, 4)
+    fresh, _, _ = sac_brc.make_agent(args, 1, 39, 4, jax.random.key(5))
+    state = sac_brc.init_from_checkpoint(pretrained, fresh)
+    reference = te.load_pretrained(pretrained_run / "runs/pre").state
+    for a, b in zip(leaves((state.actor, state.critic.members, state.target_critic.members)),
+                    leaves((reference.actor, reference.critic.members, reference.critic.members))):  # fmt: skip
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(state.critic.task_embedding, fresh.critic.task_embedding)
+    assert state.critic.task_embedding.shape == (1, 8)
+    assert np.isclose(float(jnp.exp(state.log_alpha)), 0.3) and int(state.step) == 0
+    assert all(float(jnp.abs(x).max()) == 0 for x in leaves(state.critic_opt_state)[1:] if x.ndim > 0)
+
+
+def test_prefill_replay_matches_a_loop_reference(pretrained_run):
+    prior = load_dataset(pretrained_run / "data")
+    n = len(prior.reward)
+    assert n == 2 * 200  # every stored transition of both tasks (no auto-reset step in 200 steps)
+    # 2 target tasks, buffer wider than the data (obs 41, act 5) and large enough
+    buffer = sac_brc.replay_buffer_init(2, n + 10, 41, 5)
+    filled = jax.tree.map(np.asarray, sac_brc.prefill_replay(buffer, prior, np.random.default_rng(0)))
+    for task in range(2):
+        for row in range(n):
+            np.testing.assert_array_equal(filled.obs[task, row, :39], prior.obs[row])
+            assert not filled.obs[task, row, 39:].any()
+            np.testing.assert_array_equal(filled.action[task, row, :4], prior.action[row])
+            assert filled.reward[task, row] == prior.reward[row]
+            assert filled.terminated[task, row] == float(prior.terminated[row])
+    assert filled.size.tolist() == [n, n] and filled.position.tolist() == [n, n]
+    # capacity below the data: a subset in recorded order, the buffer full
+    small = sac_brc.prefill_replay(sac_brc.replay_buffer_init(1, 50, 39, 4), prior, np.random.default_rng(0))
+    rows = [int(np.flatnonzero((prior.obs == np.asarray(small.obs[0, i])).all(axis=1))[0]) for i in range(50)]
+    assert rows == sorted(rows) and len(set(rows)) == 50 and small.size.tolist() == [50]
+
+
+@pytest.mark.parametrize("mode", ["zero-shot", "few-shot", "tune"])
+def test_transfer_embedding_end_to_end(pretrained_run, monkeypatch, mode):
+    """Each mode on `reach`; 2 evaluation episodes, so scoring or collecting (one env) and
+    evaluation (two envs) run at different batch sizes without a second trace."""
+    monkeypatch.chdir(pretrained_run)
+    budget = {"zero-shot": None, "few-shot": 20, "tune": 40}[mode]
+    te.main(transfer_args(mode=mode, budget=budget, tune_steps=10, eval_episodes=2, run_name=f"t-{mode}"))
+    run_dir = pretrained_run / "runs" / f"t-{mode}"
+    (record,) = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert record["mode"] == mode and record["tasks"]["reach"]["success"] in (0.0, 0.5, 1.0)
+    assert np.isfinite(record["tasks"]["reach"]["return"])
+    if mode == "few-shot":
+        table = json.loads((run_dir / "few_shot_table.json").read_text())["reach"]
+        assert sorted(r["embedding"] for r in table) == ["drawer-close", "window-open"]
+        assert table[0]["reward_per_step"] >= table[1]["reward_per_step"]
+        assert record["embedding"]["reach"] == table[0]["embedding"] and record["step"] == 20
+    if mode == "tune":
+        assert np.load(run_dir / "tuned_embedding.npy").shape == (1, 8)
+        assert np.isfinite(record["tune_loss_last"])
+    if mode == "zero-shot":
+        assert record["embedding"]["reach"] in ("drawer-close", "window-open") and record["step"] == 0
+
+
+def test_sac_brc_model_and_data_transfer_end_to_end(pretrained_run, tmp_path):
+    """A single-task learner from the checkpoint's weights and with the recorded data."""
+    out = run_script(
+        "sac_brc.py", *TINY, "--batch-size", "32", "--suite", "reach", "--total-steps", "120",
+        "--learning-starts", "100", "--eval-interval", "120", "--eval-episodes", "1", "--log-interval", "60",
+        "--init-from", str(pretrained_run / "runs/pre"), "--init-buffer", str(pretrained_run / "runs/pre"),
+        "--run-name", "both", cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "model transfer: actor and critic from" in out.stdout and "data transfer:" in out.stdout
+    record = json.loads((tmp_path / "runs/both/metrics.jsonl").read_text().splitlines()[-1])
+    assert record["step"] == 120 and np.isfinite(record["critic_loss"])
