@@ -154,6 +154,12 @@ LOG_STD_MIN, LOG_STD_MAX = -10.0, 2.0
 # ---------------------------------------------------------------- networks
 
 
+def uses_task_embedding(args: Args, num_tasks: int) -> bool:
+    """Embedding conditioning in multi-task runs, and in a model-transfer learner (--init-from),
+    which keeps the pretrained network's embedding input even with one task."""
+    return args.task_conditioning == "embedding" and (num_tasks > 1 or args.init_from is not None)
+
+
 class CriticMember(eqx.Module):
     """One critic: BroNet trunk and a linear head to `num_atoms` logits (or 1 value for MSE)."""
 
@@ -184,8 +190,7 @@ class Critic(eqx.Module):
 
     def __init__(self, obs_dim, act_dim, num_tasks, args: Args, key):
         member_key, embedding_key = jax.random.split(key)
-        # a model-transfer learner keeps the embedding input even with one task (--init-from)
-        use_embedding = (num_tasks > 1 or args.init_from is not None) and args.task_conditioning == "embedding"
+        use_embedding = uses_task_embedding(args, num_tasks)
         self.heads = num_tasks > 1 and args.task_conditioning == "heads"
         self.num_tasks = num_tasks
         self.num_outputs = args.num_atoms if args.loss == "ce" else 1
@@ -1222,7 +1227,7 @@ def main(args: Args) -> None:
     key = jax.random.key(args.seed)
     init_key, act_key, update_key = jax.random.split(key, 3)
     abstract = eqx.filter_eval_shape(
-        lambda k: (Critic(obs_dim, act_dim, num_tasks, args, k), Actor(obs_dim, act_dim, num_tasks, args.embedding_dim if (num_tasks > 1 or args.init_from) and args.task_conditioning == "embedding" else 0, args, k)),
+        lambda k: (Critic(obs_dim, act_dim, num_tasks, args, k), Actor(obs_dim, act_dim, num_tasks, args.embedding_dim if uses_task_embedding(args, num_tasks) else 0, args, k)),
         init_key,
     )  # fmt: skip
     critic_params, actor_params = count_parameters(abstract[0]), count_parameters(abstract[1])

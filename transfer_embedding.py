@@ -101,6 +101,11 @@ class PretrainConfig:
 # ---------------------------------------------------------------- networks (copied from sac_brc.py)
 
 
+def uses_task_embedding(args: PretrainConfig, num_tasks: int) -> bool:
+    """Embedding conditioning of the pretrained multi-task networks (as sac_brc.py)."""
+    return args.task_conditioning == "embedding" and num_tasks > 1
+
+
 class CriticMember(eqx.Module):
     """One critic: BroNet trunk and a linear head to `num_atoms` logits (or 1 value for MSE)."""
 
@@ -131,7 +136,7 @@ class Critic(eqx.Module):
 
     def __init__(self, obs_dim, act_dim, num_tasks, args: PretrainConfig, key):
         member_key, embedding_key = jax.random.split(key)
-        use_embedding = num_tasks > 1 and args.task_conditioning == "embedding"
+        use_embedding = uses_task_embedding(args, num_tasks)
         self.heads = num_tasks > 1 and args.task_conditioning == "heads"
         self.num_tasks = num_tasks
         self.num_outputs = args.num_atoms if args.loss == "ce" else 1
@@ -162,7 +167,10 @@ class Critic(eqx.Module):
         are plain (batch x width) matmuls: 1.7x faster on CPU than vmapping a per-sample
         ensemble over the batch, which interleaves the member axis into every matmul."""
         x = jnp.concatenate([obs, action, jax.vmap(self.embed)(task_id)], axis=-1)
-        out = eqx.filter_vmap(lambda member: jax.vmap(member)(x))(self.members)  # (2, batch, ...)
+        # members cast to bfloat16 by `compute_view` (--precision bf16) run in bfloat16; logits
+        # leave in float32 for the softmax and the loss
+        x = x.astype(self.members.head.weight.dtype)
+        out = eqx.filter_vmap(lambda member: jax.vmap(member)(x))(self.members).astype(jnp.float32)
         if self.heads:  # one output head per task (paper Figure 5 ablation)
             out = out.reshape(2, len(task_id), self.num_tasks, self.num_outputs)
             out = out[:, jnp.arange(len(task_id)), task_id]
