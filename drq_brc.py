@@ -141,7 +141,9 @@ def xavier_conv(in_channels: int, out_channels: int, key: PRNGKeyArray) -> eqx.n
     """3x3 'SAME' convolution, Xavier-uniform weights and zero bias (Impala in Dopamine/BBF)."""
     conv = eqx.nn.Conv2d(in_channels, out_channels, 3, padding="SAME", key=key)
     init = jax.nn.initializers.xavier_uniform(in_axis=1, out_axis=0)
-    return eqx.tree_at(lambda c: (c.weight, c.bias), conv, (init(key, conv.weight.shape), jnp.zeros_like(conv.bias)))
+    return eqx.tree_at(
+        lambda c: (c.weight, c.bias), conv, (init(key, conv.weight.shape), jnp.zeros_like(conv.bias))
+    )
 
 
 def max_pool(x: Float[Array, "c h w"]) -> Float[Array, "c h2 w2"]:
@@ -175,7 +177,9 @@ class ImpalaEncoder(eqx.Module):
     def __init__(self, channels: tuple[int, ...], key: PRNGKeyArray):
         keys = jax.random.split(key, 3 * len(channels))
         in_channels = (STACK, *channels[:-1])
-        self.convs = tuple(xavier_conv(i, o, keys[3 * s]) for s, (i, o) in enumerate(zip(in_channels, channels)))
+        self.convs = tuple(
+            xavier_conv(i, o, keys[3 * s]) for s, (i, o) in enumerate(zip(in_channels, channels))
+        )
         self.blocks = tuple(
             (ImpalaBlock(c, keys[3 * s + 1]), ImpalaBlock(c, keys[3 * s + 2])) for s, c in enumerate(channels)
         )
@@ -242,7 +246,9 @@ class QNetwork(eqx.Module):
         return self.head(x).reshape(NUM_ACTIONS, self.num_atoms)
 
 
-def random_shift(obs: UInt8[Array, "batch stack h w"], pad: int, key: PRNGKeyArray) -> UInt8[Array, "batch stack h w"]:
+def random_shift(
+    obs: UInt8[Array, "batch stack h w"], pad: int, key: PRNGKeyArray
+) -> UInt8[Array, "batch stack h w"]:
     """DrQ's augmentation: pad each image by `pad` edge pixels and crop a random h x w window,
     i.e. shift by an integer in [-pad, pad] in both directions (one shift per stack)."""
     batch, stack, height, width = obs.shape
@@ -341,7 +347,9 @@ def n_step_target(
     return total, discount, (index + steps) % capacity
 
 
-def sampleable(buffer: ReplayBuffer, task: Int[Array, " batch"], index: Int[Array, " batch"], n_step: int) -> Bool[Array, " batch"]:
+def sampleable(
+    buffer: ReplayBuffer, task: Int[Array, " batch"], index: Int[Array, " batch"], n_step: int
+) -> Bool[Array, " batch"]:
     """Slots a transition can be sampled from: not a final observation, its stack's history
     not yet overwritten (age >= 3) and its next n slots written (DrQ-eps/Dopamine's rule)."""
     capacity = buffer.frames.shape[1]
@@ -378,7 +386,9 @@ def sample_indices(
 
     first_key, loop_key = jax.random.split(index_key)
     index, _ = jax.lax.while_loop(
-        lambda carry: ~jnp.all(sampleable(buffer, task, carry[0], n_step)), redraw, (draw(first_key), loop_key)
+        lambda carry: ~jnp.all(sampleable(buffer, task, carry[0], n_step)),
+        redraw,
+        (draw(first_key), loop_key),
     )
     return task, index
 
@@ -558,7 +568,9 @@ def make_agent(args: Args, num_tasks: int, key: PRNGKeyArray) -> tuple[TrainStat
             categorical_double_q_target(reward, batch.discount, online_next, target_next, support)
         )
         loss, grads = eqx.filter_value_and_grad(loss_fn)(state.q, obs, batch.task, batch.action, target)
-        updates, opt_state = optimizer.update(grads, state.opt_state, eqx.filter(state.q, eqx.is_inexact_array))
+        updates, opt_state = optimizer.update(
+            grads, state.opt_state, eqx.filter(state.q, eqx.is_inexact_array)
+        )
         q = eqx.apply_updates(state.q, updates)
         # target network: Polyak after every update (paper C.1, following BBF)
         online, _ = eqx.partition(q, eqx.is_inexact_array)
@@ -605,7 +617,14 @@ class AtariGames:
     84x84 grey, 4-frame stack, frame skip 4, full 18-action space, no sticky actions, up to
     30 no-op starts, no FIRE on reset (DrQ-eps), `max_episode_steps` agent steps per game."""
 
-    def __init__(self, tasks: list[TaskSpec], envs_per_game: int, seed: int, episodic_life: bool, max_episode_steps: int):
+    def __init__(
+        self,
+        tasks: list[TaskSpec],
+        envs_per_game: int,
+        seed: int,
+        episodic_life: bool,
+        max_episode_steps: int,
+    ):
         import envpool
 
         self.envs_per_game = envs_per_game
@@ -613,11 +632,22 @@ class AtariGames:
         self.task_ids = np.repeat(np.arange(len(tasks), dtype=np.int32), envs_per_game)
         self.envs = [
             envpool.make_gymnasium(
-                task.envpool_id, num_envs=envs_per_game, seed=seed + k * envs_per_game,
-                full_action_space=True, repeat_action_probability=0.0, episodic_life=episodic_life,
-                reward_clip=False, use_fire_reset=False, noop_max=30, max_episode_steps=max_episode_steps,
-                stack_num=STACK, frame_skip=4, img_height=FRAME, img_width=FRAME, gray_scale=True,
-            )  # fmt: skip
+                task.envpool_id,
+                num_envs=envs_per_game,
+                seed=seed + k * envs_per_game,
+                full_action_space=True,
+                repeat_action_probability=0.0,
+                episodic_life=episodic_life,
+                reward_clip=False,
+                use_fire_reset=False,
+                noop_max=30,
+                max_episode_steps=max_episode_steps,
+                stack_num=STACK,
+                frame_skip=4,
+                img_height=FRAME,
+                img_width=FRAME,
+                gray_scale=True,
+            )
             for k, task in enumerate(tasks)
         ]
         self._ended = np.zeros(self.num_envs, bool)
@@ -644,7 +674,9 @@ class AtariGames:
     def step(self, actions: np.ndarray) -> AtariStep:
         ids = np.arange(self.envs_per_game, dtype=np.int32)
         for k, env in enumerate(self.envs):
-            env.send(np.asarray(actions[k * self.envs_per_game : (k + 1) * self.envs_per_game], np.int32), ids)
+            env.send(
+                np.asarray(actions[k * self.envs_per_game : (k + 1) * self.envs_per_game], np.int32), ids
+            )
         return self._gather()
 
     def close(self) -> None:
@@ -673,7 +705,8 @@ def validate(args: Args) -> list[TaskSpec]:
             "use sac_brc.py, or pick --suite atari, atari-transfer or a game name such as pong"
         )
     positive = ["total_steps", "width", "num_atoms", "utd", "batch_size", "n_step", "max_episode_steps",
-                "eval_interval", "eval_episodes", "log_interval", "checkpoint_interval", "embedding_dim"]  # fmt: skip
+                "eval_interval", "eval_episodes", "log_interval", "checkpoint_interval",
+                "embedding_dim"]  # fmt: skip
     for name in positive:
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -761,7 +794,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 REPLAY_FIELDS = ("frames", "action", "reward", "terminated", "truncated", "game_start", "valid")
 
 
-def save_checkpoint(run_dir: Path, state: TrainState, buffer: ReplayBuffer, host: dict, save_replay: bool) -> None:
+def save_checkpoint(
+    run_dir: Path, state: TrainState, buffer: ReplayBuffer, host: dict, save_replay: bool
+) -> None:
     """Write checkpoints/step_N/ in a temporary folder, rename it, then point `latest` at it."""
     ckpt_root = run_dir / "checkpoints"
     ckpt_root.mkdir(exist_ok=True)
@@ -799,14 +834,19 @@ def restore_replay(path: Path, buffer: ReplayBuffer) -> ReplayBuffer:
             )
         fields = {}
         for field in REPLAY_FIELDS:
-            rows = [np.roll(data[field][t], -int(position[t]) if size[t] == saved else 0, axis=0) for t in range(len(size))]
+            rows = [
+                np.roll(data[field][t], -int(position[t]) if size[t] == saved else 0, axis=0)
+                for t in range(len(size))
+            ]
             fields[field] = getattr(buffer, field).at[:, :saved].set(np.stack(rows))
     tasks, newest = np.arange(len(size)), size - 1
     fields["valid"] = fields["valid"].at[tasks, newest].set(False)
     last = np.maximum(newest - 1, 0)  # the last transition: it led to the newest observation
     cut = fields["valid"][tasks, last] & ~fields["terminated"][tasks, last]
     fields["truncated"] = fields["truncated"].at[tasks, last].set(fields["truncated"][tasks, last] | cut)
-    return ReplayBuffer(**fields, position=jnp.asarray(size % capacity, jnp.int32), size=jnp.asarray(size, jnp.int32))
+    return ReplayBuffer(
+        **fields, position=jnp.asarray(size % capacity, jnp.int32), size=jnp.asarray(size, jnp.int32)
+    )
 
 
 def load_checkpoint(run_dir: Path, state_like: TrainState, buffer: ReplayBuffer):
@@ -838,7 +878,9 @@ def interquartile_mean(scores: np.ndarray) -> float:
 # ---------------------------------------------------------------- evaluation
 
 
-def evaluate(fns: AgentFns, state: TrainState, env: AtariGames, tasks: list[TaskSpec], epsilon: float, key) -> dict:
+def evaluate(
+    fns: AgentFns, state: TrainState, env: AtariGames, tasks: list[TaskSpec], epsilon: float, key
+) -> dict:
     """One whole game on every eval env (`eval_episodes` copies per game), epsilon-greedy."""
     obs = env.reset().obs
     task_ids = jnp.asarray(env.task_ids)
@@ -846,7 +888,9 @@ def evaluate(fns: AgentFns, state: TrainState, env: AtariGames, tasks: list[Task
     finished = np.zeros(env.num_envs, bool)
     step = 0
     while not finished.all():
-        action = np.asarray(fns.act_eval(state, obs, task_ids, jnp.float32(epsilon), jax.random.fold_in(key, step)))
+        action = np.asarray(
+            fns.act_eval(state, obs, task_ids, jnp.float32(epsilon), jax.random.fold_in(key, step))
+        )
         out = env.step(action)
         live = ~finished & ~out.reset_step
         game_return += np.where(live, out.reward, 0.0)
@@ -855,7 +899,11 @@ def evaluate(fns: AgentFns, state: TrainState, env: AtariGames, tasks: list[Task
     results = {}
     for k, task in enumerate(tasks):
         mean_return = float(game_return[env.task_ids == k].mean())
-        results[task.name] = {"return": mean_return, "success": None, "score": normalized_score(task, mean_return, 0.0)}
+        results[task.name] = {
+            "return": mean_return,
+            "success": None,
+            "score": normalized_score(task, mean_return, 0.0),
+        }
     return results
 
 
@@ -870,16 +918,25 @@ def main(args: Args) -> None:
     resume_dir = Path(args.resume) if args.resume else None
     if resume_dir is not None:
         if not (resume_dir / "config.json").exists():
-            raise ConfigError(f"--resume {resume_dir}: no config.json there; give a run directory under runs/")
+            raise ConfigError(
+                f"--resume {resume_dir}: no config.json there; give a run directory under runs/"
+            )
         saved = json.loads((resume_dir / "config.json").read_text())
         current = dataclasses.asdict(args)
         diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {current[k]!r} (now)"
-                 for k in current if k not in RESUMABLE_FIELDS and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
+                 for k in current
+                 if k not in RESUMABLE_FIELDS and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
         if diffs:
-            raise ConfigError(f"cannot resume {resume_dir}: its checkpoint was made with other arguments: " + "; ".join(diffs))
+            raise ConfigError(
+                f"cannot resume {resume_dir}: its checkpoint was made with other arguments: "
+                + "; ".join(diffs)
+            )
         run_dir = resume_dir
     else:
-        run_name = args.run_name or f"{args.suite if not args.tasks else 'tasks'}__drq__s{args.seed}__{int(time.time())}"
+        run_name = (
+            args.run_name
+            or f"{args.suite if not args.tasks else 'tasks'}__drq__s{args.seed}__{int(time.time())}"
+        )
         run_dir = Path("runs") / run_name
         if run_dir.exists():
             raise ConfigError(f"{run_dir} exists already; pick another --run-name or pass --resume {run_dir}")
@@ -890,7 +947,10 @@ def main(args: Args) -> None:
     params = count_parameters(abstract)
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {len(jax.devices())} visible")
     print(f"games ({num_tasks}): {', '.join(t.name for t in tasks)}; 18 actions, 4x84x84 uint8 observations")
-    print(f"parameters: Q-network {params:,} (encoder {count_parameters(abstract.encoder):,}; the same again in its target)")
+    print(
+        f"parameters: Q-network {params:,} (encoder {count_parameters(abstract.encoder):,}; "
+        "the same again in its target)"
+    )
     check_memory(args, num_tasks, capacity, params)
 
     if resume_dir is None:  # created only once the configuration is known to be valid
@@ -910,10 +970,15 @@ def main(args: Args) -> None:
         act_key = jax.random.wrap_key_data(jnp.asarray(host["act_key"], jnp.uint32))
         # without the saved replay, collect `learning_starts` steps with the restored policy first
         refill_until = env_step if restored_replay else env_step + args.learning_starts
-        print(f"resumed {run_dir} at step {env_step}; replay buffer {'restored' if restored_replay else 'refilled'}")
+        print(
+            f"resumed {run_dir} at step {env_step}; "
+            f"replay buffer {'restored' if restored_replay else 'refilled'}"
+        )
         metrics_path = run_dir / "metrics.jsonl"
         if metrics_path.exists():  # drop metrics past the checkpoint so the stream has each step once
-            lines = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= env_step]
+            lines = [
+                l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= env_step
+            ]
             atomic_write_text(metrics_path, "".join(l + "\n" for l in lines))
     print(f"run directory: {run_dir}; batch {args.batch_size}, replay capacity {capacity} frames per game")
 
@@ -923,7 +988,9 @@ def main(args: Args) -> None:
             import wandb
         except ImportError:
             raise ConfigError("--track needs wandb: pip install wandb") from None
-        wandb_run = wandb.init(project="brc", name=run_dir.name, config=dataclasses.asdict(args), resume="allow")
+        wandb_run = wandb.init(
+            project="brc", name=run_dir.name, config=dataclasses.asdict(args), resume="allow"
+        )
 
     env = AtariGames(tasks, 1, args.seed, args.terminal_on_life_loss, args.max_episode_steps)
     eval_env = AtariGames(tasks, args.eval_episodes, args.seed + 42, False, args.max_episode_steps)
@@ -958,7 +1025,9 @@ def main(args: Args) -> None:
             env_step += 1
 
             if learning:
-                state, metrics = fns.update(state, buffer, jnp.asarray(normalizer.scale(args.v_max)), update_key)
+                state, metrics = fns.update(
+                    state, buffer, jnp.asarray(normalizer.scale(args.v_max)), update_key
+                )
 
             if env_step % args.log_interval == 0:
                 now = time.time()
@@ -969,11 +1038,15 @@ def main(args: Args) -> None:
                 if done_returns:
                     line += f" | train game return {np.mean(done_returns):.1f}"
                 if metrics is not None:
-                    line += " | " + " ".join(f"{k} {float(v):.3g}" for k, v in check_finite(metrics, env_step, run_dir).items())
+                    line += " | " + " ".join(
+                        f"{k} {float(v):.3g}" for k, v in check_finite(metrics, env_step, run_dir).items()
+                    )
                 print(line, flush=True)
 
             if env_step % args.eval_interval == 0 or env_step == args.total_steps:
-                results = evaluate(fns, state, eval_env, tasks, args.eval_epsilon, jax.random.fold_in(eval_key, env_step))
+                results = evaluate(
+                    fns, state, eval_env, tasks, args.eval_epsilon, jax.random.fold_in(eval_key, env_step)
+                )
                 scores = np.array([r["score"] for r in results.values()])
                 record = {
                     "step": env_step,
@@ -991,8 +1064,10 @@ def main(args: Args) -> None:
                     wandb_run.log({k: v for k, v in record.items() if k != "tasks"} | {
                         f"{name}/{m}": v for name, r in results.items() for m, v in r.items() if v is not None
                     }, step=env_step)  # fmt: skip
-                print(f"eval step {env_step}: human-normalised mean {record['mean_score']:.3f}, IQM {record['iqm']:.3f} | "
-                      + " ".join(f"{n} {r['return']:.0f}" for n, r in list(results.items())[:8]), flush=True)  # fmt: skip
+                print(f"eval step {env_step}: human-normalised mean {record['mean_score']:.3f}, "
+                      f"IQM {record['iqm']:.3f} | "
+                      + " ".join(f"{n} {r['return']:.0f}" for n, r in list(results.items())[:8]),
+                      flush=True)  # fmt: skip
 
             if env_step % args.checkpoint_interval == 0 or env_step == args.total_steps:
                 if metrics is not None:

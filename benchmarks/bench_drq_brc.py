@@ -26,7 +26,7 @@ import numpy as np
 
 from common.bronet import count_parameters
 from common.suites import ATARI_100K, resolve_tasks
-from drq_brc import AtariGames, Args, QNetwork, make_agent, replay_buffer_init
+from drq_brc import Args, AtariGames, QNetwork, make_agent, replay_buffer_init
 
 ENCODERS = {"default": (128, 256, 256), "tiny": (16, 32, 32)}
 
@@ -63,50 +63,64 @@ def timed(fn, calls: int) -> tuple[float, float]:
 
 def bench_learner(games: int, encoders: list[str], batch: int, calls: int, env_seconds: float | None) -> None:
     print("\n| encoder | games | batch | params | update calls/s (UTD 2) | updates/s | act ms | insert ms "
-          "| update compile s | est. steps/s | est. 100k-step wall-clock |\n|---|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+          "| update compile s | est. steps/s | est. 100k-step wall-clock |\n"
+          + "|---" * 11 + "|")  # fmt: skip
     for name in encoders:
-        args = Args(channels=ENCODERS[name], batch_size=batch)
-        params = count_parameters(eqx.filter_eval_shape(lambda k: QNetwork(games, args, k), jax.random.key(0)))
-        state, fns = make_agent(args, games, jax.random.key(0))
-        buffer = replay_buffer_init(games, 1_000)
-        rng = np.random.default_rng(0)
-        frame = rng.integers(0, 256, (games, 84, 84)).astype(np.uint8)
-        action = np.zeros(games, np.int32)
-        flags = lambda value: np.full(games, value)
-        for step in range(64):  # sampling cost does not depend on the contents
-            buffer = fns.insert(buffer, frame, action, flags(np.float32(1.0)), flags(False), flags(False),
-                                flags(step == 0), flags(True))  # fmt: skip
-        obs = jnp.asarray(rng.integers(0, 256, (games, 4, 84, 84)), jnp.uint8)
-        task_ids, scale, eps = jnp.arange(games), jnp.ones(games), jnp.float32(0.01)
-        _, act_s = timed(lambda: fns.act(state, obs, task_ids, eps, jax.random.key(0)), max(calls, 5))
+        bench_encoder(name, games, batch, calls, env_seconds)
 
-        def insert_once():
-            nonlocal buffer
-            buffer = fns.insert(buffer, frame, action, flags(np.float32(1.0)), flags(False), flags(False),
-                                flags(False), flags(True))  # fmt: skip
-            return buffer.position
 
-        _, insert_s = timed(insert_once, max(calls, 5))
+def bench_encoder(name: str, games: int, batch: int, calls: int, env_seconds: float | None) -> None:
+    """One table row: act, insert and update timings of one encoder."""
+    args = Args(channels=ENCODERS[name], batch_size=batch)
+    params = count_parameters(eqx.filter_eval_shape(lambda k: QNetwork(games, args, k), jax.random.key(0)))
+    state, fns = make_agent(args, games, jax.random.key(0))
+    buffer = replay_buffer_init(games, 1_000)
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (games, 84, 84)).astype(np.uint8)
+    action, reward, no, yes = (
+        np.zeros(games, np.int32),
+        np.ones(games, np.float32),
+        np.zeros(games, bool),
+        np.ones(games, bool),
+    )
+    for step in range(64):  # sampling cost does not depend on the contents
+        buffer = fns.insert(buffer, frame, action, reward, no, no, yes if step == 0 else no, yes)
+    obs = jnp.asarray(rng.integers(0, 256, (games, 4, 84, 84)), jnp.uint8)
+    task_ids, scale, eps = jnp.arange(games), jnp.ones(games), jnp.float32(0.01)
+    _, act_s = timed(lambda: fns.act(state, obs, task_ids, eps, jax.random.key(0)), max(calls, 5))
 
-        def update_once():
-            nonlocal state
-            state, metrics = fns.update(state, buffer, scale, jax.random.key(1))
-            return metrics
+    def insert_once():
+        nonlocal buffer
+        buffer = fns.insert(buffer, frame, action, reward, no, no, no, yes)
+        return buffer.position
 
-        compile_s, update_s = timed(update_once, calls)
-        step_s = update_s + act_s + insert_s + (env_seconds or 0.0)
-        estimate = f"{100_000 * step_s / 3600:.1f} h" + ("" if env_seconds else " (no env time)")
-        print(f"| {name} {ENCODERS[name]} | {games} | {batch} | {params / 1e6:.1f}M | {1 / update_s:.3g} "
-              f"| {args.utd / update_s:.3g} | {1000 * act_s:.1f} | {1000 * insert_s:.2f} | {compile_s:.0f} "
-              f"| {1 / step_s:.3g} | {estimate} |", flush=True)  # fmt: skip
+    _, insert_s = timed(insert_once, max(calls, 5))
+
+    def update_once():
+        nonlocal state
+        state, metrics = fns.update(state, buffer, scale, jax.random.key(1))
+        return metrics
+
+    compile_s, update_s = timed(update_once, calls)
+    step_s = update_s + act_s + insert_s + (env_seconds or 0.0)
+    estimate = f"{100_000 * step_s / 3600:.1f} h" + ("" if env_seconds else " (no env time)")
+    print(f"| {name} {ENCODERS[name]} | {games} | {batch} | {params / 1e6:.1f}M | {1 / update_s:.3g} "
+          f"| {args.utd / update_s:.3g} | {1000 * act_s:.1f} | {1000 * insert_s:.2f} | {compile_s:.0f} "
+          f"| {1 / step_s:.3g} | {estimate} |", flush=True)  # fmt: skip
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--games", type=int, default=2, help=f"games stepped in lockstep (max {len(ATARI_100K)})")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--games", type=int, default=2, help=f"games stepped in lockstep (max {len(ATARI_100K)})"
+    )
     parser.add_argument("--encoders", nargs="+", choices=list(ENCODERS), default=["tiny", "default"])
     parser.add_argument("--batch", type=int, default=256, help="minibatch size (paper: 256)")
-    parser.add_argument("--calls", type=int, default=3, help="timed update calls per encoder (after one compile call)")
+    parser.add_argument(
+        "--calls", type=int, default=3, help="timed update calls per encoder (after one compile call)"
+    )
     parser.add_argument("--env-steps", type=int, default=500, help="timed lockstep env steps")
     parser.add_argument("--only", choices=["envs", "learner"], default=None)
     cli = parser.parse_args()

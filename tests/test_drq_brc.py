@@ -10,10 +10,17 @@ import numpy as np
 import pytest
 
 import drq_brc
-from common.suites import ATARI_100K, ATARI_RANDOM_HUMAN, ATARI_TRANSFER, TASKS, normalized_score, resolve_tasks
+from common.suites import (
+    ATARI_100K,
+    ATARI_RANDOM_HUMAN,
+    ATARI_TRANSFER,
+    TASKS,
+    normalized_score,
+    resolve_tasks,
+)
 from drq_brc import Args, ReplayBuffer, make_agent, replay_buffer_init
 
-TINY = dict(channels=(4, 8, 8), width=16, num_atoms=11, batch_size=8)
+TINY = {"channels": (4, 8, 8), "width": 16, "num_atoms": 11, "batch_size": 8}
 TINY_CLI = ["--channels", "4", "8", "8", "--width", "16", "--num-atoms", "11", "--batch-size", "8"]
 
 
@@ -92,7 +99,7 @@ def test_n_step_targets_match_python_loop_across_episode_ends(n_step):
     for age, slot in enumerate(chronological):
         expected_ok[slot] = valid[slot] and age >= 3 and age <= capacity - 1 - n_step
     np.testing.assert_array_equal(ok, expected_ok)
-    task, index = jax.jit(drq_brc.sample_indices, static_argnums=(1, 2))(buffer, 256, n_step, jax.random.key(0))
+    _, index = jax.jit(drq_brc.sample_indices, static_argnums=(1, 2))(buffer, 256, n_step, jax.random.key(0))
     assert set(np.asarray(index).tolist()) <= set(np.flatnonzero(expected_ok).tolist())
     assert len(set(np.asarray(index).tolist())) > len(np.flatnonzero(expected_ok)) // 2  # spread out
 
@@ -126,14 +133,18 @@ def test_frame_stacks_rebuilt_from_single_frames_match_envpool():
     for age in range(3, capacity):  # the 3 oldest slots' history is overwritten: never sampled
         slot = (position + age) % capacity
         expected = seen[steps - capacity + age]
-        np.testing.assert_array_equal(np.asarray(stacks(jnp.asarray([slot])))[0], expected, err_msg=f"age {age}")
+        np.testing.assert_array_equal(
+            np.asarray(stacks(jnp.asarray([slot])))[0], expected, err_msg=f"age {age}"
+        )
 
 
 def test_random_shift_keeps_shape_and_shifts_by_at_most_pad():
     rng = np.random.default_rng(0)
     obs = rng.integers(0, 256, (32, 4, 20, 20)).astype(np.uint8)
     pad = 4
-    out = np.asarray(jax.jit(drq_brc.random_shift, static_argnums=1)(jnp.asarray(obs), pad, jax.random.key(0)))
+    out = np.asarray(
+        jax.jit(drq_brc.random_shift, static_argnums=1)(jnp.asarray(obs), pad, jax.random.key(0))
+    )
     assert out.shape == obs.shape and out.dtype == np.uint8
     found = []
     for b in range(len(obs)):
@@ -158,7 +169,8 @@ def test_double_q_categorical_target_matches_numpy_loop():
     reward = rng.normal(size=batch) * 2
     discount = np.array([0.0, 0.99**3, 0.99, 0.5, 0.99**3])
     got = np.asarray(drq_brc.categorical_double_q_target(
-        jnp.asarray(reward, jnp.float32), jnp.asarray(discount, jnp.float32), jnp.asarray(online, jnp.float32),
+        jnp.asarray(reward, jnp.float32), jnp.asarray(discount, jnp.float32),
+        jnp.asarray(online, jnp.float32),
         jnp.asarray(target, jnp.float32), jnp.asarray(support, jnp.float32),
     ))  # fmt: skip
     softmax = lambda x: np.exp(x - x.max()) / np.exp(x - x.max()).sum()
@@ -191,13 +203,16 @@ def test_jitted_entry_points_trace_once():
         frame = rng.integers(0, 256, (num_tasks, 84, 84)).astype(np.uint8)
         buffer = fns.insert(buffer, frame, rng.integers(0, 18, num_tasks).astype(np.int32),
                             rng.normal(size=num_tasks).astype(np.float32), rng.random(num_tasks) < 0.1,
-                            np.zeros(num_tasks, bool), np.full(num_tasks, step == 0), np.ones(num_tasks, bool))  # fmt: skip
+                            np.zeros(num_tasks, bool), np.full(num_tasks, step == 0),
+                            np.ones(num_tasks, bool))  # fmt: skip
     obs = rng.integers(0, 256, (num_tasks, 4, 84, 84)).astype(np.uint8)
     eval_obs = np.repeat(obs, 3, axis=0)
     before = state.q.head.weight
     for step in range(3):
         action = fns.act(state, obs, jnp.arange(num_tasks), jnp.float32(0.5), jax.random.key(step))
-        fns.act_eval(state, eval_obs, jnp.repeat(jnp.arange(num_tasks), 3), jnp.float32(0.001), jax.random.key(step))
+        fns.act_eval(
+            state, eval_obs, jnp.repeat(jnp.arange(num_tasks), 3), jnp.float32(0.001), jax.random.key(step)
+        )
         state, metrics = fns.update(state, buffer, jnp.asarray([1.0, 0.5]), jax.random.key(1))
     assert action.shape == (num_tasks,) and np.all((0 <= np.asarray(action)) & (np.asarray(action) < 18))
     assert np.isfinite(float(metrics["loss"])) and int(state.step) == 3 * args.utd
@@ -238,7 +253,9 @@ def test_atari_suites_scores_and_iqm():
     # paper Table 5's human column and Agarwal et al.'s random scores
     assert ATARI_RANDOM_HUMAN["pong"] == (-20.7, 14.6) and ATARI_RANDOM_HUMAN["mspacman"] == (307.3, 6951.6)
     pong = TASKS["pong"]
-    assert normalized_score(pong, -20.7, 0.0) == 0.0 and normalized_score(pong, 14.6, 0.0) == pytest.approx(1.0)
+    assert normalized_score(pong, -20.7, 0.0) == 0.0 and normalized_score(pong, 14.6, 0.0) == pytest.approx(
+        1.0
+    )
     assert normalized_score(TASKS["freeway"], 14.8, 0.0) == pytest.approx(0.5)
     scores = np.random.default_rng(0).normal(size=26)
     ordered = sorted(scores)
@@ -255,7 +272,9 @@ def test_replay_restored_in_order_and_cut_at_the_resume(tmp_path):
     for t in range(8):  # stores 0..7, keeps 2..7
         frame = np.full((1, 84, 84), t, np.uint8)
         one = np.ones(1, bool)
-        buffer = insert(buffer, frame, np.full(1, t, np.int32), np.full(1, t, np.float32), ~one, ~one, ~one, one)
+        buffer = insert(
+            buffer, frame, np.full(1, t, np.int32), np.full(1, t, np.float32), ~one, ~one, ~one, one
+        )
     np.savez(tmp_path / "replay.npz", **{f: np.asarray(getattr(buffer, f)) for f in drq_brc.REPLAY_FIELDS},
              position=np.asarray(buffer.position), size=np.asarray(buffer.size))  # fmt: skip
     restored = drq_brc.restore_replay(tmp_path / "replay.npz", replay_buffer_init(1, 10))
