@@ -866,6 +866,12 @@ def validate(args: Args) -> list[TaskSpec]:
         require_packages(tasks)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    atari = [t.name for t in tasks if t.domain == "atari"]
+    if atari:  # discrete actions from pixels: DrQ-epsilon + BRC
+        raise ConfigError(
+            f"sac_brc.py is for continuous control; the Atari games ({', '.join(atari[:3])}"
+            f"{', ...' if len(atari) > 3 else ''}) train with drq_brc.py, e.g. python drq_brc.py --suite atari"
+        )
     positive = ["total_steps", "width", "actor_width", "num_atoms", "utd", "buffer_size",
                 "eval_interval", "eval_episodes", "log_interval", "checkpoint_interval",
                 "diagnostics_batch_size"]  # fmt: skip

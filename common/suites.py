@@ -14,8 +14,9 @@ from typing import Literal
 class TaskSpec:
     name: str
     # metaworld and dmc run on envpool; dmc-custom (common/dmc_custom.py) and humanoidbench
-    # (gymnasium envs of the humanoid_bench package) run in worker processes (common/envs.py).
-    domain: Literal["metaworld", "dmc", "dmc-custom", "humanoidbench"]
+    # (gymnasium envs of the humanoid_bench package) run in worker processes (common/envs.py); atari runs
+    # in drq_brc.py only.
+    domain: Literal["metaworld", "dmc", "dmc-custom", "humanoidbench", "atari"]
     envpool_id: str  # the backend's id: envpool task id, or HumanoidBench's gymnasium id
     obs_dim: int
     act_dim: int
@@ -164,6 +165,42 @@ def _build_registry() -> dict[str, TaskSpec]:
 
 TASKS: dict[str, TaskSpec] = _build_registry()
 
+
+# ---------------------------------------------------------------- Atari (drq_brc.py)
+# Games are named by their lowercased envpool/ALE name (`pong`, `bankheist`, `upndown`); the
+# paper's Appendix E.1 lists the same games (its "sequest" is seaquest, "updown" UpNDown).
+
+# (ALE name, random score, human score): paper Appendix E.3 normalises by Agarwal et al.
+# (2021)'s values, the table of rliable and Dopamine's Atari-100k code.
+_ATARI_100K = (
+    ("Alien", 227.8, 7127.7), ("Amidar", 5.8, 1719.5), ("Assault", 222.4, 742.0),
+    ("Asterix", 210.0, 8503.3), ("BankHeist", 14.2, 753.1), ("BattleZone", 2360.0, 37187.5),
+    ("Boxing", 0.1, 12.1), ("Breakout", 1.7, 30.5), ("ChopperCommand", 811.0, 7387.8),
+    ("CrazyClimber", 10780.5, 35829.4), ("DemonAttack", 152.1, 1971.0), ("Freeway", 0.0, 29.6),
+    ("Frostbite", 65.2, 4334.7), ("Gopher", 257.6, 2412.5), ("Hero", 1027.0, 30826.4),
+    ("Jamesbond", 29.0, 302.8), ("Kangaroo", 52.0, 3035.0), ("Krull", 1598.0, 2665.5),
+    ("KungFuMaster", 258.5, 22736.3), ("MsPacman", 307.3, 6951.6), ("Pong", -20.7, 14.6),
+    ("PrivateEye", 24.9, 69571.3), ("Qbert", 163.9, 13455.0), ("RoadRunner", 11.5, 7845.0),
+    ("Seaquest", 68.4, 42054.7), ("UpNDown", 533.4, 11693.2),
+)  # fmt: skip
+# Paper Appendix E.2: the 20 Atari games held out for transfer.
+_ATARI_TRANSFER = (
+    ("Asteroids", 719.1, 47388.7), ("Atlantis", 12850.0, 29028.1), ("BeamRider", 363.9, 16926.5),
+    ("Berzerk", 123.7, 2630.4), ("Bowling", 23.1, 160.7), ("Centipede", 2090.9, 12017.0),
+    ("DoubleDunk", -18.6, -16.4), ("FishingDerby", -91.7, -38.7), ("Gravitar", 173.0, 3351.4),
+    ("IceHockey", -11.2, 0.9), ("NameThisGame", 2292.3, 8049.0), ("Pitfall", -229.4, 6463.7),
+    ("Riverraid", 1338.5, 17118.0), ("StarGunner", 664.0, 10250.0), ("TimePilot", 3568.0, 5229.2),
+    ("Tutankham", 11.4, 167.6), ("Venture", 0.0, 1187.5), ("VideoPinball", 0.0, 17667.9),
+    ("WizardOfWor", 563.5, 4756.5), ("YarsRevenge", 3092.9, 54576.9),
+)  # fmt: skip
+ATARI_100K = tuple(game.lower() for game, _, _ in _ATARI_100K)
+ATARI_TRANSFER = tuple(game.lower() for game, _, _ in _ATARI_TRANSFER)
+# (random, human) episode returns per game, for the human-normalised score (paper eq. 5)
+ATARI_RANDOM_HUMAN = {game.lower(): (random, human) for game, random, human in _ATARI_100K + _ATARI_TRANSFER}
+for _game, _, _ in _ATARI_100K + _ATARI_TRANSFER:
+    # observation 4 x 84 x 84 uint8, full action space, 27k agent steps = 108k frames
+    TASKS[_game.lower()] = TaskSpec(_game.lower(), "atari", f"{_game}-v5", 4 * 84 * 84, 18, 27_000, False)
+
 DMC_DOGS = ("dog-stand", "dog-walk", "dog-trot", "dog-run")
 DMC_HUMANOIDS = ("humanoid-stand", "humanoid-walk", "humanoid-run")
 HB_MEDIUM = tuple(f"h1-{t}" for t in HB_H1_TASKS)
@@ -210,6 +247,7 @@ SUITES: dict[str, tuple[str, ...]] = {
     # Single tasks under their own name, e.g. `--suite cheetah-run`.
     **{name: (name,) for name in TASKS},
 }
+SUITES.update({"atari": ATARI_100K, "atari-transfer": ATARI_TRANSFER})  # paper Appendix E.1, E.2
 
 
 def resolve_tasks(suite: str, tasks: tuple[str, ...] = ()) -> list[TaskSpec]:
@@ -232,7 +270,11 @@ def resolve_tasks(suite: str, tasks: tuple[str, ...] = ()) -> list[TaskSpec]:
 
 def normalized_score(task: TaskSpec, episode_return: float, success: float) -> float:
     """Paper Appendix E.3: MetaWorld reports success rate, DMC return / 1000, HumanoidBench
-    (return - random) / (success - random) with the scores of paper Table 2 (`HB_SCORES`)."""
+    (return - random) / (success - random) with the scores of paper Table 2 (`HB_SCORES`),
+    Atari (return - random) / (human - random) (`ATARI_RANDOM_HUMAN`)."""
+    if task.domain == "atari":  # human-normalised: (return - random) / (human - random), eq. 5
+        random, human = ATARI_RANDOM_HUMAN[task.name]
+        return (float(episode_return) - random) / (human - random)
     if task.domain == "metaworld":
         return float(success)
     if task.domain == "humanoidbench":
