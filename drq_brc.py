@@ -158,8 +158,7 @@ def xavier_conv(in_channels: int, out_channels: int, key: PRNGKeyArray) -> eqx.n
 def max_pool(x: Float[Array, "c h w"]) -> Float[Array, "c h2 w2"]:
     """3x3 max-pool with stride 2 and padding 1: 84 -> 42 -> 21 -> 11."""
     padding = ((0, 0), (1, 1), (1, 1))
-    lowest = jnp.asarray(-jnp.inf, x.dtype)  # bfloat16 under --precision bf16
-    return jax.lax.reduce_window(x, lowest, jax.lax.max, (1, 3, 3), (1, 2, 2), padding)
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3), (1, 2, 2), padding)
 
 
 class ImpalaBlock(eqx.Module):

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Callable, Literal, NamedTuple
 
 import equinox as eqx
 import jax
@@ -343,7 +343,7 @@ class BatchStream:
         seed: int,
         first_call: int,
         prefetch: int,
-        put: callable = jax.device_put,
+        put: Callable[[Batch], Batch] = jax.device_put,
     ):
         self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
