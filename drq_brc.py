@@ -25,8 +25,9 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import equinox as eqx
 import jax
@@ -124,10 +125,18 @@ class Args:
     track: bool = False
     """also log to Weights & Biases (needs `pip install wandb`)"""
 
+    # speed and scale, as sac_brc.py (do not change the method; docs/drq_brc.md)
+    precision: Literal["f32", "bf16"] = "f32"
+    """encoder convolutions and Q-network matmuls in float32 or bfloat16 (float32 master weights, LayerNorm statistics, softmax and loss)"""
+    overlap: bool = True
+    """step the environments while the device runs the update; the update then samples from the buffer as it was before the newest transition"""
+    num_devices: int | None = None
+    """data-parallel devices (batch sharded, parameters and replay replicated); default all visible devices"""
+
 
 # Fields that may change when resuming; every other field must match the checkpoint.
 RESUMABLE_FIELDS = {"total_steps", "eval_interval", "eval_episodes", "log_interval", "checkpoint_interval",
-                    "checkpoint_replay", "resume", "track", "run_name"}  # fmt: skip
+                    "checkpoint_replay", "resume", "track", "run_name", "overlap", "num_devices"}  # fmt: skip
 
 NUM_ACTIONS = 18  # the full ALE action space for every game (paper Appendix E.1)
 FRAME = 84  # 84 x 84 grey frames
@@ -185,7 +194,8 @@ class ImpalaEncoder(eqx.Module):
         )
 
     def __call__(self, obs: UInt8[Array, "stack 84 84"]) -> Float[Array, " features"]:
-        x = obs.astype(jnp.float32) / 255.0
+        # in the convolutions' dtype: bfloat16 under `compute_view(..., "bf16")`
+        x = obs.astype(self.convs[0].weight.dtype) / 255.0
         for conv, (block1, block2) in zip(self.convs, self.blocks):
             x = block2(block1(max_pool(conv(x))))
         return jax.nn.relu(x).reshape(-1)
@@ -239,11 +249,26 @@ class QNetwork(eqx.Module):
         return embedding / jnp.linalg.norm(embedding)
 
     def __call__(self, obs: UInt8[Array, "stack 84 84"], task_id: Int[Array, ""]) -> Float[Array, "18 atoms"]:
-        # paper Figure 15 (right): the embedding joins after the encoder and its LayerNorm
-        x = jnp.concatenate([self.norm(self.encoder(obs)), self.embed(task_id)])
+        # paper Figure 15 (right): the embedding joins after the encoder and its LayerNorm.
+        # Layers cast to bfloat16 by `compute_view` (--precision bf16) run in bfloat16; the
+        # LayerNorm computes its statistics in float32 (equinox upcasts) and the logits leave
+        # in float32 for the softmax and the loss
+        x = jnp.concatenate([self.norm(self.encoder(obs)).astype(jnp.float32), self.embed(task_id)])
+        x = x.astype(self.head.weight.dtype)
         for layer in self.hidden:
             x = jax.nn.relu(layer(x))
-        return self.head(x).reshape(NUM_ACTIONS, self.num_atoms)
+        return self.head(x).astype(jnp.float32).reshape(NUM_ACTIONS, self.num_atoms)
+
+
+def compute_view(q: QNetwork, precision: str) -> QNetwork:
+    """The Q-network as its convolutions and matmuls see it: with `bf16`, the encoder's and
+    the dense layers' parameters cast to bfloat16 (the LayerNorm and the task embedding stay
+    float32). The cast is differentiable, so gradients reach the float32 master weights."""
+    if precision == "f32":
+        return q
+    to_bf16 = lambda p: p.astype(jnp.bfloat16) if eqx.is_inexact_array(p) else p
+    layers = lambda q: (q.encoder, q.hidden, q.head)
+    return eqx.tree_at(layers, q, jax.tree.map(to_bf16, layers(q)))
 
 
 def random_shift(
@@ -519,20 +544,33 @@ class TrainState(eqx.Module):
 
 
 class AgentFns(NamedTuple):
-    """The jitted entry points (STYLE.md 7). Each traces once per run."""
+    """The jitted entry points (STYLE.md 7), each traced once per run, and `place`, which puts
+    a pytree (the replay buffer, a restored state) on the devices, replicated."""
 
     act: callable
     act_eval: callable
     insert: callable
     update: callable
+    place: callable
+
+
+def make_mesh(num_devices: int | None) -> jax.sharding.Mesh:
+    """A 1-D mesh over the first `num_devices` devices (all by default), axis "batch"."""
+    devices = jax.devices()[: num_devices or len(jax.devices())]
+    return jax.sharding.Mesh(np.array(devices), ("batch",))
 
 
 def make_agent(args: Args, num_tasks: int, key: PRNGKeyArray) -> tuple[TrainState, AgentFns]:
     """Initial TrainState and the jitted functions for one configuration."""
     support = make_support(args.num_atoms, args.v_max)
     optimizer = optax.adamw(args.learning_rate, eps=args.adam_eps, weight_decay=args.weight_decay)
+    # data parallel (as sac_brc.py): every device holds the parameters, optimiser state and
+    # replay buffer; each minibatch is split across devices and XLA all-reduces the gradients
+    mesh = make_mesh(args.num_devices)
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    batch_sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
 
-    @jax.jit
+    @partial(jax.jit, out_shardings=replicated)
     def init(key):
         q = QNetwork(num_tasks, args, key)
         return TrainState(q, q, optimizer.init(eqx.filter(q, eqx.is_inexact_array)), jnp.zeros((), jnp.int32))
@@ -546,24 +584,26 @@ def make_agent(args: Args, num_tasks: int, key: PRNGKeyArray) -> tuple[TrainStat
         epsilon: Float[Array, ""],
         key: PRNGKeyArray,
     ) -> Int[Array, " envs"]:
-        greedy = jnp.argmax(expected_q(jax.vmap(state.q)(obs, task_ids), support), axis=-1)
+        q = compute_view(state.q, args.precision)  # act with the numerics the update trains
+        greedy = jnp.argmax(expected_q(jax.vmap(q)(obs, task_ids), support), axis=-1)
         explore_key, action_key = jax.random.split(key)
         explore = jax.random.uniform(explore_key, greedy.shape) < epsilon
         return jnp.where(explore, jax.random.randint(action_key, greedy.shape, 0, NUM_ACTIONS), greedy)
 
     def loss_fn(q: QNetwork, obs, task, action, target_probs):
-        logits = jax.vmap(q)(obs, task)[jnp.arange(len(action)), action]
+        logits = jax.vmap(compute_view(q, args.precision))(obs, task)[jnp.arange(len(action)), action]
         return jax.vmap(cross_entropy)(target_probs, logits).mean()
 
     def update_once(state: TrainState, scale, buffer: ReplayBuffer, key):
         sample_key, obs_key, next_key = jax.random.split(key, 3)
         batch = sample(buffer, args.batch_size, args.n_step, args.gamma, sample_key)
+        batch = jax.lax.with_sharding_constraint(batch, batch_sharded)
         # DrQ: s and s' each get their own random shift, inside the jitted update
         obs = random_shift(batch.obs, args.shift_pad, obs_key)
         next_obs = random_shift(batch.next_obs, args.shift_pad, next_key)
         reward = batch.reward * scale[batch.task]  # paper eq. 3, per game
-        online_next = jax.vmap(state.q)(next_obs, batch.task)
-        target_next = jax.vmap(state.target_q)(next_obs, batch.task)
+        online_next = jax.vmap(compute_view(state.q, args.precision))(next_obs, batch.task)
+        target_next = jax.vmap(compute_view(state.target_q, args.precision))(next_obs, batch.task)
         target = jax.lax.stop_gradient(
             categorical_double_q_target(reward, batch.discount, online_next, target_next, support)
         )
@@ -594,6 +634,7 @@ def make_agent(args: Args, num_tasks: int, key: PRNGKeyArray) -> tuple[TrainStat
         jax.jit(eqx.debug.assert_max_traces(epsilon_greedy, max_traces=1)),  # evaluation batch shape
         jax.jit(eqx.debug.assert_max_traces(insert, max_traces=1), donate_argnums=0),
         update,
+        lambda tree: jax.device_put(tree, replicated),
     )
     return state, fns
 
@@ -721,6 +762,16 @@ def validate(args: Args) -> list[TaskSpec]:
     for name in ("start_epsilon", "end_epsilon", "eval_epsilon"):
         if not 0 <= getattr(args, name) <= 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+    visible = len(jax.devices())
+    if args.num_devices is not None and not 0 < args.num_devices <= visible:
+        raise ConfigError(
+            f"--num-devices must be between 1 and the {visible} visible device(s), got {args.num_devices}"
+        )
+    if args.batch_size % (args.num_devices or visible):
+        raise ConfigError(
+            f"the batch ({args.batch_size}) must split evenly across {args.num_devices or visible} devices; "
+            "change --batch-size or --num-devices"
+        )
     # the first update needs sampleable slots in every game: history, n next slots, and some spare
     least = 4 * (STACK + args.n_step)
     if min(args.buffer_size, args.total_steps) < least or args.learning_starts < least:
@@ -745,9 +796,14 @@ def check_memory(args: Args, num_tasks: int, capacity: int, params: int) -> None
     """Print the memory plan and refuse, before compiling, a configuration that cannot fit."""
     replay = replay_buffer_bytes(num_tasks, capacity)
     networks = 4 * 4 * params  # Q-network, target and two AdamW moments, float32
+    if args.precision == "bf16":  # bfloat16 copies of the Q-network and target while an update runs
+        networks += 2 * 2 * params
     # activations of the update, roughly: the online pass on s kept for its backward pass
-    # (with its gradients) and the two passes on s'; times 4 bytes
-    activations = 4 * 3 * args.batch_size * conv_activation_floats(args.channels)
+    # (with its gradients) and the two passes on s'; 4 bytes each (2 in bfloat16). Every
+    # device holds the replay and networks (replicated) but only its share of the batch
+    devices = args.num_devices or len(jax.devices())
+    activation_bytes = 2 if args.precision == "bf16" else 4
+    activations = activation_bytes * 3 * args.batch_size * conv_activation_floats(args.channels) // devices
     device = jax.devices()[0]
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats and "bytes_limit" in stats:
@@ -761,6 +817,7 @@ def check_memory(args: Args, num_tasks: int, capacity: int, params: int) -> None
         f"memory plan: replay {gib(replay)} ({num_tasks} games x {capacity} frames of 84x84 uint8, stored "
         f"once; 4-frame stacks rebuilt by indexing) + networks and optimiser {gib(networks)} + update "
         f"activations ~{gib(activations)} of {gib(available)} {where}"
+        + (f", on each of {devices} devices" if devices > 1 else "")
     )
     if replay + networks + activations > 0.9 * available:
         per_slot = replay / capacity
@@ -958,11 +1015,12 @@ def main(args: Args) -> None:
         atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(args), indent=2))
 
     state, fns = make_agent(args, num_tasks, init_key)
-    buffer = replay_buffer_init(num_tasks, capacity)
+    buffer = fns.place(replay_buffer_init(num_tasks, capacity))
     normalizer = ReturnNormalizer(num_tasks, args.gamma)
     env_step, refill_until, rng = 0, 0, np.random.default_rng(args.seed)
     if resume_dir is not None:
         state, buffer, host, restored_replay = load_checkpoint(run_dir, state, buffer)
+        state, buffer = fns.place((state, buffer))
         env_step = host["env_step"]
         normalizer.load_state_dict(host["normalizer"])
         normalizer.truncate_all()  # the envs restart from a reset
@@ -1009,6 +1067,12 @@ def main(args: Args) -> None:
             else:
                 action = np.asarray(fns.act(state, current.obs, task_ids, jnp.float32(epsilon),
                                             jax.random.fold_in(act_key, env_step)))  # fmt: skip
+            if learning and args.overlap:
+                # dispatched before the env step, so the device computes while envpool steps the
+                # games; it samples the buffer as it was before this step's transition
+                state, metrics = fns.update(
+                    state, buffer, jnp.asarray(normalizer.scale(args.v_max)), update_key
+                )
             out = env.step(action)
             valid = ~out.reset_step  # o_t was a final observation: nothing was learned from this step
             train_reward = np.clip(out.reward, -1.0, 1.0) if args.clip_rewards else out.reward
@@ -1024,7 +1088,7 @@ def main(args: Args) -> None:
             current = out
             env_step += 1
 
-            if learning:
+            if learning and not args.overlap:
                 state, metrics = fns.update(
                     state, buffer, jnp.asarray(normalizer.scale(args.v_max)), update_key
                 )

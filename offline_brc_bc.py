@@ -33,8 +33,9 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Callable, Literal, NamedTuple
 
 import equinox as eqx
 import jax
@@ -127,10 +128,16 @@ class Args:
     resume: str | None = None
     """run directory to continue from its latest checkpoint"""
 
+    # speed and scale, as sac_brc.py (do not change the method; docs/offline_brc_bc.md)
+    precision: Literal["f32", "bf16"] = "f32"
+    """critic matmuls and activations in float32 or bfloat16 (float32 master weights, loss and softmax)"""
+    num_devices: int | None = None
+    """data-parallel devices (batch sharded, parameters replicated); default all visible devices"""
+
 
 # Fields that may change when resuming; every other field must match the checkpoint.
 RESUMABLE_FIELDS = {"num_updates", "eval_interval", "log_interval", "checkpoint_interval",
-                    "prefetch", "resume", "run_name", "dataset_info"}  # fmt: skip
+                    "prefetch", "resume", "run_name", "dataset_info", "num_devices"}  # fmt: skip
 
 
 # Actor log-std squashing range (ref. code).
@@ -325,10 +332,18 @@ def sample_batches(dataset: Dataset, batch_size: int, updates: int, seed: int, c
 class BatchStream:
     """Samples, gathers and copies to the device the batches of the next `prefetch` calls in a
     background thread, so the update loop does not wait on the host. `wait_s` adds up the time
-    the loop did wait (reported as `data_wait` in the metrics)."""
+    the loop did wait (reported as `data_wait` in the metrics). `put` copies a host batch stack
+    to the devices: `AgentFns.place_batches` shards each minibatch across the mesh."""
 
     def __init__(
-        self, dataset: Dataset, batch_size: int, updates: int, seed: int, first_call: int, prefetch: int
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        updates: int,
+        seed: int,
+        first_call: int,
+        prefetch: int,
+        put: Callable[[Batch], Batch] = jax.device_put,
     ):
         self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
@@ -337,7 +352,7 @@ class BatchStream:
         def produce():
             call = first_call
             while not self._stop.is_set():
-                batch = jax.device_put(sample_batches(dataset, batch_size, updates, seed, call))
+                batch = put(sample_batches(dataset, batch_size, updates, seed, call))
                 while not self._stop.is_set():
                     try:
                         self._queue.put(batch, timeout=0.1)
@@ -424,10 +439,34 @@ class TrainState(eqx.Module):
 
 
 class AgentFns(NamedTuple):
-    """The jitted entry points. Each traces once per run."""
+    """The jitted entry points, each traced once per run; `place`, which puts a pytree (a
+    restored state) on the devices, replicated; and `place_batches`, which copies a host
+    batch stack to the devices with each minibatch sharded across them."""
 
     act_deterministic: callable
     update: callable
+    place: callable
+    place_batches: callable
+
+
+def compute_view(critic: Critic, precision: str) -> Critic:
+    """The critic as its matmuls see it: with `bf16`, the members' parameters cast to
+    bfloat16. The cast is differentiable, so gradients reach the float32 master weights."""
+    if precision == "f32":
+        return critic
+    to_bf16 = lambda p: p.astype(jnp.bfloat16) if eqx.is_inexact_array(p) else p
+    return eqx.tree_at(lambda c: c.members, critic, jax.tree.map(to_bf16, critic.members))
+
+
+def make_mesh(num_devices: int | None) -> jax.sharding.Mesh:
+    """A 1-D mesh over the first `num_devices` devices (all by default), axis "batch"."""
+    devices = jax.devices()[: num_devices or len(jax.devices())]
+    return jax.sharding.Mesh(np.array(devices), ("batch",))
+
+
+def resolve_batch_size(args: Args, num_tasks: int) -> int:
+    """--batch-size, else 1024 multi-task and 256 single-task (as sac_brc.py)."""
+    return args.batch_size or (1024 if num_tasks > 1 else 256)
 
 
 def bc_loss(
@@ -442,7 +481,7 @@ def make_agent(args: Args, act_dims: list[int], obs_dim: int, key: PRNGKeyArray)
     """Initial TrainState and the jitted functions for one configuration."""
     num_tasks, act_dim = len(act_dims), max(act_dims)
     gamma, tau = args.gamma, args.tau
-    batch_size = args.batch_size or (1024 if num_tasks > 1 else 256)
+    batch_size = resolve_batch_size(args, num_tasks)
     support = make_support(args.num_atoms, args.v_max)
     target_entropy = -act_dim / 2  # ref. code (the paper's table omits the sign)
     task_act_dims = jnp.asarray(act_dims, jnp.int32)
@@ -452,8 +491,14 @@ def make_agent(args: Args, act_dims: list[int], obs_dim: int, key: PRNGKeyArray)
     alpha_optimizer = optax.adam(args.temperature_learning_rate, b1=0.5)  # ref. code
 
     actor_key, critic_key = jax.random.split(key)
+    # data parallel (as sac_brc.py): every device holds the parameters and optimiser states;
+    # each minibatch (axis 1 of the stack, axis 0 is the scanned update) is split across the
+    # devices and XLA all-reduces the gradients
+    mesh = make_mesh(args.num_devices)
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    batch_sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "batch"))
 
-    @jax.jit
+    @partial(jax.jit, out_shardings=replicated)
     def init(actor_key, critic_key):
         critic = Critic(obs_dim, act_dim, num_tasks, args, critic_key)
         embedding_dim = 0 if critic.task_embedding is None else args.embedding_dim
@@ -493,7 +538,7 @@ def make_agent(args: Args, act_dims: list[int], obs_dim: int, key: PRNGKeyArray)
         return jnp.tanh(mean)
 
     def critic_loss_fn(critic: Critic, batch: Batch, target):
-        out = critic(batch.obs, batch.action, batch.task)
+        out = compute_view(critic, args.precision)(batch.obs, batch.action, batch.task)
         if args.loss == "ce":  # cross-entropy, mean over batch, sum over the ensemble
             per_sample = jax.vmap(jax.vmap(cross_entropy, in_axes=(None, 0)))(target, out)
             return per_sample.mean(axis=0).sum()
@@ -501,7 +546,7 @@ def make_agent(args: Args, act_dims: list[int], obs_dim: int, key: PRNGKeyArray)
         return (td_error**2).mean(axis=0).sum()
 
     def q_value(critic: Critic, obs, action, task):
-        out = critic(obs, action, task)
+        out = compute_view(critic, args.precision)(obs, action, task)
         if args.loss == "ce":
             return jnp.sum(jax.nn.softmax(out, axis=-1).mean(axis=1) * support, axis=-1)
         return out[..., 0].mean(axis=1)
@@ -515,7 +560,8 @@ def make_agent(args: Args, act_dims: list[int], obs_dim: int, key: PRNGKeyArray)
         # critic: as sac_brc.py, the next action from the current actor
         policy_fn = jax.vmap(lambda o, t: policy(state, o, t))
         next_action, next_log_prob, _ = sample_action(policy_fn, batch.next_obs, batch.task, next_key)
-        target_out = state.target_critic(batch.next_obs, next_action, batch.task)
+        target_view = compute_view(state.target_critic, args.precision)
+        target_out = target_view(batch.next_obs, next_action, batch.task)
         if args.loss == "ce":
             target = categorical_td_target(reward, mask, next_log_prob, target_out, alpha, gamma, support)
         else:
@@ -567,6 +613,7 @@ def make_agent(args: Args, act_dims: list[int], obs_dim: int, key: PRNGKeyArray)
         state: TrainState, batches: Batch, max_abs_return: Float[Array, " tasks"], key: PRNGKeyArray
     ) -> tuple[TrainState, dict]:
         """One lax.scan over the stacked minibatches: `updates_per_call` gradient updates."""
+        batches = jax.lax.with_sharding_constraint(batches, batch_sharded)  # a no-op for placed batches
         keys = jax.random.split(jax.random.fold_in(key, state.step), batches.reward.shape[0])
 
         def body(state, inputs):
@@ -578,7 +625,13 @@ def make_agent(args: Args, act_dims: list[int], obs_dim: int, key: PRNGKeyArray)
         state, metrics = jax.lax.scan(body, state, (batches, keys))
         return state, jax.tree.map(jnp.mean, metrics)
 
-    return state, AgentFns(act_deterministic, update), batch_size
+    fns = AgentFns(
+        act_deterministic,
+        update,
+        lambda tree: jax.device_put(tree, replicated),
+        lambda batches: jax.device_put(batches, batch_sharded),
+    )
+    return state, fns, batch_size
 
 
 # ---------------------------------------------------------------- runs: config, checkpoints, metrics
@@ -612,6 +665,22 @@ def validate(args: Args) -> None:
         raise ConfigError("need 0 < --gamma < 1, --v-max > 0 and --init-temperature > 0")
     if args.bc_weight < 0 or args.q_weight < 0:
         raise ConfigError("--bc-weight and --q-weight must be >= 0")
+    visible = len(jax.devices())
+    if args.num_devices is not None and not 0 < args.num_devices <= visible:
+        raise ConfigError(
+            f"--num-devices must be between 1 and the {visible} visible device(s), got {args.num_devices}"
+        )
+
+
+def check_batch_split(args: Args, num_tasks: int) -> None:
+    """The batch size depends on the dataset's task count: checked once the dataset is read."""
+    devices = args.num_devices or len(jax.devices())
+    batch_size = resolve_batch_size(args, num_tasks)
+    if batch_size % devices:
+        raise ConfigError(
+            f"the batch ({batch_size}) must split evenly across {devices} devices; "
+            "change --batch-size or --num-devices"
+        )
 
 
 def check_finite(metrics: dict, step: int, run_dir: Path) -> dict:
@@ -709,6 +778,7 @@ def main(args: Args) -> None:
         print(dataset_info(dataset, args.gamma))
         return
     tasks, num_tasks = dataset.tasks, len(dataset.tasks)
+    check_batch_split(args, num_tasks)
     obs_dim, act_dim = dataset.obs.shape[1], dataset.action.shape[1]
     max_abs_return = dataset_max_abs_returns(dataset, args.gamma)  # fixed: the data does not change
 
@@ -750,6 +820,7 @@ def main(args: Args) -> None:
         atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(args), indent=2))
     else:
         state, host = load_checkpoint(run_dir, state)
+        state = fns.place(state)
         step = host["step"]
         print(f"resumed {run_dir} at update {step}")
         metrics_path = run_dir / "metrics.jsonl"  # drop lines past the checkpoint: each step once
@@ -760,7 +831,7 @@ def main(args: Args) -> None:
 
     eval_env = MultiTaskEnv(tasks, args.eval_episodes, seed=args.seed + 42, mw_backend=args.mw_backend)
     stream = BatchStream(dataset, batch_size, args.updates_per_call, args.seed, step // args.updates_per_call,
-                         args.prefetch)  # fmt: skip
+                         args.prefetch, fns.place_batches)  # fmt: skip
     max_abs_return = jnp.asarray(max_abs_return)
     metrics, start_time, start_step = None, time.time(), step
     last_log_time, last_wait = start_time, 0.0

@@ -7,7 +7,7 @@ wall-clock they imply for the Atari-100k protocol (100k lockstep steps, UTD 2).
 Prints markdown tables (README "DrQ + BRC" holds the measured ones). The encoders are the
 paper's (128, 256, 256) ("default") and Impala's original (16, 32, 32) ("tiny"); pass
 --encoders to choose. The estimate is 100k x (env step + act + insert + update call): it
-assumes no overlap of env stepping and learning, as drq_brc.py runs them.
+assumes no overlap of env stepping and learning, as drq_brc.py --no-overlap runs them.
 """
 
 import argparse

@@ -113,13 +113,15 @@ def test_jitted_entry_points_trace_once():
         stream.close()
     assert int(state.step) == 9 and all(np.isfinite(float(v)) for v in metrics.values())
     for name, fn in fns._asdict().items():
+        if name in ("place", "place_batches"):  # not jitted
+            continue
         assert fn._cache_size() == 1, f"{name} compiled {fn._cache_size()} times"
 
 
 def test_networks_are_sac_brc_s():
     """The copied networks and TD target stay identical to sac_brc.py's (one file per script)."""
     for name in ("CriticMember", "Critic", "Actor", "sample_tanh_gaussian", "categorical_td_target",
-                 "reward_scale", "evaluate"):  # fmt: skip
+                 "reward_scale", "evaluate", "compute_view", "make_mesh"):  # fmt: skip
         assert inspect.getsource(getattr(off, name)) == inspect.getsource(getattr(sac_brc, name)), name
 
 
