@@ -39,6 +39,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, UInt8
 
 from common.bronet import count_parameters, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
+from common.envs import env_seeds
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 
 
@@ -663,6 +664,7 @@ class AtariGames:
         tasks: list[TaskSpec],
         envs_per_game: int,
         seed: int,
+        role: str,
         episodic_life: bool,
         max_episode_steps: int,
     ):
@@ -671,11 +673,12 @@ class AtariGames:
         self.envs_per_game = envs_per_game
         self.num_envs = len(tasks) * envs_per_game
         self.task_ids = np.repeat(np.arange(len(tasks), dtype=np.int32), envs_per_game)
+        seeds = env_seeds(seed, role, len(tasks), envs_per_game)  # disjoint between runs and roles
         self.envs = [
             envpool.make_gymnasium(
                 task.envpool_id,
                 num_envs=envs_per_game,
-                seed=seed + k * envs_per_game,
+                seed=[int(s) for s in seeds[k]],
                 full_action_space=True,
                 repeat_action_probability=0.0,
                 episodic_life=episodic_life,
@@ -1050,8 +1053,8 @@ def main(args: Args) -> None:
             project="brc", name=run_dir.name, config=dataclasses.asdict(args), resume="allow"
         )
 
-    env = AtariGames(tasks, 1, args.seed, args.terminal_on_life_loss, args.max_episode_steps)
-    eval_env = AtariGames(tasks, args.eval_episodes, args.seed + 42, False, args.max_episode_steps)
+    env = AtariGames(tasks, 1, args.seed, "train", args.terminal_on_life_loss, args.max_episode_steps)
+    eval_env = AtariGames(tasks, args.eval_episodes, args.seed, "eval", False, args.max_episode_steps)
     task_ids = jnp.asarray(env.task_ids)
     current = env.reset()
     game_return = np.zeros(num_tasks)

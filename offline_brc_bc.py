@@ -49,7 +49,7 @@ from scipy.signal import lfilter
 from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
 from common.dataset import Dataset, DatasetError, episode_bounds, load_dataset
-from common.envs import MultiTaskEnv
+from common.envs import MultiTaskEnv, eval_envs_and_episodes, run_episodes
 from common.suites import normalized_score
 
 
@@ -111,8 +111,12 @@ class Args:
     """multi-task conditioning: learned task embeddings (BRC) or one output head per task"""
 
     # evaluation on the live environments, logging
-    mw_backend: Literal["envpool", "metaworld"] = "envpool"
-    """MetaWorld backend of the evaluation envs: envpool, or the metaworld package (frozen layouts)"""
+    mw_backend: Literal["metaworld", "envpool"] = "metaworld"
+    """MetaWorld backend: the metaworld package (one object/goal layout per env, drawn from its seed and frozen: the protocol of the published curves) or envpool (about 2x faster, but it redraws the layout at every reset: a harder task than the paper's, not comparable with its curves)"""
+    env_workers: int | None = None
+    """worker processes for the envs that run in Python (metaworld package, HumanoidBench, custom DMC tasks); default one per CPU core"""
+    eval_protocol: Literal["published", "layouts"] = "published"
+    """published (ref. code): one evaluation env per task, --eval-episodes episodes one after another (MetaWorld: one frozen layout, other than the training one); layouts: --eval-episodes envs per task with their own seeds, one episode each (MetaWorld: that many unseen layouts)"""
     eval_interval: int = 25_000
     """updates between evaluations"""
     eval_episodes: int = 10
@@ -137,7 +141,7 @@ class Args:
 
 # Fields that may change when resuming; every other field must match the checkpoint.
 RESUMABLE_FIELDS = {"num_updates", "eval_interval", "log_interval", "checkpoint_interval",
-                    "prefetch", "resume", "run_name", "dataset_info", "num_devices"}  # fmt: skip
+                    "prefetch", "env_workers", "resume", "run_name", "dataset_info", "num_devices"}  # fmt: skip
 
 
 # Actor log-std squashing range (ref. code).
@@ -738,25 +742,16 @@ def load_checkpoint(run_dir: Path, state_like: TrainState) -> tuple[TrainState, 
 # ---------------------------------------------------------------- evaluation (as sac_brc.py)
 
 
-def evaluate(fns: AgentFns, state: TrainState, env: MultiTaskEnv) -> dict[str, dict[str, float]]:
-    """One deterministic episode on every eval env (`eval_episodes` copies per task)."""
-    obs = env.reset()
+def evaluate(fns: AgentFns, state: TrainState, env: MultiTaskEnv, episodes: int) -> dict[str, dict[str, float]]:
+    """Deterministic evaluation (`tanh(mean)`): `episodes` episodes one after another on every
+    eval env; per task the mean return, success rate (success at any step of an episode) and score."""
     task_ids = jnp.asarray(env.task_ids)
-    episode_return = np.zeros(env.num_envs)
-    success = np.zeros(env.num_envs, bool)
-    finished = np.zeros(env.num_envs, bool)
-    while not finished.all():
-        action = np.asarray(fns.act_deterministic(state, jnp.asarray(obs), task_ids))
-        out = env.step(action)
-        live = ~finished & ~out.reset_step
-        episode_return += np.where(live, out.reward, 0.0)
-        success |= live & out.success
-        finished |= live & (out.terminated | out.truncated)
-        obs = out.next_obs
+    policy = lambda obs: np.asarray(fns.act_deterministic(state, jnp.asarray(obs), task_ids))
+    returns, success = run_episodes(env, policy, episodes)
     results = {}
     for k, task in enumerate(env.tasks):
         rows = env.task_ids == k
-        mean_return, success_rate = float(episode_return[rows].mean()), float(success[rows].mean())
+        mean_return, success_rate = float(returns[rows].mean()), float(success[rows].mean())
         results[task.name] = {
             "return": mean_return,
             "success": success_rate if task.has_success else None,
@@ -829,7 +824,10 @@ def main(args: Args) -> None:
             atomic_write_text(metrics_path, "".join(l + "\n" for l in lines))
     print(f"run directory: {run_dir}; batch {batch_size}, {args.updates_per_call} updates per call")
 
-    eval_env = MultiTaskEnv(tasks, args.eval_episodes, seed=args.seed + 42, mw_backend=args.mw_backend)
+    # the eval envs of sac_brc.py's protocol (--eval-protocol), seeds disjoint between runs
+    eval_copies, eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)
+    eval_env = MultiTaskEnv(tasks, eval_copies, seed=args.seed, role="eval", mw_backend=args.mw_backend,
+                            num_workers=args.env_workers)  # fmt: skip
     stream = BatchStream(dataset, batch_size, args.updates_per_call, args.seed, step // args.updates_per_call,
                          args.prefetch, fns.place_batches)  # fmt: skip
     max_abs_return = jnp.asarray(max_abs_return)
@@ -851,10 +849,12 @@ def main(args: Args) -> None:
                 last_log_time, last_wait = now, stream.wait_s
 
             if step % args.eval_interval == 0 or step == args.num_updates:
-                results = evaluate(fns, state, eval_env)
+                results = evaluate(fns, state, eval_env, eval_runs)
                 elapsed = time.time() - start_time
                 record = {
                     "step": step,
+                    "eval_protocol": args.eval_protocol,
+                    "mw_backend": args.mw_backend,
                     "tasks": results,
                     "mean_score": float(np.mean([r["score"] for r in results.values()])),
                     "sps": (step - start_step) / elapsed,  # updates per second here

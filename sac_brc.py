@@ -37,7 +37,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
 from common.dataset import DatasetError, DatasetWriter, load_dataset, make_metadata
-from common.envs import EnvError, MultiTaskEnv, require_packages
+from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, require_packages, run_episodes
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 
 
@@ -101,8 +101,12 @@ class Args:
     """multi-task conditioning: learned task embeddings (BRC) or one output head per task"""
 
     # environments, evaluation, logging
-    mw_backend: Literal["envpool", "metaworld"] = "envpool"
-    """MetaWorld backend: envpool (fast, layout re-drawn each reset) or the metaworld package (frozen layout per env, the published protocol)"""
+    mw_backend: Literal["metaworld", "envpool"] = "metaworld"
+    """MetaWorld backend: the metaworld package (one object/goal layout per env, drawn from its seed and frozen: the protocol of the published curves) or envpool (about 2x faster, but it redraws the layout at every reset: a harder task than the paper's, not comparable with its curves)"""
+    env_workers: int | None = None
+    """worker processes for the envs that run in Python (metaworld package, HumanoidBench, custom DMC tasks); default one per CPU core"""
+    eval_protocol: Literal["published", "layouts"] = "published"
+    """published (ref. code): one evaluation env per task, --eval-episodes episodes one after another (MetaWorld: one frozen layout, other than the training one); layouts: --eval-episodes envs per task with their own seeds, one episode each (MetaWorld: that many unseen layouts)"""
     eval_interval: int = 25_000
     """steps between evaluations (the published curves use 25k)"""
     eval_episodes: int = 10
@@ -144,7 +148,7 @@ class Args:
 
 # Fields that may change when resuming; every other field must match the checkpoint.
 RESUMABLE_FIELDS = {"total_steps", "eval_interval", "log_interval", "checkpoint_interval",
-                    "checkpoint_replay", "resume", "track", "run_name", "overlap", "num_devices",
+                    "checkpoint_replay", "resume", "track", "run_name", "overlap", "num_devices", "env_workers",
                     "diagnostics", "diagnostics_batch_size"}  # fmt: skip
 
 # Actor log-std squashing range (ref. code).
@@ -305,17 +309,10 @@ def insert(
     reward: Float[Array, " tasks"],
     next_obs: Float[Array, "tasks obs"],
     terminated: Bool[Array, " tasks"],
-    valid: Bool[Array, " tasks"],
 ) -> ReplayBuffer:
-    """Write one transition per task; tasks with `valid=False` (auto-reset steps) write nothing."""
-    tasks = jnp.arange(obs.shape[0])
-    slot = buffer.position
-
-    def put(storage, value):
-        old = storage[tasks, slot]
-        mask = valid.reshape(valid.shape + (1,) * (value.ndim - 1))
-        return storage.at[tasks, slot].set(jnp.where(mask, value, old))
-
+    """Write one transition per task (every env step is a real transition: common/envs.py)."""
+    tasks, slot = jnp.arange(obs.shape[0]), buffer.position
+    put = lambda storage, value: storage.at[tasks, slot].set(value)
     capacity = buffer.obs.shape[1]
     return ReplayBuffer(
         put(buffer.obs, obs),
@@ -323,8 +320,8 @@ def insert(
         put(buffer.reward, reward),
         put(buffer.next_obs, next_obs),
         put(buffer.terminated, terminated.astype(jnp.float32)),
-        jnp.where(valid, (slot + 1) % capacity, slot),
-        jnp.where(valid, jnp.minimum(buffer.size + 1, capacity), buffer.size),
+        (slot + 1) % capacity,
+        jnp.minimum(buffer.size + 1, capacity),
     )
 
 
@@ -384,8 +381,9 @@ class ReturnNormalizer:
         self.episode_ended = np.zeros(num_tasks, bool)
         self.current_rewards: list[list[float]] = [[] for _ in range(num_tasks)]
 
-    def add(self, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray):
-        for i in np.flatnonzero(valid):
+    def add(self, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray):
+        """One step of every task."""
+        for i in range(len(reward)):
             self.current_rewards[i].append(float(reward[i]))
             if terminated[i] or truncated[i]:
                 returns = discounted_returns(np.array(self.current_rewards[i]), self.gamma, not terminated[i])
@@ -1156,25 +1154,16 @@ def prefill_replay(buffer: ReplayBuffer, prior, rng: np.random.Generator) -> Rep
 # ---------------------------------------------------------------- evaluation
 
 
-def evaluate(fns: AgentFns, state: TrainState, env: MultiTaskEnv) -> dict[str, dict[str, float]]:
-    """One deterministic episode on every eval env (`eval_episodes` copies per task)."""
-    obs = env.reset()
+def evaluate(fns: AgentFns, state: TrainState, env: MultiTaskEnv, episodes: int) -> dict[str, dict[str, float]]:
+    """Deterministic evaluation (`tanh(mean)`): `episodes` episodes one after another on every
+    eval env; per task the mean return, success rate (success at any step of an episode) and score."""
     task_ids = jnp.asarray(env.task_ids)
-    episode_return = np.zeros(env.num_envs)
-    success = np.zeros(env.num_envs, bool)
-    finished = np.zeros(env.num_envs, bool)
-    while not finished.all():
-        action = np.asarray(fns.act_deterministic(state, jnp.asarray(obs), task_ids))
-        out = env.step(action)
-        live = ~finished & ~out.reset_step
-        episode_return += np.where(live, out.reward, 0.0)
-        success |= live & out.success
-        finished |= live & (out.terminated | out.truncated)
-        obs = out.next_obs
+    policy = lambda obs: np.asarray(fns.act_deterministic(state, jnp.asarray(obs), task_ids))
+    returns, success = run_episodes(env, policy, episodes)
     results = {}
     for k, task in enumerate(env.tasks):
         rows = env.task_ids == k
-        mean_return, success_rate = float(episode_return[rows].mean()), float(success[rows].mean())
+        mean_return, success_rate = float(returns[rows].mean()), float(success[rows].mean())
         results[task.name] = {
             "return": mean_return,
             "success": success_rate if task.has_success else None,
@@ -1306,11 +1295,14 @@ def main(args: Args) -> None:
             project="brc", name=run_dir.name, config=dataclasses.asdict(args), resume="allow"
         )
 
-    env = MultiTaskEnv(tasks, 1, seed=args.seed, mw_backend=args.mw_backend, min_obs_dim=obs_dim)
-    eval_env = MultiTaskEnv(
-        tasks, args.eval_episodes, seed=args.seed + 42, mw_backend=args.mw_backend, min_obs_dim=obs_dim
-    )  # ref. code: seed + 42
+    # env seeds from np.random.SeedSequence(seed): disjoint between runs and between training and
+    # evaluation (common/envs.py env_seeds); the ref. code's eval envs are a second set, seed + 42
+    env_kwargs = dict(seed=args.seed, mw_backend=args.mw_backend, min_obs_dim=obs_dim, num_workers=args.env_workers)
+    env = MultiTaskEnv(tasks, 1, role="train", **env_kwargs)
+    eval_copies, eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)
+    eval_env = MultiTaskEnv(tasks, eval_copies, role="eval", **env_kwargs)
     task_ids = jnp.asarray(env.task_ids)
+    stored = int(np.asarray(buffer.size).min())  # transitions per task in the buffer (prefilled, restored)
     obs = env.reset()
     episode_return = np.zeros(num_tasks)
     recent_returns = [deque(maxlen=10) for _ in range(num_tasks)]
@@ -1325,25 +1317,26 @@ def main(args: Args) -> None:
                 action = np.asarray(
                     fns.act(state, jnp.asarray(obs), task_ids, jax.random.fold_in(act_key, env_step))
                 )
-            if learning and args.overlap:
-                # dispatched before the env step, so the device computes while the CPU steps the
-                # envs; it samples the buffer as it was before this step's transition
+            # --overlap: dispatched before the env step, so the device computes while the CPU steps
+            # the envs; it samples the buffer as it was before this step's transition (never empty)
+            early = learning and args.overlap and stored > 0
+            if early:
                 state, metrics = fns.update(state, buffer, jnp.asarray(normalizer.scale()), update_key)
-            out = env.step(action)
-            valid = ~out.reset_step  # the auto-reset step is never stored
-            buffer = fns.insert(buffer, obs, action, out.reward, out.next_obs, out.terminated, valid)
-            normalizer.add(out.reward, out.terminated, out.truncated, valid)
+            out = env.step(action)  # one real transition per task: an ended episode resets within it
+            buffer = fns.insert(buffer, obs, action, out.reward, out.next_obs, out.terminated)
+            stored += 1
+            normalizer.add(out.reward, out.terminated, out.truncated)
             if recorder is not None:
                 recorder.add(env_step + 1, obs, action, out.reward, out.next_obs, out.terminated,
-                             out.truncated, valid)  # fmt: skip
-            episode_return += np.where(valid, out.reward, 0.0)
-            for i in np.flatnonzero(valid & (out.terminated | out.truncated)):
+                             out.truncated, np.ones(num_tasks, bool))  # fmt: skip
+            episode_return += out.reward
+            for i in np.flatnonzero(out.terminated | out.truncated):
                 recent_returns[i].append(episode_return[i])
                 episode_return[i] = 0.0
-            obs = out.next_obs
+            obs = out.obs
             env_step += 1
 
-            if learning and not args.overlap:
+            if learning and not early:  # UTD: exactly `utd` updates per stored transition from here
                 state, metrics = fns.update(state, buffer, jnp.asarray(normalizer.scale()), update_key)
 
             if env_step % args.log_interval == 0:
@@ -1360,9 +1353,12 @@ def main(args: Args) -> None:
                 print(line, flush=True)
 
             if env_step % args.eval_interval == 0 or env_step == args.total_steps:
-                results = evaluate(fns, state, eval_env)
+                results = evaluate(fns, state, eval_env, eval_runs)
                 record = {
                     "step": env_step,
+                    "updates": int(state.step),
+                    "eval_protocol": args.eval_protocol,
+                    "mw_backend": args.mw_backend,
                     "tasks": results,
                     "mean_score": float(np.mean([r["score"] for r in results.values()])),
                     "sps": (env_step - start_step) / (time.time() - start_time),

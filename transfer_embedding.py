@@ -44,7 +44,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from common.bronet import BroNet, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
-from common.envs import MultiTaskEnv
+from common.envs import MultiTaskEnv, eval_envs_and_episodes, run_episodes
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 
 
@@ -70,8 +70,12 @@ class Args:
     """seed of the embedding choice or initialisation, the policy's noise and the environments"""
     eval_episodes: int = 10
     """deterministic evaluation episodes per target task"""
-    mw_backend: Literal["envpool", "metaworld"] = "envpool"
-    """MetaWorld backend, as in sac_brc.py"""
+    mw_backend: Literal["metaworld", "envpool"] = "metaworld"
+    """MetaWorld backend: the metaworld package (one object/goal layout per env, drawn from its seed and frozen: the protocol of the published curves) or envpool (about 2x faster, but it redraws the layout at every reset: a harder task than the paper's, not comparable with its curves)"""
+    env_workers: int | None = None
+    """worker processes for the envs that run in Python (metaworld package, HumanoidBench, custom DMC tasks); default one per CPU core"""
+    eval_protocol: Literal["published", "layouts"] = "published"
+    """published (ref. code): one evaluation env per task, --eval-episodes episodes one after another (MetaWorld: one frozen layout, other than the training one); layouts: --eval-episodes envs per task with their own seeds, one episode each (MetaWorld: that many unseen layouts)"""
     run_name: str | None = None
     """run directory name under runs/; default transfer__<mode>__s<seed>__<time>"""
 
@@ -487,8 +491,7 @@ def collect(
     gamma: float,
     key: PRNGKeyArray,
 ) -> tuple[TargetData, np.ndarray]:
-    """`budget` environment steps per task with the frozen stochastic policy; the auto-reset
-    steps are stepped but not stored, so each task keeps at most `budget` transitions.
+    """`budget` environment steps per task with the frozen stochastic policy, each a stored transition.
 
     Returns the data and each task's G_i (paper eq. 2) from the collected episodes; the
     episode still running at the end counts as truncated (sac_brc.py's start-up rule).
@@ -504,10 +507,9 @@ def collect(
     for step in range(budget):
         action = np.asarray(fns.act(actor, jnp.asarray(obs), jnp.asarray(embedding), jax.random.fold_in(key, step)))
         out = env.step(action)
-        next_obs = out.next_obs
-        for i in np.flatnonzero(~out.reset_step):
+        for i in range(num_tasks):
             for name, value in [("obs", obs[i]), ("action", action[i]), ("reward", out.reward[i]),
-                                ("next_obs", next_obs[i]), ("terminated", out.terminated[i])]:  # fmt: skip
+                                ("next_obs", out.next_obs[i]), ("terminated", out.terminated[i])]:  # fmt: skip
                 buffers[name][i, size[i]] = value
             size[i] += 1
             episode_rewards[i].append(float(out.reward[i]))
@@ -515,7 +517,7 @@ def collect(
                 returns = discounted_returns(np.array(episode_rewards[i]), gamma, not out.terminated[i])
                 max_abs_return[i] = max(max_abs_return[i], np.abs(returns).max())
                 episode_rewards[i] = []
-        obs = next_obs
+        obs = out.obs
     for i in range(num_tasks):
         if episode_rewards[i]:
             partial = discounted_returns(np.array(episode_rewards[i]), gamma, True)
@@ -543,33 +545,24 @@ def few_shot_scores(
         obs = env.reset()
         for _ in range(share):
             out = env.step(np.asarray(fns.act_scoring(actor, jnp.asarray(obs), jnp.asarray(embedding))))
-            live = ~out.reset_step
-            reward_sum[:, k] += np.where(live, out.reward, 0.0)
-            success[:, k] |= live & out.success
-            obs = out.next_obs
+            reward_sum[:, k] += out.reward
+            success[:, k] |= out.success
+            obs = out.obs
     return reward_sum / share, success, share * num_embeddings
 
 
 def evaluate(
-    fns: TransferFns, actor: Actor, env: MultiTaskEnv, embedding: np.ndarray
+    fns: TransferFns, actor: Actor, env: MultiTaskEnv, embedding: np.ndarray, episodes: int
 ) -> dict[str, dict[str, float]]:
-    """One deterministic episode on every eval env, task k acting with `embedding[k]`."""
-    obs = env.reset()
+    """Deterministic evaluation, task k acting with `embedding[k]`: `episodes` episodes one after
+    another on every eval env (sac_brc.py's protocol)."""
     per_env = jnp.asarray(embedding[env.task_ids])
-    episode_return = np.zeros(env.num_envs)
-    success = np.zeros(env.num_envs, bool)
-    finished = np.zeros(env.num_envs, bool)
-    while not finished.all():
-        out = env.step(np.asarray(fns.act_deterministic(actor, jnp.asarray(obs), per_env)))
-        live = ~finished & ~out.reset_step
-        episode_return += np.where(live, out.reward, 0.0)
-        success |= live & out.success
-        finished |= live & (out.terminated | out.truncated)
-        obs = out.next_obs
+    policy = lambda obs: np.asarray(fns.act_deterministic(actor, jnp.asarray(obs), per_env))
+    returns, success = run_episodes(env, policy, episodes)
     results = {}
     for k, task in enumerate(env.tasks):
         rows = env.task_ids == k
-        mean_return, success_rate = float(episode_return[rows].mean()), float(success[rows].mean())
+        mean_return, success_rate = float(returns[rows].mean()), float(success[rows].mean())
         results[task.name] = {
             "return": mean_return,
             "success": success_rate if task.has_success else None,
@@ -640,12 +633,14 @@ def main(args: Args) -> None:
     rng = np.random.default_rng(args.seed)
     choice_key, collect_key, tune_key = jax.random.split(jax.random.key(args.seed), 3)
     pretrained_table = np.asarray(state.critic.task_embedding)
-    record: dict = {"mode": args.mode, "step": budget}
+    record: dict = {"mode": args.mode, "step": budget, "eval_protocol": args.eval_protocol, "mw_backend": args.mw_backend}
     # observations zero-padded to the pretraining suite's size (the suites' padding rule)
-    env = MultiTaskEnv(tasks, 1, seed=args.seed, mw_backend=args.mw_backend, min_obs_dim=pretrained.obs_dim)
-    eval_env = MultiTaskEnv(
-        tasks, args.eval_episodes, seed=args.seed + 42, mw_backend=args.mw_backend, min_obs_dim=pretrained.obs_dim
-    )
+    env_kwargs = dict(seed=args.seed, mw_backend=args.mw_backend, min_obs_dim=pretrained.obs_dim,
+                      num_workers=args.env_workers)  # fmt: skip
+    env = MultiTaskEnv(tasks, 1, role="train", **env_kwargs)
+    # sac_brc.py's evaluation protocol (--eval-protocol); env seeds disjoint between runs and roles
+    eval_copies, eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)
+    eval_env = MultiTaskEnv(tasks, eval_copies, role="eval", **env_kwargs)
     try:
         actor = state.actor
         if args.mode == "zero-shot":
@@ -694,7 +689,7 @@ def main(args: Args) -> None:
             record["tune_loss_first"], record["tune_loss_last"] = float(losses[:10].mean()), float(losses[-10:].mean())
             print(f"tuned {len(tasks)} embedding(s) on {np.asarray(data.size).tolist()} transitions: TD loss "
                   f"{record['tune_loss_first']:.3f} -> {record['tune_loss_last']:.3f} over {args.tune_steps} steps")  # fmt: skip
-        results = evaluate(fns, actor, eval_env, embedding)
+        results = evaluate(fns, actor, eval_env, embedding, eval_runs)
     finally:
         env.close()
         eval_env.close()

@@ -34,7 +34,7 @@ ENCODERS = {"default": (128, 256, 256), "tiny": (16, 32, 32)}
 def bench_envs(games: int, steps: int) -> float:
     """Seconds per lockstep step of `games` games (one env each, random actions)."""
     tasks = resolve_tasks("atari")[:games]
-    env = AtariGames(tasks, 1, seed=0, episodic_life=True, max_episode_steps=27_000)
+    env = AtariGames(tasks, 1, seed=0, role="train", episodic_life=True, max_episode_steps=27_000)
     env.reset()
     rng = np.random.default_rng(0)
     actions = rng.integers(0, 18, (steps, games)).astype(np.int32)

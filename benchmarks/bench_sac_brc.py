@@ -2,6 +2,7 @@
 
     python benchmarks/bench_sac_brc.py                 # everything, CPU-sized
     python benchmarks/bench_sac_brc.py --only update   # one part
+    python benchmarks/bench_sac_brc.py --only envs --suites mw --env-workers 1 2   # MT50, both backends
 
 Prints markdown tables (README "Performance" holds the measured ones). On a GPU the
 update table also covers widths 2048 and 4096.
@@ -23,26 +24,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.envs import MultiTaskEnv
+from common.envs import MultiTaskEnv, available_cores, runs_in_worker
 from common.suites import resolve_tasks
 from sac_brc import Args, make_agent, replay_buffer_init
 
 
-def bench_envs(steps: int) -> None:
-    print("\n| suite | tasks | env steps/s (all tasks) | lockstep iterations/s |\n|---|---|---|---|")
-    for suite in ("dmc-easy", "mw-easy", "dmc-dogs", "mw"):
+def bench_envs(steps: int, suites: list[str], backends: list[str], workers: list[int | None]) -> None:
+    """Random actions, all tasks in lockstep, resets included (a MetaWorld episode is 200 steps)."""
+    print("\n| suite | tasks | MetaWorld backend | env workers | env steps/s (all tasks) | lockstep steps/s |"
+          "\n|---|---|---|---|---|---|")  # fmt: skip
+    for suite in suites:
         tasks = resolve_tasks(suite)
-        env = MultiTaskEnv(tasks)
-        env.reset()
-        rng = np.random.default_rng(0)
-        actions = rng.uniform(-1, 1, (steps, env.num_envs, env.act_dim)).astype(np.float32)
-        env.step(actions[0])
-        start = time.perf_counter()
-        for a in actions:
-            env.step(a)
-        rate = steps / (time.perf_counter() - start)
-        env.close()
-        print(f"| {suite} | {len(tasks)} | {rate * len(tasks):.0f} | {rate:.0f} |", flush=True)
+        has_mw = any(t.domain == "metaworld" for t in tasks)
+        for backend in backends if has_mw else backends[:1]:
+            in_workers = any(runs_in_worker(t, backend) for t in tasks)
+            for num_workers in workers if in_workers else workers[:1]:
+                env = MultiTaskEnv(tasks, mw_backend=backend, num_workers=num_workers)
+                env.reset()
+                rng = np.random.default_rng(0)
+                actions = rng.uniform(-1, 1, (steps, env.num_envs, env.act_dim)).astype(np.float32)
+                env.step(actions[0])
+                start = time.perf_counter()
+                for a in actions:
+                    env.step(a)
+                rate = steps / (time.perf_counter() - start)
+                env.close()
+                shown = (num_workers or available_cores()) if in_workers else "-"
+                print(f"| {suite} | {len(tasks)} | {backend if has_mw else '-'} | {shown} | {rate * len(tasks):.0f} "
+                      f"| {rate:.1f} |", flush=True)  # fmt: skip
 
 
 def bench_update(widths: list[int], batches: list[int], calls: int) -> None:
@@ -59,7 +68,7 @@ def bench_update(widths: list[int], batches: list[int], calls: int) -> None:
                 obs = rng.normal(size=(num_tasks, obs_dim)).astype(np.float32)
                 act = rng.uniform(-1, 1, (num_tasks, act_dim)).astype(np.float32)
                 buffer = fns.insert(buffer, obs, act, np.ones(num_tasks, np.float32), obs,
-                                    np.zeros(num_tasks, bool), np.ones(num_tasks, bool))  # fmt: skip
+                                    np.zeros(num_tasks, bool))  # fmt: skip
             scale = jnp.full(num_tasks, 50.0)
             start = time.perf_counter()
             state, metrics = fns.update(state, buffer, scale, jax.random.key(1))
@@ -100,6 +109,10 @@ def main() -> None:
     )
     parser.add_argument("--only", choices=["envs", "update", "e2e"], default=None)
     parser.add_argument("--env-steps", type=int, default=1000)
+    parser.add_argument("--suites", nargs="+", default=["dmc-easy", "mw-easy", "dmc-dogs", "mw"])
+    parser.add_argument("--mw-backends", nargs="+", default=["metaworld", "envpool"])
+    parser.add_argument("--env-workers", nargs="+", type=int, default=None,
+                        help="worker process counts to try (default: one per CPU core)")
     parser.add_argument("--update-calls", type=int, default=10)
     parser.add_argument("--train-steps", type=int, default=400)
     cli = parser.parse_args()
@@ -107,7 +120,7 @@ def main() -> None:
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}, "
           f"{os.cpu_count()} CPU cores")  # fmt: skip
     if cli.only in (None, "envs"):
-        bench_envs(cli.env_steps)
+        bench_envs(cli.env_steps, cli.suites, cli.mw_backends, cli.env_workers or [None])
     if cli.only in (None, "update"):
         bench_update([256, 512, 1024] + ([2048, 4096] if gpu else []), [256, 1024], cli.update_calls)
     if cli.only in (None, "e2e"):

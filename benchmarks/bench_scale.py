@@ -68,7 +68,7 @@ def filled_buffer(fns, capacity: int = 4096):
         obs = rng.normal(size=(NUM_TASKS, OBS_DIM)).astype(np.float32)
         action = rng.uniform(-1, 1, (NUM_TASKS, ACT_DIM)).astype(np.float32)
         reward = rng.normal(size=NUM_TASKS).astype(np.float32)
-        buffer = fns.insert(buffer, obs, action, reward, obs, np.zeros(NUM_TASKS, bool), np.ones(NUM_TASKS, bool))
+        buffer = fns.insert(buffer, obs, action, reward, obs, np.zeros(NUM_TASKS, bool))
     return buffer
 
 

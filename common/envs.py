@@ -1,19 +1,23 @@
 """Multi-task environments: every task of a suite stepped in lockstep on the CPU.
 
-One backend instance per task: envpool, or a worker process for the `metaworld`
-package, HumanoidBench and the custom DMC tasks of common/dmc_custom.py; all driven
-with asynchronous send/recv so that the tasks step in parallel.
+envpool DMC tasks (and MetaWorld with `mw_backend="envpool"`) run one envpool instance per
+task; the `metaworld` package, HumanoidBench and the custom DMC tasks of common/dmc_custom.py
+run in worker processes, several tasks per worker, one worker per CPU core at most. All are
+driven with asynchronous send/recv so that the tasks step in parallel.
 Observations are flattened to float32, zero-padded to the suite's largest observation
 size; actions are produced at the suite's largest action size and task i reads its
 first |A_i| entries (paper Section 3, Appendix E.1).
 
-Auto-reset follows envpool: the step after an episode ends is a *reset step* that
-ignores the action and returns the first observation of the next episode. It is
-flagged in `StepOutput.reset_step`; that transition must never be stored.
+Resets happen within the step that ends an episode, as in the ref. code's loop: every
+`step` is one real transition per env (`next_obs` is the episode's last observation), and
+`StepOutput.obs` already holds the first observation of the next episode. envpool's own
+auto-reset (a next step that ignores the action) is never reached.
 """
 
+import contextlib
 import importlib.util
 import multiprocessing as mp
+import os
 import sys
 import types
 import warnings
@@ -35,22 +39,49 @@ ENVPOOL_DIVERGENT_TASKS = frozenset({"dial-turn", "shelf-place", "hammer"})
 
 
 class StepOutput(NamedTuple):
-    next_obs: np.ndarray  # (envs, obs_dim) float32: after the step (a reset obs on a reset step)
+    next_obs: np.ndarray  # (envs, obs_dim) float32: the observation after the step (an episode's last one where it ended)
     reward: np.ndarray  # (envs,) float32
     terminated: np.ndarray  # (envs,) bool: true termination, no bootstrap
     truncated: np.ndarray  # (envs,) bool: time limit, bootstrap
     success: np.ndarray  # (envs,) bool: the env reported success at this step
-    reset_step: np.ndarray  # (envs,) bool: this was an auto-reset step, do not store it
+    obs: np.ndarray  # (envs, obs_dim) float32: what to act on next: next_obs, or the first observation
+    #                  of the next episode where this one ended (reset within the same step)
 
 
-def _make_envpool(task: TaskSpec, num_envs: int, seed: int):
+# Env seeds: one np.random.SeedSequence per (run seed, role, task, copy), so that no two runs
+# with different seeds and no training and evaluation env of one run share an env seed (the
+# ref. code builds every task's env from `seed` and the eval envs from `seed + 42`: run s's
+# eval envs are then run s+42's training envs, and envpool's `seed + i` per copy made run s's
+# copy j run s+1's copy j-1).
+ENV_ROLES = {"train": 0, "eval": 1}
+
+
+def env_seeds(seed: int, role: str, num_tasks: int, envs_per_task: int) -> np.ndarray:
+    """(num_tasks, envs_per_task) env seeds in [0, 2**31), each from its own SeedSequence."""
+    if role not in ENV_ROLES:
+        raise ValueError(f"role must be one of {sorted(ENV_ROLES)}, got '{role}'")
+    return np.array(
+        [
+            [np.random.SeedSequence(seed, spawn_key=(ENV_ROLES[role], k, j)).generate_state(1)[0] >> 1
+             for j in range(envs_per_task)]
+            for k in range(num_tasks)
+        ],
+        np.int64,
+    )  # fmt: skip
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _make_envpool(task: TaskSpec, seeds: np.ndarray):
     import envpool
 
     kwargs = {}
     if task.domain == "metaworld":
         # goal-observable variant, 200-step episodes (paper Appendix E)
         kwargs = {"partially_observable": False, "max_episode_steps": task.max_episode_steps}
-    return envpool.make_gymnasium(task.envpool_id, num_envs=num_envs, seed=seed, **kwargs)
+    return envpool.make_gymnasium(task.envpool_id, num_envs=len(seeds), seed=[int(s) for s in seeds], **kwargs)
 
 
 def _make_metaworld_package_env(task_name: str, seed: int):
@@ -138,13 +169,19 @@ class _MetaWorldEnv:
 class _HumanoidBenchEnv:
     """A HumanoidBench gymnasium env. HB reports no success: an episode succeeds when its
     return reaches the task's `success_bar` (HB paper); reported at the episode's last step,
-    so the return is final (some tasks have negative rewards) and "success at any step" holds."""
+    so the return is final (some tasks have negative rewards) and "success at any step" holds.
+
+    Several HB tasks draw their layouts from NumPy's global RNG: each env keeps its own global
+    RNG state, seeded from its env seed and swapped in around every call, so that its draws do
+    not depend on which other envs share its worker process."""
 
     def __init__(self, task: TaskSpec, seed: int):
         import gymnasium
 
-        # render_mode=None: HB defaults to rgb_array, which opens a GL context in Task.__init__
-        self.env = gymnasium.make(task.envpool_id, render_mode=None)
+        self.rng_state = np.random.RandomState(seed).get_state()
+        with self._own_global_rng():
+            # render_mode=None: HB defaults to rgb_array, which opens a GL context in Task.__init__
+            self.env = gymnasium.make(task.envpool_id, render_mode=None)
         space = self.env.action_space
         _check_spaces(task, self.env.observation_space.shape, space.shape, space.low, space.high)
         if self.env.spec.max_episode_steps != task.max_episode_steps:
@@ -156,13 +193,25 @@ class _HumanoidBenchEnv:
         self.seed: int | None = seed
         self.episode_return = 0.0
 
+    @contextlib.contextmanager
+    def _own_global_rng(self):
+        outer = np.random.get_state()
+        np.random.set_state(self.rng_state)
+        try:
+            yield
+        finally:
+            self.rng_state = np.random.get_state()
+            np.random.set_state(outer)
+
     def reset(self) -> np.ndarray:
-        obs, _ = self.env.reset(seed=self.seed)  # seeded once; later resets continue its RNG
+        with self._own_global_rng():
+            obs, _ = self.env.reset(seed=self.seed)  # seeded once; later resets continue its RNG
         self.seed, self.episode_return = None, 0.0
         return obs
 
     def step(self, action: np.ndarray):
-        obs, reward, terminated, truncated, _ = self.env.step(action)
+        with self._own_global_rng():
+            obs, reward, terminated, truncated, _ = self.env.step(action)
         self.episode_return += float(reward)
         success = (terminated or truncated) and self.episode_return >= self.success_bar
         return obs, reward, terminated, truncated, success
@@ -196,79 +245,85 @@ class _DMControlEnv:
 _WORKER_ENVS = {"metaworld": _MetaWorldEnv, "humanoidbench": _HumanoidBenchEnv, "dmc-custom": _DMControlEnv}
 
 
-def _worker(conn, task: TaskSpec, seeds: list[int]) -> None:
-    """Runs `len(seeds)` envs of one task and mimics envpool's next-step auto-reset.
+def _worker(conn, jobs: list[tuple[TaskSpec, list[int]]]) -> None:
+    """Runs the envs of several tasks (`jobs`: task and its envs' seeds) and resets an env within
+    the step that ends its episode.
 
-    Answers each command with ("ok", (obs, reward, terminated, truncated, info)), or once with
-    ("error", message) when an env cannot be built or stepped, and then stops.
+    Commands: ("reset", None) -> ("ok", [obs per task]); ("step", [actions or None per task])
+    -> ("ok", [(next_obs, reward, terminated, truncated, success, obs) or None per task]), None
+    for a task that was not stepped. Answers ("error", message) once when an env cannot be built
+    or stepped, and then stops.
     """
     try:
-        if task.domain == "humanoidbench":
+        if any(task.domain == "humanoidbench" for task, _ in jobs):
             _humanoidbench_shim()
             import humanoid_bench  # noqa: F401 (registers HB's gymnasium ids)
-
-            np.random.seed(seeds[0])  # several HB tasks draw their layouts from the global RNG
-        envs = [_WORKER_ENVS[task.domain](task, s) for s in seeds]
+        envs = [[_WORKER_ENVS[task.domain](task, s) for s in seeds] for task, seeds in jobs]
     except Exception as error:  # noqa: BLE001 (reported to the parent, which stops with it)
-        message = str(error) if isinstance(error, EnvError) else f"{task.name}: {type(error).__name__}: {error}"
+        name = jobs[0][0].name if len(jobs) == 1 else "an env worker"
+        message = str(error) if isinstance(error, EnvError) else f"{name}: {type(error).__name__}: {error}"
         conn.send(("error", message))
         conn.close()
         return
-    n = len(envs)
-    elapsed = np.zeros(n, np.int32)
-    done = np.zeros(n, bool)
+    elapsed = [np.zeros(len(seeds), np.int32) for _, seeds in jobs]
 
-    def reset(i):
-        elapsed[i], done[i] = 0, False
-        return envs[i].reset()
+    def reset(k: int, i: int) -> np.ndarray:
+        elapsed[k][i] = 0
+        return envs[k][i].reset()
+
+    def step(k: int, actions: np.ndarray):
+        task, n = jobs[k][0], len(envs[k])
+        next_obs, obs = np.zeros((n, task.obs_dim)), np.zeros((n, task.obs_dim))
+        reward = np.zeros(n, np.float32)
+        term, trunc, success = (np.zeros(n, bool) for _ in range(3))
+        for i in range(n):
+            next_obs[i], reward[i], term[i], env_truncated, success[i] = envs[k][i].step(actions[i])
+            elapsed[k][i] += 1
+            trunc[i] = not term[i] and (env_truncated or elapsed[k][i] >= task.max_episode_steps)
+            obs[i] = reset(k, i) if term[i] or trunc[i] else next_obs[i]
+        return next_obs, reward, term, trunc, success, obs
 
     while True:
-        command, actions = conn.recv()
+        command, payload = conn.recv()
         if command == "close":
             conn.close()
             return
-        obs = np.zeros((n, task.obs_dim))
-        reward = np.zeros(n, np.float32)
-        term, trunc, success = (np.zeros(n, bool) for _ in range(3))
+        reply, k = [], 0
         try:
-            for i in range(n):
-                if command == "reset" or done[i]:
-                    obs[i] = reset(i)
-                    continue
-                obs[i], reward[i], term[i], env_truncated, success[i] = envs[i].step(actions[i])
-                elapsed[i] += 1
-                trunc[i] = not term[i] and (env_truncated or elapsed[i] >= task.max_episode_steps)
-                done[i] = term[i] or trunc[i]
+            for k in range(len(jobs)):
+                if command == "reset":
+                    reply.append(np.stack([reset(k, i) for i in range(len(envs[k]))]))
+                else:
+                    reply.append(None if payload[k] is None else step(k, payload[k]))
         except Exception as error:  # noqa: BLE001
-            conn.send(("error", f"{task.name}: the env failed while stepping: {type(error).__name__}: {error}"))
+            conn.send(("error", f"{jobs[k][0].name}: the env failed while stepping: {type(error).__name__}: {error}"))
             conn.close()
             return
-        info = {"success": success, "elapsed_step": elapsed.copy(), "env_id": np.arange(n)}
-        conn.send(("ok", (obs, reward, term, trunc, info)))
+        conn.send(("ok", reply))
 
 
-class _WorkerBackend:
-    """A task's envs in a worker process (the `metaworld` package, HumanoidBench, the custom DMC
-    tasks) behind envpool's send/recv interface.
+class _Worker:
+    """Several tasks' envs in one worker process (the `metaworld` package, HumanoidBench, the
+    custom DMC tasks), behind a send/recv interface like envpool's.
 
     Workers start with the `forkserver` method so that starting them after JAX is safe; they
     inherit the environment (PYTHONPATH) and sys.path of this process.
     """
 
-    def __init__(self, task: TaskSpec, num_envs: int, seed: int):
+    def __init__(self, jobs: list[tuple[TaskSpec, np.ndarray]]):
         ctx = mp.get_context("forkserver")
-        self._task = task
+        self.names = ", ".join(task.name for task, _ in jobs)
         self._conn, child = ctx.Pipe()
-        seeds = [seed + i for i in range(num_envs)]
-        self._process = ctx.Process(target=_worker, args=(child, task, seeds), daemon=True)
+        jobs = [(task, [int(s) for s in seeds]) for task, seeds in jobs]
+        self._process = ctx.Process(target=_worker, args=(child, jobs), daemon=True)
         self._process.start()
         child.close()
 
-    def async_reset(self) -> None:
-        self._conn.send(("reset", None))
-
-    def send(self, actions: np.ndarray) -> None:
-        self._conn.send(("step", actions))
+    def send(self, command: str, payload=None) -> None:
+        try:
+            self._conn.send((command, payload))
+        except (BrokenPipeError, OSError):
+            pass  # the worker has stopped: recv() reports why
 
     def recv(self):
         try:
@@ -276,7 +331,7 @@ class _WorkerBackend:
         except EOFError:
             self._process.join(timeout=5)
             raise EnvError(
-                f"{self._task.name}: its worker process stopped (exit code {self._process.exitcode})"
+                f"{self.names}: their worker process stopped (exit code {self._process.exitcode})"
             ) from None
         if status == "error":
             raise EnvError(payload)
@@ -291,10 +346,22 @@ class _WorkerBackend:
             self._process.join(timeout=5)
 
 
+def runs_in_worker(task: TaskSpec, mw_backend: str) -> bool:
+    """MetaWorld on the package backend (and envpool's divergent tasks), HumanoidBench and the
+    custom DMC tasks run in worker processes; the rest on envpool."""
+    if task.domain == "metaworld":
+        return mw_backend == "metaworld" or task.name in ENVPOOL_DIVERGENT_TASKS
+    return task.domain in ("humanoidbench", "dmc-custom")
+
+
 class MultiTaskEnv:
     """All `tasks` in lockstep, `envs_per_task` copies each; rows are task-major.
 
-    Row `k * envs_per_task + j` is copy j of task k; `task_ids[row] = k`.
+    Row `k * envs_per_task + j` is copy j of task k; `task_ids[row] = k`; its env seed is
+    `seeds[k, j]` (`env_seeds(seed, role, ...)`). `mw_backend="metaworld"` (default) runs the
+    `metaworld` package's goal-observable envs: one object/goal layout per env, drawn from its
+    seed and frozen for its lifetime, the protocol of the published curves.
+    `mw_backend="envpool"` redraws the layout at every reset (a harder task than the paper's).
     """
 
     def __init__(
@@ -302,10 +369,14 @@ class MultiTaskEnv:
         tasks: list[TaskSpec],
         envs_per_task: int = 1,
         seed: int = 0,
-        mw_backend: str = "envpool",
+        role: str = "train",
+        mw_backend: str = "metaworld",
         min_obs_dim: int = 0,
+        num_workers: int | None = None,
     ):
-        """`min_obs_dim`: pad observations to at least this size (a transferred network's input)."""
+        """`min_obs_dim`: pad observations to at least this size (a transferred network's input).
+        `num_workers`: worker processes for the tasks that run in workers (default: one per CPU
+        core, at most one per task); tasks are dealt to them in turn."""
         if mw_backend not in ("envpool", "metaworld"):
             raise ValueError(f"mw_backend must be 'envpool' or 'metaworld', got '{mw_backend}'")
         self.tasks = tasks
@@ -314,78 +385,181 @@ class MultiTaskEnv:
         self.obs_dim = max(min_obs_dim, *(t.obs_dim for t in tasks))
         self.act_dim = max(t.act_dim for t in tasks)
         self.task_ids = np.repeat(np.arange(len(tasks), dtype=np.int32), envs_per_task)
-        self.backends = []
-        for k, task in enumerate(tasks):
-            task_seed = seed + k * envs_per_task  # distinct seeds across tasks and copies
-            use_package = task.domain == "metaworld" and (
-                mw_backend == "metaworld" or task.name in ENVPOOL_DIVERGENT_TASKS
-            )
-            if use_package:
-                if mw_backend == "envpool":
+        self.seeds = env_seeds(seed, role, len(tasks), envs_per_task)
+        in_worker = [k for k, task in enumerate(tasks) if runs_in_worker(task, mw_backend)]
+        if mw_backend == "envpool":
+            for k in in_worker:
+                if tasks[k].domain == "metaworld":
                     warnings.warn(
-                        f"{task.name}: envpool's version differs from the metaworld package "
+                        f"{tasks[k].name}: envpool's version differs from the metaworld package "
                         "(see ENVPOOL_DIVERGENT_TASKS); running it on the metaworld package."
                     )
-                self.backends.append(_WorkerBackend(task, envs_per_task, task_seed))
-            elif task.domain in ("humanoidbench", "dmc-custom"):
-                self.backends.append(_WorkerBackend(task, envs_per_task, task_seed))
-            else:
-                self.backends.append(_make_envpool(task, envs_per_task, task_seed))
+        # route[k] = ("envpool", instance) or ("worker", worker index, slot in that worker)
+        self._route: list[tuple] = [None] * len(tasks)
+        self._envpool, self._workers = [], []
+        count = min(num_workers or available_cores(), len(in_worker))
+        groups = [in_worker[w::count] for w in range(count)]  # tasks dealt to the workers in turn
+        try:
+            for w, group in enumerate(groups):
+                for slot, k in enumerate(group):
+                    self._route[k] = ("worker", w, slot)
+                self._workers.append(_Worker([(tasks[k], self.seeds[k]) for k in group]))
+            for k, task in enumerate(tasks):
+                if self._route[k] is None:
+                    self._route[k] = ("envpool", _make_envpool(task, self.seeds[k]))
+                    self._envpool.append(k)
+        except BaseException:
+            self.close()
+            raise
+        self._tasks_per_worker = [len(group) for group in groups]
+        self._obs = np.zeros((self.num_envs, self.obs_dim), np.float32)
+
+    def _rows(self, k: int) -> slice:
+        return slice(k * self.envs_per_task, (k + 1) * self.envs_per_task)
 
     def _flatten(self, task: TaskSpec, obs) -> np.ndarray:
         if isinstance(obs, dict):  # envpool DMC: dm_control's keys, in dm_control's order
             obs = np.concatenate(
-                [np.asarray(obs[key]).reshape(self.envs_per_task, -1) for key in task.dmc_obs_keys], axis=1
+                [np.asarray(obs[key]).reshape(len(obs[key]), -1) for key in task.dmc_obs_keys], axis=1
             )
-        padded = np.zeros((self.envs_per_task, self.obs_dim), np.float32)
+        padded = np.zeros((len(obs), self.obs_dim), np.float32)
         padded[:, : task.obs_dim] = obs
         return padded
 
-    def _gather(self) -> StepOutput:
-        parts = []
-        for task, backend in zip(self.tasks, self.backends):
-            try:
-                obs, reward, term, trunc, info = backend.recv()
-            except EnvError:
-                self.close()  # no worker outlives the error
-                raise
-            order = np.argsort(info["env_id"])  # envpool may answer out of order
-            obs = {k: v[order] for k, v in obs.items()} if isinstance(obs, dict) else obs[order]
-            success = (
-                np.asarray(info["success"])[order] > 0
-                if task.has_success
-                else np.zeros(self.envs_per_task, bool)
-            )
-            parts.append(
-                (
-                    self._flatten(task, obs),
-                    np.asarray(reward, np.float32)[order],
-                    np.asarray(term, bool)[order],
-                    np.asarray(trunc, bool)[order],
-                    success,
-                    np.asarray(info["elapsed_step"])[order] == 0,
-                )
-            )
-        return StepOutput(*(np.concatenate(field) for field in zip(*parts)))
+    @staticmethod
+    def _in_env_order(obs, info: dict):
+        """envpool may answer out of order: its observations sorted by env id, and the order."""
+        order = np.argsort(info["env_id"])
+        return ({k: v[order] for k, v in obs.items()} if isinstance(obs, dict) else obs[order]), order
+
+    def _recv_all(self, envpool_tasks: list[int], worker_ids: list[int], reset: bool) -> tuple[dict, list]:
+        """Answers of the given envpool instances (by task) and workers; on any error every
+        backend is closed first, so that no worker outlives it."""
+        try:
+            answers = {k: self._route[k][1].recv(reset=reset, return_info=True) if reset
+                       else self._route[k][1].recv() for k in envpool_tasks}  # fmt: skip
+            replies = [self._workers[w].recv() if w in worker_ids else None for w in range(len(self._workers))]
+        except EnvError:
+            self.close()
+            raise
+        return answers, replies
 
     def reset(self) -> np.ndarray:
-        for backend in self.backends:
-            backend.async_reset()
-        return self._gather().next_obs
-
-    def step(self, actions: np.ndarray) -> StepOutput:
-        """`actions`: (num_envs, act_dim) in [-1, 1]; task k uses its first |A_k| entries."""
-        actions = np.asarray(actions)
-        for k, (task, backend) in enumerate(zip(self.tasks, self.backends)):
-            rows = slice(k * self.envs_per_task, (k + 1) * self.envs_per_task)
-            task_actions = actions[rows, : task.act_dim]
-            if isinstance(backend, _WorkerBackend):
-                backend.send(task_actions.astype(np.float32))
+        for k in self._envpool:
+            self._route[k][1].async_reset()
+        for worker in self._workers:
+            worker.send("reset")
+        answers, replies = self._recv_all(self._envpool, list(range(len(self._workers))), reset=True)
+        for k, task in enumerate(self.tasks):
+            if self._route[k][0] == "envpool":
+                obs, _ = self._in_env_order(*answers[k])
             else:
-                dtype = backend.action_space.dtype
-                backend.send(task_actions.astype(dtype), np.arange(self.envs_per_task, dtype=np.int32))
-        return self._gather()
+                obs = replies[self._route[k][1]][self._route[k][2]]
+            self._obs[self._rows(k)] = self._flatten(task, obs)
+        return self._obs.copy()
+
+    def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> StepOutput:
+        """`actions`: (num_envs, act_dim) in [-1, 1]; task k uses its first |A_k| entries.
+        `active`: (num_tasks,) bool, the tasks to step (default all); the others' rows come
+        back with zero reward, no episode end, and their current observation."""
+        actions = np.asarray(actions)
+        active = np.ones(len(self.tasks), bool) if active is None else np.asarray(active, bool)
+        n = self.envs_per_task
+        worker_actions = [[None] * count for count in self._tasks_per_worker]
+        stepped = [k for k in self._envpool if active[k]]
+        for k, task in enumerate(self.tasks):
+            if not active[k]:
+                continue
+            task_actions = actions[self._rows(k), : task.act_dim]
+            if self._route[k][0] == "envpool":
+                backend = self._route[k][1]
+                backend.send(task_actions.astype(backend.action_space.dtype), np.arange(n, dtype=np.int32))
+            else:
+                worker_actions[self._route[k][1]][self._route[k][2]] = task_actions.astype(np.float32)
+        busy = [w for w, a in enumerate(worker_actions) if any(x is not None for x in a)]
+        for w in busy:
+            self._workers[w].send("step", worker_actions[w])
+        answers, replies = self._recv_all(stepped, busy, reset=False)
+
+        out = StepOutput(
+            np.zeros((self.num_envs, self.obs_dim), np.float32), np.zeros(self.num_envs, np.float32),
+            np.zeros(self.num_envs, bool), np.zeros(self.num_envs, bool), np.zeros(self.num_envs, bool),
+            self._obs.copy(),
+        )  # fmt: skip
+        ended = {}  # envpool task -> ids of its envs whose episode ended: reset them now
+        for k, task in enumerate(self.tasks):
+            if not active[k]:
+                continue
+            rows = self._rows(k)
+            if self._route[k][0] == "envpool":
+                obs, reward, term, trunc, info = answers[k]
+                obs, order = self._in_env_order(obs, info)
+                out.next_obs[rows] = out.obs[rows] = self._flatten(task, obs)
+                out.reward[rows], out.terminated[rows] = np.asarray(reward)[order], np.asarray(term)[order]
+                out.truncated[rows] = np.asarray(trunc)[order]
+                if task.has_success:
+                    out.success[rows] = np.asarray(info["success"])[order] > 0
+                done = np.flatnonzero(out.terminated[rows] | out.truncated[rows])
+                if len(done):
+                    ended[k] = done.astype(np.int32)
+            else:
+                next_obs, reward, term, trunc, success, obs = replies[self._route[k][1]][self._route[k][2]]
+                out.next_obs[rows], out.obs[rows] = self._flatten(task, next_obs), self._flatten(task, obs)
+                out.reward[rows], out.terminated[rows], out.truncated[rows] = reward, term, trunc
+                out.success[rows] = success if task.has_success else False
+        for k, ids in ended.items():
+            backend = self._route[k][1]
+            if len(ids) == n:
+                backend.async_reset()  # envpool exposes an asynchronous reset of all ids only
+        for k, ids in ended.items():
+            backend = self._route[k][1]
+            obs, info = backend.recv(reset=True, return_info=True) if len(ids) == n else backend.reset(env_id=ids)
+            obs, order = self._in_env_order(obs, info)
+            out.obs[k * n + np.asarray(info["env_id"])[order]] = self._flatten(self.tasks[k], obs)
+        self._obs = out.obs.copy()
+        return out
 
     def close(self) -> None:
-        for backend in self.backends:
-            backend.close()
+        for route in self._route:
+            if route is not None and route[0] == "envpool":
+                route[1].close()
+        for worker in self._workers:
+            worker.close()
+
+
+def eval_envs_and_episodes(protocol: str, episodes: int) -> tuple[int, int]:
+    """(envs per task, episodes per env) of an evaluation protocol. "published" (ref. code): one
+    eval env per task, `episodes` episodes one after another on it; "layouts": one episode on
+    each of `episodes` envs per task (MetaWorld: that many layouts)."""
+    if protocol not in ("published", "layouts"):
+        raise ValueError(f"the evaluation protocol must be 'published' or 'layouts', got '{protocol}'")
+    return (1, episodes) if protocol == "published" else (episodes, 1)
+
+
+def run_episodes(
+    env: MultiTaskEnv, policy, episodes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`episodes` whole episodes on every env of `env`, one after another (each env's next
+    episode starts within the step its last one ended), acting with `policy(obs) -> actions`.
+
+    Returns (return, success) per env and episode, each (num_envs, episodes); success is
+    whether the env reported success at any step of the episode. A task whose envs have all
+    finished is no longer stepped.
+    """
+    returns = np.zeros((env.num_envs, episodes))
+    success = np.zeros((env.num_envs, episodes), bool)
+    finished = np.zeros(env.num_envs, np.int32)  # episodes completed per env
+    episode_return, episode_success = np.zeros(env.num_envs), np.zeros(env.num_envs, bool)
+    obs = env.reset()
+    while (finished < episodes).any():
+        live = finished < episodes
+        active = np.array([live[env.task_ids == k].any() for k in range(len(env.tasks))])
+        out = env.step(policy(obs), active)
+        episode_return += np.where(live, out.reward, 0.0)
+        episode_success |= live & out.success
+        for i in np.flatnonzero(live & (out.terminated | out.truncated)):
+            returns[i, finished[i]], success[i, finished[i]] = episode_return[i], episode_success[i]
+            finished[i] += 1
+            episode_return[i], episode_success[i] = 0.0, False
+        obs = out.obs
+    return returns, success

@@ -57,7 +57,7 @@ def setup_one_transition_per_task(loss: str, per_task: int, conditioning: str = 
     reward = np.array([0.5, -2.0, 3.0, 1.0][:num_tasks], np.float32)
     buffer = fns.insert(
         replay_buffer_init(num_tasks, 4, obs_dim, act_dim), obs, action, reward, obs,
-        np.ones(num_tasks, bool), np.ones(num_tasks, bool),
+        np.ones(num_tasks, bool),
     )  # fmt: skip
     max_abs_return = np.array([1.0, 4.0, 2.0, 3.0][:num_tasks], np.float32)
     return args, state, buffer, obs, action, reward, max_abs_return, act_dim

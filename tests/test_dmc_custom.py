@@ -170,7 +170,7 @@ def test_worker_matches_direct_dm_control_and_truncates():
         env.close()
     assert outs[0].shape == (2, 8) and outs[0].dtype == np.float32
     for k, task in enumerate(tasks):
-        ref = dmc_custom.make(task.name, seed=10 + k)  # task k's seed: seed + k * envs_per_task
+        ref = dmc_custom.make(task.name, seed=int(env.seeds[k, 0]))  # task k's env seed
 
         def flat(time_step, keys=task.dmc_obs_keys):
             return np.concatenate([np.asarray(time_step.observation[key]).ravel() for key in keys])
@@ -183,5 +183,9 @@ def test_worker_matches_direct_dm_control_and_truncates():
             out = outs[step + 1]
             np.testing.assert_allclose(out.next_obs[k, : task.obs_dim], flat(ts), rtol=1e-5, atol=1e-6)
             assert out.reward[k] == pytest.approx(ts.reward, abs=1e-6)
-            assert out.truncated[k] == (step == 4) and not out.terminated[k] and not out.reset_step[k]
-        assert outs[6].reset_step[k] and not outs[7].reset_step[k]
+            assert out.truncated[k] == (step == 4) and not out.terminated[k]
+        # the episode ended at step 5 and was reset within it: step 6 is the next episode's first
+        np.testing.assert_allclose(outs[5].obs[k, : task.obs_dim], flat(ref.reset()), rtol=1e-6)
+        ts = ref.step(actions[5, k, : task.act_dim])
+        np.testing.assert_allclose(outs[6].next_obs[k, : task.obs_dim], flat(ts), rtol=1e-5, atol=1e-6)
+        assert not outs[6].truncated[k] and not outs[7].truncated[k]

@@ -109,7 +109,7 @@ def test_frame_stacks_rebuilt_from_single_frames_match_envpool():
     reset envpool's stack, and truncations, which do) in a ring buffer that wraps; every
     stored observation's 4-frame stack rebuilt by indexing equals what envpool returned."""
     (task,) = resolve_tasks("breakout")
-    env = drq_brc.AtariGames([task], 1, seed=3, episodic_life=True, max_episode_steps=40)
+    env = drq_brc.AtariGames([task], 1, seed=3, role="train", episodic_life=True, max_episode_steps=40)
     capacity, steps = 64, 200
     buffer = replay_buffer_init(1, capacity)
     insert = jax.jit(drq_brc.insert)

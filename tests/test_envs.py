@@ -20,6 +20,8 @@ from common.envs import (
     StepOutput,
     _make_envpool,
     _make_metaworld_package_env,
+    env_seeds,
+    run_episodes,
 )
 from common.suites import MT50, SUITES, TASKS, normalized_score, resolve_tasks
 
@@ -153,8 +155,8 @@ def test_dmc_padding_and_flattening_against_standalone_envpool():
     names = ("cheetah-run", "cartpole-swingup", "humanoid-walk", "dog-run")
     tasks = [TASKS[n] for n in names]
     seed = 5
-    refs = [_make_envpool(t, 1, seed + k) for k, t in enumerate(tasks)]  # task k gets seed + k
     env = MultiTaskEnv(tasks, seed=seed)
+    refs = [_make_envpool(t, env.seeds[k]) for k, t in enumerate(tasks)]  # task k's env seed
     with closing_all(env, *refs):
         max_dim = max(dm_control_obs_dim(n) for n in names)
         assert env.obs_dim == max_dim == 223
@@ -189,32 +191,38 @@ def test_dmc_padding_and_flattening_against_standalone_envpool():
 # ------------------------------------------------------------------------ 2. MetaWorld
 
 
-def test_metaworld_envpool_obs_truncation_and_reset_step():
-    with closing_all(MultiTaskEnv([TASKS["reach"]], seed=3)) as env:
+def is_first_metaworld_obs(obs: np.ndarray) -> bool:
+    """A reset observation: previous frame == current frame, hand at its start position."""
+    return bool(np.array_equal(obs[0:18], obs[18:36]) and np.allclose(obs[0:3], [0.0, 0.6, 0.2], atol=0.02))
+
+
+@pytest.mark.parametrize("backend", ["metaworld", "envpool"])
+def test_metaworld_truncates_at_200_and_resets_within_the_step(backend):
+    """Every step is a real transition: the 200th step truncates, `next_obs` is the episode's
+    last observation and `obs` already the next episode's first; step 201 is the new episode's
+    first step (no auto-reset step), so the second episode ends at step 400."""
+    with closing_all(MultiTaskEnv([TASKS["reach"]], seed=3, mw_backend=backend)) as env:
         obs = env.reset()
         assert obs.shape == (1, 39) and obs.dtype == np.float32
         assert np.all(obs[0, 36:39] != 0), "goal dims must be observable (partially_observable=False)"
-        assert on_table(obs[0, 36:39])
+        assert on_table(obs[0, 36:39]) and is_first_metaworld_obs(obs[0])
         rng = np.random.default_rng(1)
-        for step in range(1, MW_EPISODE + 1):
+        ends = []
+        for step in range(1, 2 * MW_EPISODE + 2):
             out = env.step(rng.uniform(-1, 1, (1, 4)).astype(np.float32))
             assert isinstance(out, StepOutput)
             assert out.success.dtype == np.bool_ and out.success.shape == (1,)
             assert out.terminated.dtype == np.bool_ and out.truncated.dtype == np.bool_
-            assert out.reward.dtype == np.float32 and out.next_obs.dtype == np.float32
+            assert out.reward.dtype == np.float32 and out.next_obs.dtype == out.obs.dtype == np.float32
             assert not out.terminated[0]
-            assert not out.reset_step[0], f"reset_step at step {step}"
-            assert out.truncated[0] == (step == MW_EPISODE), f"truncated={out.truncated[0]} at step {step}"
-        last = out.next_obs[0]
-        out = env.step(rng.uniform(-1, 1, (1, 4)).astype(np.float32))
-        assert out.reset_step[0] and not out.truncated[0] and not out.terminated[0]
-        new = out.next_obs[0]
-        # a first observation: previous frame == current frame, hand at its start position
-        np.testing.assert_array_equal(new[0:18], new[18:36])
-        np.testing.assert_allclose(new[0:3], [0.0, 0.6, 0.2], atol=0.02)
-        assert not np.array_equal(new[0:18], last[0:18])
-        out = env.step(np.zeros((1, 4), np.float32))
-        assert not out.reset_step[0] and not out.truncated[0]
+            if out.truncated[0]:
+                ends.append(step)
+                assert is_first_metaworld_obs(out.obs[0]) and not is_first_metaworld_obs(out.next_obs[0])
+                assert not np.array_equal(out.obs[0, :18], out.next_obs[0, :18])
+            else:
+                np.testing.assert_array_equal(out.obs, out.next_obs)
+                assert not is_first_metaworld_obs(out.next_obs[0]), f"an auto-reset step at step {step}"
+        assert ends == [MW_EPISODE, 2 * MW_EPISODE]
 
 
 # --------------------------------------------------------- 3. padding and action slicing
@@ -224,8 +232,8 @@ def test_padded_action_columns_are_ignored_and_first_columns_used():
     names = ("reach", "cheetah-run", "cartpole-swingup")  # act 4, 6, 1
     tasks = [TASKS[n] for n in names]
     seed = 7
-    a_env, b_env = MultiTaskEnv(tasks, seed=seed), MultiTaskEnv(tasks, seed=seed)
-    ref = _make_envpool(TASKS["reach"], 1, seed)  # reach is task 0: seed + 0
+    a_env, b_env = (MultiTaskEnv(tasks, seed=seed, mw_backend="envpool") for _ in range(2))
+    ref = _make_envpool(TASKS["reach"], a_env.seeds[0])  # reach is task 0
     with closing_all(a_env, b_env, ref):
         assert a_env.act_dim == 6 and a_env.obs_dim == 39
         obs_a, obs_b = a_env.reset(), b_env.reset()
@@ -250,17 +258,17 @@ def test_padded_action_columns_are_ignored_and_first_columns_used():
         assert not np.array_equal(out_a.next_obs[0], obs_a[0])  # the arm did move
 
 
-# ------------------------------------------------------------------------ 4. auto-reset
+# ------------------------------------------------------------------- 4. resets and seeds
 
 
-def test_auto_reset_and_task_major_rows_match_standalone_envpool():
+def test_resets_within_the_step_and_task_major_rows_match_standalone_envpool():
     names = ("cartpole-swingup", "reach", "cheetah-run")
     tasks = [TASKS[n] for n in names]
     E, seed = 2, 3
-    # task k, copy j is envpool seed (seed + k * E) + j; envpool gives env i of an instance seed + i
-    refs = [[_make_envpool(t, 1, seed + k * E + j) for j in range(E)] for k, t in enumerate(tasks)]
+    env = MultiTaskEnv(tasks, envs_per_task=E, seed=seed, mw_backend="envpool")
+    # task k, copy j is a standalone envpool env with seed env.seeds[k, j]
+    refs = [[_make_envpool(t, env.seeds[k, j : j + 1]) for j in range(E)] for k, t in enumerate(tasks)]
     flat_refs = [r for per_task in refs for r in per_task]
-    env = MultiTaskEnv(tasks, envs_per_task=E, seed=seed)
     with closing_all(env, *flat_refs):
         np.testing.assert_array_equal(env.task_ids, [0, 0, 1, 1, 2, 2])
         assert env.num_envs == 6 and env.obs_dim == 39 and env.act_dim == 6
@@ -280,7 +288,6 @@ def test_auto_reset_and_task_major_rows_match_standalone_envpool():
 
         rng = np.random.default_rng(4)
         truncated_at = {row: [] for row in range(6)}
-        reset_at = {row: [] for row in range(6)}
         for step in range(1, DMC_EPISODE + 2):  # 1001 steps
             actions = rng.uniform(-1, 1, (6, 6)).astype(np.float32)
             out = env.step(actions)
@@ -288,30 +295,52 @@ def test_auto_reset_and_task_major_rows_match_standalone_envpool():
             for row, task, ref in rows():
                 a = actions[row : row + 1, : task.act_dim].astype(ref.action_space.dtype)
                 r_obs, r_rew, _, r_trunc, r_info = ref.step(a)
+                assert r_info["elapsed_step"][0] > 0, "the reference reached envpool's auto-reset step"
                 np.testing.assert_array_equal(
-                    out.next_obs[row : row + 1, : task.obs_dim],
-                    flatten_ref(task, r_obs),
-                    err_msg=f"row {row} step {step}",
+                    out.next_obs[row : row + 1, : task.obs_dim], flatten_ref(task, r_obs), err_msg=f"row {row} step {step}"
                 )
                 assert out.reward[row] == np.float32(r_rew[0]), (row, step)
                 assert out.truncated[row] == bool(r_trunc[0]), (row, step)
-                assert out.reset_step[row] == (r_info["elapsed_step"][0] == 0), (row, step)
                 if task.has_success:
                     assert out.success[row] == (r_info["success"][0] > 0), (row, step)
                 else:
                     assert not out.success[row]
                 if out.truncated[row]:
                     truncated_at[row].append(step)
-                if out.reset_step[row]:
-                    reset_at[row].append(step)
-        mw_trunc = [MW_EPISODE + (MW_EPISODE + 1) * i for i in range(4)]  # 200, 401, 602, 803
+                    r_obs = ref.reset()[0]  # the reference resets within the step too
+                np.testing.assert_array_equal(
+                    out.obs[row : row + 1, : task.obs_dim], flatten_ref(task, r_obs), err_msg=f"row {row} step {step}"
+                )
         for row, task, _ in rows():
-            if task.domain == "dmc":
-                assert truncated_at[row] == [DMC_EPISODE], (task.name, row)
-                assert reset_at[row] == [DMC_EPISODE + 1], (task.name, row)
-            else:
-                assert truncated_at[row] == mw_trunc, (task.name, row)
-                assert reset_at[row] == [s + 1 for s in mw_trunc], (task.name, row)
+            expected = [DMC_EPISODE] if task.domain == "dmc" else list(range(MW_EPISODE, DMC_EPISODE + 1, MW_EPISODE))
+            assert truncated_at[row] == expected, (task.name, row)
+
+
+def test_env_seeds_are_disjoint_across_runs_and_roles():
+    """No two runs with --seed 0..9 and no training and evaluation env of one run share an env
+    seed, on MT50 with the training env, the published evaluation (1 env per task) and the
+    "layouts" evaluation (10 per task)."""
+    num_tasks = len(MT50)
+    seen = {}
+    for seed in range(10):
+        for role, copies in (("train", 1), ("eval", 10)):  # the eval envs of both protocols
+            for (k, j), value in np.ndenumerate(env_seeds(seed, role, num_tasks, copies)):
+                assert 0 <= value < 2**31
+                assert value not in seen, f"seed {seed} {role} task {k} copy {j} == {seen.get(value)}"
+                seen[value] = (seed, role, k, j)
+    # the eval env of the published protocol is copy 0 of the eval seeds: same seed, same env
+    np.testing.assert_array_equal(env_seeds(4, "eval", num_tasks, 1)[:, 0], env_seeds(4, "eval", num_tasks, 10)[:, 0])
+    with pytest.raises(ValueError, match="role"):
+        env_seeds(0, "test", 1, 1)
+
+
+def test_multitask_env_uses_env_seeds():
+    env = MultiTaskEnv([TASKS["cartpole-swingup"], TASKS["cheetah-run"]], envs_per_task=3, seed=9, role="eval")
+    with closing_all(env):
+        np.testing.assert_array_equal(env.seeds, env_seeds(9, "eval", 2, 3))
+        ref = _make_envpool(TASKS["cheetah-run"], env.seeds[1, 2:3])
+        with closing_all(ref):
+            np.testing.assert_array_equal(env.reset()[5:6, :17], flatten_ref(TASKS["cheetah-run"], ref.reset()[0]))
 
 
 # ------------------------------------------------------ 5. the `metaworld` package backend
@@ -322,43 +351,67 @@ def test_mw_backend_must_be_known():
         MultiTaskEnv([TASKS["reach"]], mw_backend="gym")
 
 
-def test_metaworld_package_backend_interface_and_frozen_layout():
-    seed, E = 11, 2
-    pkg = MultiTaskEnv([TASKS["reach"]], envs_per_task=E, seed=seed, mw_backend="metaworld")
-    pool = MultiTaskEnv([TASKS["reach"]], envs_per_task=E, seed=seed)
-    with closing_all(pkg, pool):
-        obs_p, obs_e = pkg.reset(), pool.reset()
-        assert obs_p.shape == (E, 39) and obs_p.dtype == np.float32
-        for j in range(E):  # copy j is the package env seeded seed + j
-            direct = _make_metaworld_package_env("reach", seed + j)
-            try:
-                np.testing.assert_array_equal(obs_p[j, 36:39], direct.reset()[0][36:39].astype(np.float32))
-            finally:
-                direct.close()
-        goals_p, goals_e = [obs_p[:, 36:39]], [obs_e[:, 36:39]]
-        assert np.all(goals_p[0] != 0)
-        assert not np.array_equal(goals_p[0][0], goals_p[0][1]), "copies must have distinct seeds"
+def metaworld_layouts(env: MultiTaskEnv, episodes: int) -> np.ndarray:
+    """(episodes, envs, 6): object and goal position at the start of each episode (zero actions)."""
+    layout = lambda obs: np.concatenate([obs[:, 4:7], obs[:, 36:39]], axis=1)
+    layouts = [layout(env.reset())]
+    while len(layouts) < episodes:
+        out = env.step(np.zeros((env.num_envs, env.act_dim), np.float32))
+        if out.truncated.all():
+            layouts.append(layout(out.obs))
+    return np.stack(layouts)
 
-        rng = np.random.default_rng(5)
-        for step in range(1, 2 * (MW_EPISODE + 1) + 1):  # two episodes and two reset steps
-            actions = rng.uniform(-1, 1, (E, 4)).astype(np.float32)
-            out_p, out_e = pkg.step(actions), pool.step(actions)
-            for out in (out_p, out_e):
-                assert out.next_obs.shape == (E, 39) and out.next_obs.dtype == np.float32
-                assert out.success.dtype == np.bool_ and out.reward.dtype == np.float32
-                assert not out.terminated.any()
-                end = step in (MW_EPISODE, 2 * MW_EPISODE + 1)
-                np.testing.assert_array_equal(out.truncated, end, err_msg=f"truncated at step {step}")
-                is_reset = step in (MW_EPISODE + 1, 2 * (MW_EPISODE + 1))
-                np.testing.assert_array_equal(out.reset_step, is_reset, err_msg=f"reset_step at step {step}")
-            if out_p.reset_step.all():
-                goals_p.append(out_p.next_obs[:, 36:39])
-                goals_e.append(out_e.next_obs[:, 36:39])
-        assert len(goals_p) == 3
-        for g in goals_p[1:]:  # one frozen layout per env
-            np.testing.assert_array_equal(g, goals_p[0])
-        for before, after in itertools.pairwise(goals_e):  # envpool re-randomizes at every reset
-            assert np.all(np.any(before != after, axis=1)), (before, after)
+
+def test_default_backend_freezes_one_layout_per_env_as_published():
+    """The published protocol (notes/published-protocol.md): each env is the goal-observable
+    constructor called with its seed, and every reset shows that env's one layout (object and
+    goal); other seeds give other layouts; the eval env is a second such env with its own
+    seed; with --mw-backend envpool, resets redraw."""
+    names = ("push", "reach")
+    tasks = [TASKS[n] for n in names]
+    train, train_other_seed = MultiTaskEnv(tasks, seed=0), MultiTaskEnv(tasks, seed=1)
+    evaluation = MultiTaskEnv(tasks, seed=0, role="eval")
+    pool = MultiTaskEnv(tasks, seed=0, mw_backend="envpool")
+    with closing_all(train, train_other_seed, evaluation, pool):
+        layouts = {name: metaworld_layouts(env, 3) for name, env in
+                   [("train", train), ("other", train_other_seed), ("eval", evaluation), ("pool", pool)]}  # fmt: skip
+        for name in ("train", "other", "eval"):
+            for episode in (1, 2):  # every reset shows the first layout again
+                np.testing.assert_array_equal(layouts[name][episode], layouts[name][0], err_msg=name)
+        for k, task in enumerate(names):
+            for name, env in [("train", train), ("eval", evaluation)]:
+                direct = _make_metaworld_package_env(task, int(env.seeds[k, 0]))
+                try:  # the env of that seed, as the ref. code builds it
+                    obs = direct.reset()[0].astype(np.float32)
+                    np.testing.assert_array_equal(layouts[name][0, k], np.concatenate([obs[4:7], obs[36:39]]))
+                finally:
+                    direct.close()
+            for other in ("other", "eval"):  # another seed, another layout
+                assert np.any(layouts[other][0, k] != layouts["train"][0, k]), (task, other)
+            for before, after in itertools.pairwise(layouts["pool"][:, k]):  # envpool redraws
+                assert np.any(before[3:] != after[3:]), (task, before, after)
+
+
+def test_run_episodes_runs_episodes_one_after_another():
+    """`run_episodes` against a plain loop: cartpole's two episodes are the standalone env's first
+    two (seeded with the env's seed, reset between them); reach's two are its frozen layout
+    twice, so with a deterministic policy they are the same episode."""
+    tasks = [TASKS["reach"], TASKS["cartpole-swingup"]]
+    env = MultiTaskEnv(tasks, seed=2, role="eval")
+    ref = _make_envpool(TASKS["cartpole-swingup"], env.seeds[1])
+    with closing_all(env, ref):
+        returns, success = run_episodes(env, lambda obs: np.full((2, 4), 0.5, np.float32), 2)
+        assert returns.shape == success.shape == (2, 2)
+        assert returns[0, 0] == returns[0, 1] and returns[0, 0] != 0
+        expected = []
+        for _ in range(2):
+            ref.reset()
+            total = 0.0
+            for _ in range(DMC_EPISODE):
+                total += float(ref.step(np.full((1, 1), 0.5))[1][0])
+            expected.append(total)
+        np.testing.assert_allclose(returns[1], expected, rtol=1e-6)
+        assert not success[1].any()
 
 
 # ------------------------------------------------ 6. MetaWorld's scripted expert policies
@@ -392,22 +445,20 @@ def package_expert_success() -> dict[str, np.ndarray]:
 def test_expert_solves_through_multitask_env_what_it_solves_in_package(package_expert_success):
     solved_by_package = [n for n in MT50 if package_expert_success[n].any()]
     assert len(solved_by_package) >= 45, package_expert_success  # sanity: the experts work
-    with pytest.warns(UserWarning, match="dial-turn"):  # routed to the package
-        env = MultiTaskEnv([TASKS[n] for n in MT50], seed=EXPERT_SEED)
+    env = MultiTaskEnv([TASKS[n] for n in MT50], seed=EXPERT_SEED)  # the default backend: the package
     with closing_all(env):
         assert env.obs_dim == 39 and env.act_dim == 4 and env.num_envs == 50
         policies = [expert(n) for n in MT50]
         obs = env.reset()
         success = np.zeros((50, MULTITASK_EPISODES), bool)
         episode = np.zeros(50, int)
-        for _ in range(MULTITASK_EPISODES * (MW_EPISODE + 1) - 1):
+        for _ in range(MULTITASK_EPISODES * MW_EPISODE):
             actions = np.stack([p.get_action(o[:39]) for p, o in zip(policies, obs)])
             out = env.step(actions.astype(np.float32))
-            episode += out.reset_step
-            live = np.flatnonzero(~out.reset_step)
-            success[live, episode[live]] |= out.success[live]
-            obs = out.next_obs
-        np.testing.assert_array_equal(episode, MULTITASK_EPISODES - 1)
+            success[np.arange(50), episode] |= out.success
+            episode += out.truncated
+            obs = out.obs
+        np.testing.assert_array_equal(episode, MULTITASK_EPISODES)
     failed = [n for k, n in enumerate(MT50) if n in solved_by_package and not success[k].any()]
     assert not failed, (
         f"the expert solves {failed} in the metaworld package but never in "
@@ -424,7 +475,7 @@ def test_envpool_divergence_that_justifies_the_package_route_is_still_real(packa
     assert ENVPOOL_DIVERGENT_TASKS <= set(MT50)
     for name in sorted(ENVPOOL_DIVERGENT_TASKS):
         assert package_expert_success[name].any(), f"the expert no longer solves {name} in the package"
-        env = _make_envpool(TASKS[name], 1, EXPERT_SEED)
+        env = _make_envpool(TASKS[name], np.array([EXPERT_SEED]))
         try:
             policy = expert(name)
             success = np.zeros(PACKAGE_EPISODES, bool)
@@ -454,14 +505,14 @@ def test_metaworld_goals_stay_on_the_table_across_resets():
     tasks = [dataclasses.replace(TASKS[n], max_episode_steps=2) for n in MT50]
     E, resets = 2, 6
     with pytest.warns(UserWarning, match="dial-turn"):
-        env = MultiTaskEnv(tasks, envs_per_task=E, seed=0)
+        env = MultiTaskEnv(tasks, envs_per_task=E, seed=0, mw_backend="envpool")
     with closing_all(env):
         goals = [env.reset()[:, 36:39]]
         for _ in range(resets):
-            for step in range(3):  # 2 steps, truncation, then the reset step
+            for step in range(2):  # the second step truncates and resets
                 out = env.step(np.zeros((env.num_envs, 4), np.float32))
-                assert out.reset_step.all() == (step == 2)
-            goals.append(out.next_obs[:, 36:39])
+                assert out.truncated.all() == (step == 1)
+            goals.append(out.obs[:, 36:39])
     goals = np.stack(goals)  # (resets + 1, rows, 3)
     off = {}
     for k, name in enumerate(MT50):

@@ -67,8 +67,8 @@ def test_discounted_returns_constant_reward_truncated_is_infinite_horizon():
 def feed(normalizer, episodes_per_task, num_tasks):
     """Step all tasks in lockstep through their lists of (rewards, how) episodes.
 
-    `how` is "terminated" or "truncated". Tasks that run out of steps are fed valid=False
-    steps with garbage rewards, which must be ignored.
+    `how` is "terminated" or "truncated". Tasks that run out of steps go on with zero rewards
+    in an episode that never ends, which must not change their scale once an episode has ended.
     """
     streams = []
     for task in range(num_tasks):
@@ -83,14 +83,10 @@ def feed(normalizer, episodes_per_task, num_tasks):
         reward = np.zeros(num_tasks)
         term = np.zeros(num_tasks, bool)
         trunc = np.zeros(num_tasks, bool)
-        valid = np.zeros(num_tasks, bool)
         for i, steps in enumerate(streams):
             if t < len(steps):
                 reward[i], term[i], trunc[i] = steps[t]
-                valid[i] = True
-            else:
-                reward[i], term[i], trunc[i] = 1e6, True, False  # must be ignored
-        normalizer.add(reward, term, trunc, valid)
+        normalizer.add(reward, term, trunc)
 
 
 def expected_scale(episodes, gamma):
@@ -125,7 +121,7 @@ def test_terminated_not_bootstrapped_truncated_is():
     for t, r in enumerate([1.0, 1.0, 1.0]):
         last = t == 2
         normalizer.add(
-            np.array([r, r]), np.array([last, False]), np.array([False, last]), np.array([True, True])
+            np.array([r, r]), np.array([last, False]), np.array([False, last])
         )
     scale = normalizer.scale()
     # terminal: G_0 = 1 + .5 + .25 = 1.75; truncated: constant 1 / (1 - .5) = 2
@@ -134,31 +130,9 @@ def test_terminated_not_bootstrapped_truncated_is():
 
 def test_terminated_and_truncated_together_counts_as_terminal():
     normalizer = ReturnNormalizer(1, 0.5)
-    normalizer.add(np.array([1.0]), np.array([False]), np.array([False]), np.array([True]))
-    normalizer.add(np.array([1.0]), np.array([True]), np.array([True]), np.array([True]))
+    normalizer.add(np.array([1.0]), np.array([False]), np.array([False]))
+    normalizer.add(np.array([1.0]), np.array([True]), np.array([True]))
     np.testing.assert_allclose(normalizer.scale(), [1.5], rtol=1e-6)
-
-
-def test_invalid_steps_are_ignored():
-    gamma = 0.9
-    normalizer = ReturnNormalizer(2, gamma)
-    rewards = [0.5, -0.2, 1.0, 0.3]
-    for t, r in enumerate(rewards):
-        last = t == len(rewards) - 1
-        # task 0: each real step is preceded by an invalid (auto-reset) step with a huge reward
-        normalizer.add(
-            np.array([100.0, 0.0]), np.array([True, False]), np.array([True, False]), np.array([False, False])
-        )
-        normalizer.add(
-            np.array([r, r]), np.array([last, last]), np.array([False, False]), np.array([True, True])
-        )
-    want = max_abs_reference(rewards, gamma, False)
-    np.testing.assert_allclose(normalizer.scale(), [want, want], rtol=1e-6)
-    # further invalid steps change nothing, even ones flagged as episode ends
-    normalizer.add(
-        np.array([-50.0, 70.0]), np.array([True, True]), np.array([False, True]), np.array([False, False])
-    )
-    np.testing.assert_allclose(normalizer.scale(), [want, want], rtol=1e-6)
 
 
 def test_scale_only_grows():
@@ -171,13 +145,13 @@ def test_scale_only_grows():
     feed(normalizer, [[(small, "terminated"), (small, "truncated")]], 1)
     np.testing.assert_allclose(normalizer.scale(), first)
     # a partial (unfinished) small episode after the first has ended doesn't lower it either
-    normalizer.add(np.array([0.01]), np.array([False]), np.array([False]), np.array([True]))
+    normalizer.add(np.array([0.01]), np.array([False]), np.array([False]))
     np.testing.assert_allclose(normalizer.scale(), first)
     # a partial large episode doesn't count until it ends
     for _ in range(3):
-        normalizer.add(np.array([50.0]), np.array([False]), np.array([False]), np.array([True]))
+        normalizer.add(np.array([50.0]), np.array([False]), np.array([False]))
     np.testing.assert_allclose(normalizer.scale(), first)
-    normalizer.add(np.array([50.0]), np.array([True]), np.array([False]), np.array([True]))
+    normalizer.add(np.array([50.0]), np.array([True]), np.array([False]))
     np.testing.assert_allclose(
         normalizer.scale(), [max_abs_reference([0.01, 50, 50, 50, 50], gamma, False)], rtol=1e-6
     )
@@ -213,8 +187,7 @@ def test_start_up_before_first_episode_ends():
             np.array([rewards[0][t], rewards[1][t], 0.0]),
             np.zeros(3, bool),
             np.zeros(3, bool),
-            np.array([True, True, False]),  # task 2 has no valid step yet
-        )
+        )  # task 2 has had only zero rewards
         scale = normalizer.scale()
         assert np.isfinite(scale).all()
         want = [
@@ -228,7 +201,6 @@ def test_start_up_before_first_episode_ends():
         np.array([1.0, 0.0, 0.0]),
         np.array([True, False, False]),
         np.zeros(3, bool),
-        np.array([True, False, False]),
     )
     np.testing.assert_allclose(
         normalizer.scale()[0], max_abs_reference(rewards[0] + [1.0], gamma, False), rtol=1e-5
@@ -238,7 +210,7 @@ def test_start_up_before_first_episode_ends():
 def test_start_up_zero_rewards_give_zero_scale():
     normalizer = ReturnNormalizer(1, 0.99)
     for _ in range(4):
-        normalizer.add(np.array([0.0]), np.array([False]), np.array([False]), np.array([True]))
+        normalizer.add(np.array([0.0]), np.array([False]), np.array([False]))
         scale = normalizer.scale()
         assert np.isfinite(scale).all()
         np.testing.assert_array_equal(scale, [0.0])
@@ -251,7 +223,7 @@ def test_state_dict_round_trip():
     feed(a, [[(rng.normal(size=4), "terminated")], [(rng.normal(size=6), "truncated")], []], 3)
     # leave partial episodes in flight for every task (task 2 has never ended one)
     for _ in range(3):
-        a.add(rng.normal(size=3), np.zeros(3, bool), np.zeros(3, bool), np.ones(3, bool))
+        a.add(rng.normal(size=3), np.zeros(3, bool), np.zeros(3, bool))
     state = json.loads(json.dumps(a.state_dict()))  # survives a JSON round trip
     b = ReturnNormalizer(3, gamma)
     b.load_state_dict(state)
@@ -265,9 +237,9 @@ def test_state_dict_round_trip():
         term = np.array([step == 4, False, step == 2])
         trunc = np.array([False, step == 3, False])
         for n in (a, b):
-            n.add(r, term, trunc, np.ones(3, bool))
+            n.add(r, term, trunc)
         np.testing.assert_array_equal(b.scale(), a.scale())
     # the loaded state is a copy: mutating b doesn't touch a
     before = a.scale().copy()
-    b.add(np.full(3, 1e3), np.ones(3, bool), np.zeros(3, bool), np.ones(3, bool))
+    b.add(np.full(3, 1e3), np.ones(3, bool), np.zeros(3, bool))
     np.testing.assert_array_equal(a.scale(), before)

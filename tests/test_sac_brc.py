@@ -28,7 +28,7 @@ def test_jitted_entry_points_trace_once():
         action = np.asarray(fns.act(state, jnp.asarray(obs), task_ids, jax.random.key(step)))
         buffer = fns.insert(
             buffer, obs, action, rng.normal(size=num_tasks).astype(np.float32), obs,
-            rng.random(num_tasks) < 0.5, rng.random(num_tasks) < 0.8,
+            rng.random(num_tasks) < 0.5,
         )  # fmt: skip
         state, metrics = fns.update(
             state, buffer, jnp.asarray(rng.random(num_tasks) + 1, jnp.float32), jax.random.key(1)
@@ -59,7 +59,8 @@ def read_metrics(path):
 
 def test_end_to_end_run_and_resume(run, tmp_path):
     common = [*TINY, "--tasks", "reach,cartpole-swingup", "--learning-starts", "100", "--eval-interval", "150",
-              "--eval-episodes", "1", "--log-interval", "50", "--checkpoint-interval", "150", "--run-name", "e2e"]  # fmt: skip
+              "--eval-episodes", "2", "--eval-protocol", "layouts", "--log-interval", "50", "--checkpoint-interval", "150",
+              "--run-name", "e2e"]  # fmt: skip
     first = run("sac_brc.py", *common, "--total-steps", "300")
     assert first.returncode == 0, first.stderr[-3000:]
     run_dir = tmp_path / "runs" / "e2e"
@@ -68,7 +69,8 @@ def test_end_to_end_run_and_resume(run, tmp_path):
     records = read_metrics(run_dir / "metrics.jsonl")
     assert [r["step"] for r in records] == [150, 300]
     assert set(records[-1]["tasks"]) == {"reach", "cartpole-swingup"}
-    assert records[-1]["tasks"]["reach"]["success"] in (0.0, 1.0)
+    assert records[-1]["tasks"]["reach"]["success"] in (0.0, 0.5, 1.0)  # two unseen layouts
+    assert records[-1]["eval_protocol"] == "layouts"
     assert records[-1]["tasks"]["cartpole-swingup"]["success"] is None
     assert np.isfinite(records[-1]["critic_loss"])
     ckpt = run_dir / "checkpoints"
@@ -137,7 +139,7 @@ def test_ablations_update_and_act(loss, conditioning):
     for _ in range(4):
         obs = rng.normal(size=(num_tasks, obs_dim)).astype(np.float32)
         buffer = fns.insert(buffer, obs, rng.uniform(-1, 1, (num_tasks, act_dim)).astype(np.float32),
-                            np.ones(num_tasks, np.float32), obs, np.zeros(num_tasks, bool), np.ones(num_tasks, bool))  # fmt: skip
+                            np.ones(num_tasks, np.float32), obs, np.zeros(num_tasks, bool))  # fmt: skip
     before = state.critic.members.head.weight
     state, metrics = fns.update(state, buffer, jnp.ones(num_tasks), jax.random.key(1))
     assert all(np.isfinite(float(v)) for v in metrics.values())
@@ -152,11 +154,14 @@ def test_replay_restored_in_order_into_a_larger_buffer(tmp_path):
     num_tasks, capacity, obs_dim, act_dim = 2, 5, 1, 1
     buffer = replay_buffer_init(num_tasks, capacity, obs_dim, act_dim)
     insert = jax.jit(sac_brc.insert)
-    valid_task_1 = [True, True, False, False, False, False, False]  # task 1 stores only 2
+    short = replay_buffer_init(num_tasks, capacity, obs_dim, act_dim)
     for t in range(7):  # task 0 wraps: stores 0..6, keeps 2..6
         value = np.full((num_tasks, obs_dim), t, np.float32)
-        valid = np.array([True, valid_task_1[t]])
-        buffer = insert(buffer, value, value[:, :act_dim], value[:, 0], value, np.zeros(2, bool), valid)
+        buffer = insert(buffer, value, value[:, :act_dim], value[:, 0], value, np.zeros(2, bool))
+        if t < 2:
+            short = insert(short, value, value[:, :act_dim], value[:, 0], value, np.zeros(2, bool))
+    # task 1 stored only 0, 1 (a prefilled buffer can hold fewer transitions for some tasks)
+    buffer = jax.tree.map(lambda full, part: full.at[1].set(part[1]), buffer, short)
     np.savez(
         tmp_path / "replay.npz",
         **{f: np.asarray(getattr(buffer, f)) for f in ("obs", "action", "reward", "next_obs", "terminated")},
@@ -171,3 +176,38 @@ def test_replay_restored_in_order_into_a_larger_buffer(tmp_path):
     np.testing.assert_array_equal(np.asarray(bigger.position), [5, 2])
     with pytest.raises(sac_brc.ConfigError, match="resume with --total-steps of at least 5"):
         sac_brc.restore_replay(tmp_path / "replay.npz", replay_buffer_init(num_tasks, 4, obs_dim, act_dim))
+
+
+@pytest.mark.parametrize("overlap, learning_starts", [(True, 150), (False, 150), (True, 0)])
+def test_every_step_stores_one_transition_per_task_and_runs_utd_updates(tmp_path, monkeypatch, overlap, learning_starts):
+    """The ref. code's step count: N steps of a MetaWorld and a DMC task store N transitions per
+    task (reach's 200-step episode ends inside the run and resets within its step), and the
+    learner makes one call of `utd` updates per step from `learning_starts` on, each on a buffer
+    that holds data (--learning-starts 0 with --overlap included)."""
+    total = 260
+    seen = []  # transitions per task in the buffer at each update call
+
+    def recording_make_agent(*a, **kw):
+        state, fns, batch_size = make_agent(*a, **kw)
+
+        def update(state, buffer, *rest):
+            seen.append(np.asarray(buffer.size).tolist())
+            return fns.update(state, buffer, *rest)
+
+        return state, fns._replace(update=update), batch_size
+
+    monkeypatch.setattr(sac_brc, "make_agent", recording_make_agent)
+    monkeypatch.chdir(tmp_path)
+    args = Args(tasks=("reach", "cartpole-swingup"), width=32, actor_width=32, num_atoms=21, batch_size=64,
+                total_steps=total, learning_starts=learning_starts, eval_interval=total, eval_episodes=1,
+                log_interval=130, overlap=overlap, run_name="steps")  # fmt: skip
+    sac_brc.main(args)
+    run_dir = tmp_path / "runs" / "steps"
+    replay = np.load(run_dir / "checkpoints" / "step_000000260" / "replay.npz")
+    np.testing.assert_array_equal(replay["size"], [total, total])
+    first = learning_starts + (0 if overlap else 1)  # overlap: sampled before the step's insert
+    expected = [[max(n, 1)] * 2 for n in range(first, first + total - learning_starts)]
+    assert seen == expected, (seen[:3], expected[:3])
+    record = read_metrics(run_dir / "metrics.jsonl")[-1]
+    assert record["updates"] == (total - learning_starts) * args.utd
+    assert record["eval_protocol"] == "published" and record["mw_backend"] == "metaworld"

@@ -27,7 +27,7 @@ def one_update(args: Args):
         obs = rng.normal(size=(NUM_TASKS, OBS_DIM)).astype(np.float32)
         action = rng.uniform(-1, 1, (NUM_TASKS, ACT_DIM)).astype(np.float32)
         reward = rng.normal(size=NUM_TASKS).astype(np.float32)
-        buffer = fns.insert(buffer, obs, action, reward, obs, rng.random(NUM_TASKS) < 0.1, np.ones(NUM_TASKS, bool))
+        buffer = fns.insert(buffer, obs, action, reward, obs, rng.random(NUM_TASKS) < 0.1)
     new_state, metrics = fns.update(state, buffer, jnp.full(NUM_TASKS, 20.0), jax.random.key(1))
     return state, new_state, {k: float(v) for k, v in metrics.items()}
 

@@ -149,7 +149,8 @@ def test_the_shim_is_what_makes_the_package_load(step, expected):
 
 def test_hb_episode_semantics(standin):
     """Lockstep send/recv with the other tasks, fall -> terminated, time limit -> truncated,
-    next-step auto-reset flagged, success = episode return >= success_bar at the last step."""
+    reset within the step that ends an episode, success = episode return >= success_bar at the
+    last step."""
     tasks = resolve_tasks("", ("h1-walk", "h1-stand", "cartpole-swingup"))
     env = MultiTaskEnv(tasks, seed=3)
     twin = MultiTaskEnv(tasks[:1], seed=3)  # same seed for h1-walk: same np.random draws
@@ -165,24 +166,22 @@ def test_hb_episode_semantics(standin):
         for t in range(1, 1001):
             a[0, 1] = 1.0 if t == 3 else 0.0
             out = env.step(a)
-            live = ~out.reset_step
-            returns += np.where(live, out.reward, 0)
+            returns += out.reward
             if t == 3:
                 assert out.terminated[0] and not out.truncated[0] and not out.success[0]
                 assert out.reward[0] == 1.0 and returns[0] == 3.0
-            if t == 4:
-                assert out.reset_step[0] and out.next_obs[0, 0] == 0.0
+                assert out.obs[0, 0] == 0.0 and out.next_obs[0, 0] != 0.0  # reset within the step
                 returns[0] = 0
             if t < 1000:
                 assert not out.truncated[1] and not out.terminated[1]
         # step 1000: h1-stand hits its time limit with return 500 < its success_bar 800
         assert out.truncated[1] and not out.terminated[1] and returns[1] == 500.0 and not out.success[1]
-        # h1-walk restarted at step 4: 996 steps, return 996 >= 700, but not at its time limit yet
-        assert not out.truncated[0] and returns[0] == 996.0 and not out.success[0]
-        for _ in range(4):
+        # h1-walk restarted within step 3: 997 steps, return 997 >= 700, but not at its time limit yet
+        assert not out.truncated[0] and returns[0] == 997.0 and not out.success[0]
+        for _ in range(3):
             out = env.step(np.zeros((3, 19), np.float32))
         assert out.truncated[0] and out.success[0]  # episode return 1000 >= success_bar 700
-        assert env.step(a).reset_step[0]
+        assert out.obs[0, 0] == 0.0 and not env.step(a).truncated[0]
     finally:
         env.close()
         twin.close()
@@ -193,7 +192,7 @@ def test_hb_size_mismatch_is_one_clear_error(standin):
     env = MultiTaskEnv([wrong, TASKS["h1-stand"]], seed=0)
     with pytest.raises(EnvError, match=r"h1-walk: the env gives observations \(51,\).*expects \(50,\)"):
         env.reset()
-    assert not any(b._process.is_alive() for b in env.backends)  # workers are stopped, not leaked
+    assert not any(w._process.is_alive() for w in env._workers)  # workers are stopped, not leaked
     wrong_limit = dataclasses.replace(TASKS["h1-walk"], max_episode_steps=500)
     env = MultiTaskEnv([wrong_limit], seed=0)
     with pytest.raises(EnvError, match="time limit is 1000 steps, common/suites.py says 500"):

@@ -79,24 +79,24 @@ def test_tune_changes_only_the_embedding(pretrained_run, monkeypatch):
 
 
 class CountingEnv(MultiTaskEnv):
-    """A MultiTaskEnv that counts its steps and the transitions (non-reset steps) per task."""
+    """A MultiTaskEnv that counts its steps and the transitions per task (every step is one)."""
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
         self.steps, self.transitions = 0, np.zeros(len(self.tasks), int)
 
-    def step(self, action):
-        out = super().step(action)
+    def step(self, action, active=None):
+        out = super().step(action, active)
         self.steps += 1
-        self.transitions += ~out.reset_step
+        self.transitions += 1 if active is None else np.asarray(active)
         return out
 
 
 @pytest.mark.parametrize("budget", [7, 230])
 def test_few_shot_and_tune_never_exceed_the_budget(pretrained_run, budget):
     """Count the env steps and the target transitions of few-shot scoring and of tune's
-    collection: never more than --budget per task (230 > one 200-step episode, so an
-    auto-reset step falls inside it)."""
+    collection: never more than --budget per task, and every collected step is a stored
+    transition (230 > one 200-step episode, so a reset falls inside it)."""
     pretrained = te.load_pretrained(pretrained_run / "runs/pre")
     fns = te.make_fns(pretrained, transfer_args())
     table = np.asarray(pretrained.state.critic.task_embedding)
@@ -109,7 +109,7 @@ def test_few_shot_and_tune_never_exceed_the_budget(pretrained_run, budget):
         data, max_abs_return = te.collect(
             fns, pretrained.state.actor, env, table[:1], budget, pretrained.config.gamma, jax.random.key(0)
         )
-        assert env.steps == budget and int(data.size[0]) == env.transitions[0] <= budget
+        assert env.steps == budget and int(data.size[0]) == env.transitions[0] == budget
         assert max_abs_return[0] > 0
         assert fns.act._cache_size() == fns.act_scoring._cache_size() == 1  # one trace each
     finally:
