@@ -49,7 +49,7 @@ from scipy.signal import lfilter
 from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
 from common.dataset import Dataset, DatasetError, episode_bounds, load_dataset
-from common.envs import MultiTaskEnv, eval_envs_and_episodes, run_episodes
+from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, run_episodes
 from common.suites import normalized_score
 
 
@@ -880,6 +880,6 @@ if __name__ == "__main__":
     cli_args = tyro.cli(Args)
     try:
         main(cli_args)
-    except (ConfigError, FloatingPointError) as error:
+    except (ConfigError, FloatingPointError, EnvError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

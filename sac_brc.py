@@ -1298,17 +1298,18 @@ def main(args: Args) -> None:
     # env seeds from np.random.SeedSequence(seed): disjoint between runs and between training and
     # evaluation (common/envs.py env_seeds); the ref. code's eval envs are a second set, seed + 42
     env_kwargs = dict(seed=args.seed, mw_backend=args.mw_backend, min_obs_dim=obs_dim, num_workers=args.env_workers)
-    env = MultiTaskEnv(tasks, 1, role="train", **env_kwargs)
     eval_copies, eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)
-    eval_env = MultiTaskEnv(tasks, eval_copies, role="eval", **env_kwargs)
-    task_ids = jnp.asarray(env.task_ids)
+    task_ids = jnp.asarray(np.arange(num_tasks, dtype=np.int32))  # one env per task
     stored = int(np.asarray(buffer.size).min())  # transitions per task in the buffer (prefilled, restored)
-    obs = env.reset()
     episode_return = np.zeros(num_tasks)
     recent_returns = [deque(maxlen=10) for _ in range(num_tasks)]
     metrics, start_time, start_step = None, time.time(), env_step
     last_log_time = start_time
-    try:
+    env = eval_env = None
+    try:  # every env worker is stopped on the way out, whatever happens
+        env = MultiTaskEnv(tasks, 1, role="train", **env_kwargs)
+        eval_env = MultiTaskEnv(tasks, eval_copies, role="eval", **env_kwargs)
+        obs = env.reset()
         while env_step < args.total_steps:
             learning = env_step >= max(args.learning_starts, refill_until)
             if env_step < args.learning_starts:
@@ -1397,8 +1398,9 @@ def main(args: Args) -> None:
                     recorder.flush()
                 save_checkpoint(run_dir, state, buffer, host, args.checkpoint_replay)
     finally:
-        env.close()
-        eval_env.close()
+        for e in (env, eval_env):
+            if e is not None:
+                e.close()
         if wandb_run is not None:
             wandb_run.finish()
     print(f"done: {env_step} steps per task in {time.time() - start_time:.0f} s; results in {run_dir}")
@@ -1411,3 +1413,6 @@ if __name__ == "__main__":
     except (ConfigError, FloatingPointError, EnvError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # the env workers are stopped; checkpoints are whole or absent
+        print("interrupted; --resume continues from the latest checkpoint", file=sys.stderr)
+        sys.exit(130)

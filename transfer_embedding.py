@@ -44,7 +44,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from common.bronet import BroNet, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
-from common.envs import MultiTaskEnv, eval_envs_and_episodes, run_episodes
+from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, run_episodes
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 
 
@@ -709,6 +709,6 @@ if __name__ == "__main__":
     cli_args = tyro.cli(Args)
     try:
         main(cli_args)
-    except ConfigError as error:
+    except (ConfigError, EnvError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

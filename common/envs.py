@@ -18,6 +18,7 @@ import contextlib
 import importlib.util
 import multiprocessing as mp
 import os
+import signal
 import sys
 import types
 import warnings
@@ -252,18 +253,21 @@ def _worker(conn, jobs: list[tuple[TaskSpec, list[int]]]) -> None:
     Commands: ("reset", None) -> ("ok", [obs per task]); ("step", [actions or None per task])
     -> ("ok", [(next_obs, reward, terminated, truncated, success, obs) or None per task]), None
     for a task that was not stepped. Answers ("error", message) once when an env cannot be built
-    or stepped, and then stops.
+    or stepped, and then stops. The parent alone handles Ctrl-C and stops its workers; a worker
+    whose parent has gone exits quietly.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    envs, name = [], jobs[0][0].name
     try:
         if any(task.domain == "humanoidbench" for task, _ in jobs):
             _humanoidbench_shim()
             import humanoid_bench  # noqa: F401 (registers HB's gymnasium ids)
-        envs = [[_WORKER_ENVS[task.domain](task, s) for s in seeds] for task, seeds in jobs]
+        for task, seeds in jobs:
+            name = task.name
+            envs.append([_WORKER_ENVS[task.domain](task, s) for s in seeds])
     except Exception as error:  # noqa: BLE001 (reported to the parent, which stops with it)
-        name = jobs[0][0].name if len(jobs) == 1 else "an env worker"
         message = str(error) if isinstance(error, EnvError) else f"{name}: {type(error).__name__}: {error}"
-        conn.send(("error", message))
-        conn.close()
+        _send_error(conn, message)
         return
     elapsed = [np.zeros(len(seeds), np.int32) for _, seeds in jobs]
 
@@ -284,7 +288,10 @@ def _worker(conn, jobs: list[tuple[TaskSpec, list[int]]]) -> None:
         return next_obs, reward, term, trunc, success, obs
 
     while True:
-        command, payload = conn.recv()
+        try:
+            command, payload = conn.recv()
+        except (EOFError, OSError):  # the parent has gone
+            return
         if command == "close":
             conn.close()
             return
@@ -296,10 +303,21 @@ def _worker(conn, jobs: list[tuple[TaskSpec, list[int]]]) -> None:
                 else:
                     reply.append(None if payload[k] is None else step(k, payload[k]))
         except Exception as error:  # noqa: BLE001
-            conn.send(("error", f"{jobs[k][0].name}: the env failed while stepping: {type(error).__name__}: {error}"))
-            conn.close()
+            _send_error(conn, f"{jobs[k][0].name}: the env failed while stepping: {type(error).__name__}: {error}")
             return
-        conn.send(("ok", reply))
+        try:
+            conn.send(("ok", reply))
+        except (BrokenPipeError, OSError):  # the parent has gone
+            return
+
+
+def _send_error(conn, message: str) -> None:
+    """Report an error to the parent as one line (MuJoCo's messages span several) and stop."""
+    try:
+        conn.send(("error", " ".join(message.split())))
+        conn.close()
+    except (BrokenPipeError, OSError):
+        pass
 
 
 class _Worker:

@@ -30,9 +30,9 @@ def standin(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(STANDIN), str(REPO), os.environ.get("PYTHONPATH", "")]))
 
 
-def run_sac(*argv: str, cwd: Path, with_standin: bool) -> subprocess.CompletedProcess:
+def run_sac(*argv: str, cwd: Path, with_standin: bool, env: dict | None = None) -> subprocess.CompletedProcess:
     path = [str(STANDIN), str(REPO)] if with_standin else [str(REPO)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path), PYTHONWARNINGS="ignore", MUJOCO_GL="disable")
+    env = dict(env or os.environ, PYTHONPATH=os.pathsep.join(path), PYTHONWARNINGS="ignore", MUJOCO_GL="disable")
     return subprocess.run(
         [sys.executable, str(REPO / "sac_brc.py"), *argv],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False,
@@ -214,3 +214,28 @@ def test_sac_brc_hb_medium_end_to_end(tmp_path):
         expected = (result["return"] - random_return) / (success_return - random_return)
         assert result["score"] == pytest.approx(expected)
         assert 0.0 <= result["return"] <= 2000.0  # the stand-in's reward is 1 + action[0]
+
+
+@pytest.mark.parametrize("fail_at, cause", [(0, "at construction"), (150, "at step 150")])
+def test_a_failing_env_worker_ends_the_run_with_one_message(tmp_path, fail_at, cause):
+    """An exception inside one worker (the stand-in's h1-stand raises when built, or at its
+    150th step, mid-run): exit code 2, one line naming the task and the cause, no traceback
+    from any worker process (training or evaluation envs), and what the run wrote before
+    (config, checkpoints) is intact."""
+    env = dict(os.environ, STANDIN_FAIL=f"h1-stand-v0:{fail_at}")
+    out = run_sac(
+        "--suite", "hb-medium", *TINY, "--total-steps", "300", "--learning-starts", "100",
+        "--eval-interval", "1000", "--checkpoint-interval", "50", "--log-interval", "100", "--run-name", "fail",
+        cwd=tmp_path, with_standin=True, env=env,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr[-3000:]
+    lines = out.stderr.strip().splitlines()
+    assert lines == [lines[0]] and lines[0].startswith("error: h1-stand"), out.stderr[-3000:]
+    assert f"RuntimeError: stand-in failure {cause}" in lines[0]
+    assert "Traceback" not in out.stderr + out.stdout
+    run_dir = tmp_path / "runs" / "fail"
+    assert json.loads((run_dir / "config.json").read_text())["suite"] == "hb-medium"
+    written = {p.name for p in (run_dir / "checkpoints").iterdir()} if fail_at else set()
+    assert written == ({"latest", "step_000000100"} if fail_at else set())
+    if fail_at:
+        assert (run_dir / "checkpoints" / "latest").read_text() == "step_000000100"

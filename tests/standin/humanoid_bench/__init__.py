@@ -14,7 +14,13 @@ gymnasium envs under HB's ids with HB's interface, and none of its code:
 Dynamics (toy): reward = 1 + action[0] per step (so a 1000-step episode returns 0..2000);
 the robot "falls" (terminated) when action[1] > 0.9; obs[0] is the step count / 1000,
 obs[1:] are drawn from the global `np.random` at reset and then stay fixed.
+
+Failure injection, for the tests of clean failures: with `STANDIN_FAIL=<id>:<n>` in the
+environment, every env with gymnasium id <id> raises RuntimeError at its n-th step (n = 0:
+when it is built).
 """
+
+import os
 
 import gymnasium
 import mujoco
@@ -50,6 +56,11 @@ class StandInHumanoidEnv(gymnasium.Env):
         self.action_space = Box(-1.0, 1.0, (act_dim,), np.float32)
         self._obs = np.zeros(obs_dim)
         self._t = 0
+        self._steps = 0  # over all episodes, for STANDIN_FAIL
+        fail_id, _, fail_step = os.environ.get("STANDIN_FAIL", "").partition(":")
+        self._fail_step = int(fail_step) if fail_id == f"{robot}-{task}-v0" else None
+        if self._fail_step == 0:
+            raise RuntimeError("stand-in failure at construction")
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -62,6 +73,9 @@ class StandInHumanoidEnv(gymnasium.Env):
         action = np.asarray(action)
         assert action.shape == self.action_space.shape, action.shape
         self._t += 1
+        self._steps += 1
+        if self._steps == self._fail_step:
+            raise RuntimeError(f"stand-in failure at step {self._steps}")
         self._obs[0] = self._t / 1000
         reward = 1.0 + float(np.clip(action[0], -1, 1))
         terminated = bool(action[1] > 0.9)
