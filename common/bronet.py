@@ -5,9 +5,9 @@
 gain sqrt(2) and zero bias (ref. code `default_init`); LayerNorm starts at scale 1,
 offset 0, eps 1e-6 (flax's default, which the ref. code uses).
 
-Modules act on one sample; batch them with `jax.vmap`. Ensembles are built with
-`eqx.filter_vmap` over split keys (`make_ensemble`), so the members' parameters are
-stacked along a leading axis and evaluated in one batched matmul.
+Modules act on one sample; batch them with `jax.vmap`. Ensembles (`make_ensemble`) stack
+the members' parameters along a leading axis and are evaluated with `eqx.filter_vmap`, in
+one batched matmul.
 """
 
 import math
@@ -74,8 +74,14 @@ def make_ensemble(
     """`size` independently initialised members with parameters stacked on axis 0.
 
     Call the result with `eqx.filter_vmap(lambda m, x: m(x), in_axes=(eqx.if_array(0), None))`.
+    The members are built one by one from split keys and stacked, not built under
+    `eqx.filter_vmap`: a vmapped orthogonal initialiser is one batched QR, and jaxlib's CPU
+    path for batched LAPACK calls can deadlock (jax 0.10, notes/jax-cpu-facts.md). The values
+    are the same (each member orthogonal on its own, as in the ref. code; tested).
     """
-    return eqx.filter_vmap(make_member)(jax.random.split(key, size))
+    members = [make_member(k) for k in jax.random.split(key, size)]
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *(eqx.filter(m, eqx.is_array) for m in members))
+    return eqx.combine(stacked, eqx.filter(members[0], eqx.is_array, inverse=True))
 
 
 def count_parameters(model: PyTree) -> int:

@@ -184,6 +184,51 @@ def test_orthogonal_init_gain_sqrt2_zero_bias(in_features, width, depth):
     assert not np.allclose(np.asarray(net.blocks[0].linear1.weight), np.asarray(net.blocks[0].linear2.weight))
 
 
+def primitives(jaxpr, found: list) -> list:
+    """(name, input shapes) of every primitive in a jaxpr, nested jaxprs included."""
+    for eqn in jaxpr.eqns:
+        found.append((eqn.primitive.name, [getattr(v.aval, "shape", None) for v in eqn.invars]))
+        for param in eqn.params.values():
+            inner = getattr(param, "jaxpr", param)
+            if hasattr(inner, "eqns"):
+                primitives(inner, found)
+    return found
+
+
+def mt50_critic_members(key):
+    """The MT50 critic ensemble at width 32: inputs obs 39 + action 4 + embedding 32."""
+    return make_ensemble(lambda k: BroNet(39 + 4 + 32, 32, 2, k), 2, key)
+
+
+def test_make_ensemble_makes_no_batched_qr():
+    """The orthogonal initialiser's QR runs once per matrix, never batched over the members
+    (a batched LAPACK call can deadlock jaxlib's CPU backend, notes/jax-cpu-facts.md)."""
+    jaxpr = jax.make_jaxpr(lambda k: eqx.filter(mt50_critic_members(k), eqx.is_array))(jax.random.key(0))
+    qr_shapes = [shapes[0] for name, shapes in primitives(jaxpr.jaxpr, []) if name == "qr"]
+    assert len(qr_shapes) == 2 * 5  # 2 members x (input layer + 2 blocks x 2 layers)
+    assert all(len(shape) == 2 for shape in qr_shapes), qr_shapes
+
+
+@pytest.mark.parametrize("width", [32, 128])
+def test_make_ensemble_equals_the_vmapped_construction(width):
+    """Building the members one by one gives exactly what eqx.filter_vmap over the same split
+    keys gives (so runs are unchanged by avoiding the batched QR)."""
+    make = lambda k: BroNet(43, width, 2, k)
+    key = jax.random.key(7)
+    ours = make_ensemble(make, 2, key)
+    vmapped = eqx.filter_vmap(make)(jax.random.split(key, 2))
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(vmapped), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.timeout(300)
+def test_many_initialisations_in_a_row_finish():
+    """50 MT50 critic ensembles in a row, each waited for (a deadlock shows at first use)."""
+    for seed in range(50):
+        members = mt50_critic_members(jax.random.key(seed))
+        jax.block_until_ready(eqx.filter(members, eqx.is_array))
+
+
 def test_make_ensemble_members_differ():
     ens = eqx.filter_jit(lambda key: make_ensemble(lambda k: BroNet(5, 16, 2, k), 2, key))(jax.random.key(0))
     w = np.asarray(ens.blocks[0].linear1.weight)
