@@ -538,11 +538,13 @@ class MultiTaskEnv:
         return out
 
     def close(self) -> None:
+        """Close every backend; safe to call again (an error path closes before the caller does)."""
         for route in self._route:
             if route is not None and route[0] == "envpool":
                 route[1].close()
         for worker in self._workers:
             worker.close()
+        self._route, self._workers = [], []
 
 
 def eval_envs_and_episodes(protocol: str, episodes: int) -> tuple[int, int]:

@@ -256,9 +256,9 @@ def test_sac_brc_save_buffer_round_trip_and_resume(run, tmp_path):
                 dataset.action[rows, : task.act_dim], replay["action"][k, :size, : task.act_dim]
             )
             assert not dataset.action[rows, task.act_dim :].any()
-    # reach: 200-step time limit at its 200th transition, step 201 is an auto-reset (not
-    # stored), and the restart at step 250 cut its second episode after 49 transitions
+    # reach: 200-step time limit at its 200th transition, the next episode starts with the
+    # 201st (reset within the step), and the restart at step 250 cut it after 50 transitions
     reach_truncated = np.flatnonzero(dataset.truncated[dataset.task_slice(0)])
-    np.testing.assert_array_equal(reach_truncated, [199, 248])
+    np.testing.assert_array_equal(reach_truncated, [199, 249])
     cartpole_truncated = np.flatnonzero(dataset.truncated[dataset.task_slice(1)])
     np.testing.assert_array_equal(cartpole_truncated, [249])  # the cut at step 250 only

@@ -2,8 +2,8 @@
 
 References are the upstream packages themselves: dm_control for DMC observation and
 action sizes and key order, envpool instances built directly for row alignment and
-auto-reset, and the `metaworld` package (with its scripted expert policies) for
-MetaWorld behaviour. See notes/envpool-facts.md for the envpool facts used here.
+resets, and the `metaworld` package (with its scripted expert policies) for MetaWorld
+behaviour and the published protocol's frozen layouts. See notes/envpool-facts.md for the envpool facts used here.
 """
 
 import contextlib

@@ -162,7 +162,7 @@ def test_init_from_loads_the_pretrained_networks_and_starts_the_rest_fresh(pretr
 def test_prefill_replay_matches_a_loop_reference(pretrained_run):
     prior = load_dataset(pretrained_run / "data")
     n = len(prior.reward)
-    assert n == 2 * 200  # every stored transition of both tasks (no auto-reset step in 200 steps)
+    assert n == 2 * 200  # every step of both tasks is a stored transition
     # 2 target tasks, buffer wider than the data (obs 41, act 5) and large enough
     buffer = sac_brc.replay_buffer_init(2, n + 10, 41, 5)
     filled = jax.tree.map(np.asarray, sac_brc.prefill_replay(buffer, prior, np.random.default_rng(0)))
