@@ -1414,5 +1414,5 @@ if __name__ == "__main__":
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:  # the env workers are stopped; checkpoints are whole or absent
-        print("interrupted; --resume continues from the latest checkpoint", file=sys.stderr)
+        print("interrupted: --resume RUN_DIR continues from its latest checkpoint, if one was written", file=sys.stderr)
         sys.exit(130)
