@@ -303,7 +303,8 @@ def _worker(conn, jobs: list[tuple[TaskSpec, list[int]]]) -> None:
                 else:
                     reply.append(None if payload[k] is None else step(k, payload[k]))
         except Exception as error:  # noqa: BLE001
-            _send_error(conn, f"{jobs[k][0].name}: the env failed while stepping: {type(error).__name__}: {error}")
+            doing = "resetting" if command == "reset" else "stepping"
+            _send_error(conn, f"{jobs[k][0].name}: the env failed while {doing}: {type(error).__name__}: {error}")
             return
         try:
             conn.send(("ok", reply))
