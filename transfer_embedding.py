@@ -393,7 +393,7 @@ class TransferFns(NamedTuple):
     """The jitted entry points; each traces once per run."""
 
     act: callable
-    act_deterministic: callable  # evaluation: eval_episodes envs per task
+    act_deterministic: callable  # evaluation: the eval env (--eval-protocol)
     act_scoring: callable  # few-shot scoring, the same policy on one env per task
     tune: callable
 
@@ -473,7 +473,7 @@ def make_fns(pretrained: Pretrained, args: Args) -> TransferFns:
         (embedding, _), losses = jax.lax.scan(step, carry, jax.random.split(key, args.tune_steps))
         return eqx.combine(embedding, frozen), losses
 
-    # two entry points for the two env batch sizes, each compiled once
+    # one entry point per env (scoring, evaluation: their batch sizes may differ), each compiled once
     act_deterministic = jax.jit(eqx.debug.assert_max_traces(deterministic_policy, max_traces=1))
     act_scoring = jax.jit(eqx.debug.assert_max_traces(deterministic_policy, max_traces=1))
     return TransferFns(act, act_deterministic, act_scoring, tune)
