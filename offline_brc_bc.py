@@ -259,10 +259,11 @@ class Actor(eqx.Module):
 
 
 def sample_tanh_gaussian(
-    mean: Float[Array, " act"], log_std: Float[Array, " act"], key: PRNGKeyArray
+    mean: Float[Array, " act"], log_std: Float[Array, " act"], noise: Float[Array, " act"]
 ) -> tuple[Float[Array, " act"], Float[Array, ""]]:
-    """Reparameterised sample of tanh(N(mean, std)) and its log-probability."""
-    u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    """Reparameterised sample of tanh(N(mean, std)) from standard-normal `noise`, and its
+    log-probability. The noise is an argument so that an update is a function of its inputs."""
+    u = mean + jnp.exp(log_std) * noise
     gaussian_log_prob = -0.5 * ((u - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
     # log(1 - tanh(u)^2), written stably
     log_det = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
@@ -529,7 +530,7 @@ def make_agent(args: Args, act_dims: list[int], obs_dim: int, key: PRNGKeyArray)
         """Policy sample with the entries beyond each task's |A_i| zeroed, as in the dataset
         (the critic only ever trains on zero padding there)."""
         mean, log_std = state_or_actor_fn(obs, task)
-        action, log_prob = jax.vmap(sample_tanh_gaussian)(mean, log_std, jax.random.split(key, len(task)))
+        action, log_prob = jax.vmap(sample_tanh_gaussian)(mean, log_std, jax.random.normal(key, mean.shape))
         mask = jnp.arange(act_dim)[None, :] < task_act_dims[task][:, None]
         return action * mask, log_prob, mean
 

@@ -267,10 +267,11 @@ class Actor(eqx.Module):
 
 
 def sample_tanh_gaussian(
-    mean: Float[Array, " act"], log_std: Float[Array, " act"], key: PRNGKeyArray
+    mean: Float[Array, " act"], log_std: Float[Array, " act"], noise: Float[Array, " act"]
 ) -> tuple[Float[Array, " act"], Float[Array, ""]]:
-    """Reparameterised sample of tanh(N(mean, std)) and its log-probability."""
-    u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    """Reparameterised sample of tanh(N(mean, std)) from standard-normal `noise`, and its
+    log-probability. The noise is an argument so that an update is a function of its inputs."""
+    u = mean + jnp.exp(log_std) * noise
     gaussian_log_prob = -0.5 * ((u - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
     # log(1 - tanh(u)^2), written stably
     log_det = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
@@ -332,6 +333,18 @@ class Batch(NamedTuple):
     reward: Float[Array, " batch"]
     next_obs: Float[Array, "batch obs"]
     terminated: Float[Array, " batch"]
+
+
+class Noise(NamedTuple):
+    """The standard-normal draws of one update's two reparameterised actions."""
+
+    next_action: Float[Array, "batch act"]  # a' ~ pi(.|s') in the TD target
+    action: Float[Array, "batch act"]  # a ~ pi(.|s) in the actor loss
+
+
+def sample_noise(batch_size: int, act_dim: int, key: PRNGKeyArray) -> Noise:
+    next_key, action_key = jax.random.split(key)
+    return Noise(jax.random.normal(next_key, (batch_size, act_dim)), jax.random.normal(action_key, (batch_size, act_dim)))
 
 
 def sample(buffer: ReplayBuffer, batch_size: int, key: PRNGKeyArray) -> Batch:
@@ -467,6 +480,7 @@ class AgentFns(NamedTuple):
     act_deterministic: callable
     insert: callable
     update: callable
+    update_on: callable  # update on given minibatches and noise (tests, benchmarks/one_update_check.py)
     place: callable
 
 
@@ -537,8 +551,7 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
         state: TrainState, obs: Float[Array, "envs obs"], task_ids: Int[Array, " envs"], key: PRNGKeyArray
     ) -> Float[Array, "envs act"]:
         mean, log_std = jax.vmap(policy, in_axes=(None, 0, 0))(state, obs, task_ids)
-        keys = jax.random.split(key, obs.shape[0])
-        return jax.vmap(sample_tanh_gaussian)(mean, log_std, keys)[0]
+        return jax.vmap(sample_tanh_gaussian)(mean, log_std, jax.random.normal(key, mean.shape))[0]
 
     @jax.jit
     @eqx.debug.assert_max_traces(max_traces=1)
@@ -557,18 +570,17 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
         td_error = out[..., 0] - target[:, None]
         return (td_error**2).mean(axis=0).sum()
 
-    def update_once(state: TrainState, scale, buffer: ReplayBuffer, key):
-        sample_key, next_key, actor_key = jax.random.split(key, 3)
-        batch = jax.lax.with_sharding_constraint(sample(buffer, batch_size, sample_key), batch_sharded)
+    def update_once(state: TrainState, scale, batch: Batch, noise: Noise):
+        """One gradient step of the critic, its target, the actor and the temperature: a pure
+        function of the state, the minibatch and the noise."""
+        batch = jax.lax.with_sharding_constraint(batch, batch_sharded)
         reward = batch.reward * scale[batch.task]  # paper eq. 3
         alpha = jnp.exp(state.log_alpha)
         mask = 1.0 - batch.terminated  # a time-limit truncation bootstraps
 
         # critic: next action from the current actor, target = mean of both target critics
         next_mean, next_log_std = jax.vmap(policy, in_axes=(None, 0, 0))(state, batch.next_obs, batch.task)
-        next_action, next_log_prob = jax.vmap(sample_tanh_gaussian)(
-            next_mean, next_log_std, jax.random.split(next_key, batch_size)
-        )
+        next_action, next_log_prob = jax.vmap(sample_tanh_gaussian)(next_mean, next_log_std, noise.next_action)
         target_out = compute_view(state.target_critic, args.precision)(batch.next_obs, next_action, batch.task)
         if args.loss == "ce":
             target = categorical_td_target(reward, mask, next_log_prob, target_out, alpha, gamma, support)
@@ -593,9 +605,7 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
         def actor_loss_fn(actor: Actor):
             embedding = jax.lax.stop_gradient(jax.vmap(critic.embed)(batch.task))
             mean, log_std = jax.vmap(actor)(batch.obs, embedding, batch.task)
-            action, log_prob = jax.vmap(sample_tanh_gaussian)(
-                mean, log_std, jax.random.split(actor_key, batch_size)
-            )
+            action, log_prob = jax.vmap(sample_tanh_gaussian)(mean, log_std, noise.action)
             out = critic_view(batch.obs, action, batch.task)
             if args.loss == "ce":
                 q = jnp.sum(jax.nn.softmax(out, axis=-1).mean(axis=1) * support, axis=-1)
@@ -634,23 +644,32 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
         }
         return new_state, metrics
 
+    def update_on(
+        state: TrainState, batches: Batch, noises: Noise, max_abs_return: Float[Array, " tasks"]
+    ) -> tuple[TrainState, dict]:
+        """One gradient update per minibatch of `batches` (stacked on axis 0), as one lax.scan."""
+        # reward scale of paper eq. 3, with lambda from the alpha at the start of the step (ref. code)
+        scale = reward_scale(max_abs_return, jnp.exp(state.log_alpha), act_dim, gamma, args.v_max)
+        state, metrics = jax.lax.scan(lambda s, bn: update_once(s, scale, *bn), state, (batches, noises))
+        return state, jax.tree.map(jnp.mean, metrics)
+
     @jax.jit
     @eqx.debug.assert_max_traces(max_traces=1)
     def update(
         state: TrainState, buffer: ReplayBuffer, max_abs_return: Float[Array, " tasks"], key: PRNGKeyArray
     ) -> tuple[TrainState, dict]:
-        """`utd` gradient updates as one lax.scan, each on its own sampled minibatch."""
-        # reward scale of paper eq. 3, with lambda from the alpha at the start of the step (ref. code)
-        scale = reward_scale(max_abs_return, jnp.exp(state.log_alpha), act_dim, gamma, args.v_max)
-        keys = jax.random.split(jax.random.fold_in(key, state.step), args.utd)
-        state, metrics = jax.lax.scan(lambda s, k: update_once(s, scale, buffer, k), state, keys)
-        return state, jax.tree.map(jnp.mean, metrics)
+        """`utd` gradient updates, each on its own uniformly sampled minibatch and noise."""
+        keys = jax.random.split(jax.random.fold_in(key, state.step), (args.utd, 2))
+        batches = jax.vmap(lambda k: sample(buffer, batch_size, k))(keys[:, 0])
+        noises = jax.vmap(lambda k: sample_noise(batch_size, act_dim, k))(keys[:, 1])
+        return update_on(state, batches, noises, max_abs_return)
 
     fns = AgentFns(
         act,
         act_deterministic,
         jax.jit(eqx.debug.assert_max_traces(insert, max_traces=1), donate_argnums=0),
         update,
+        jax.jit(update_on),
         lambda tree: jax.device_put(tree, replicated),
     )
     return state, fns, batch_size
@@ -746,7 +765,7 @@ def make_diagnostics(args: Args, num_tasks: int, act_dim: int):
         # TD target exactly as in update_once
         next_mean, next_log_std = jax.vmap(policy, in_axes=(None, 0, 0))(state, next_obs, task)
         next_action, next_log_prob = jax.vmap(sample_tanh_gaussian)(
-            next_mean, next_log_std, jax.random.split(next_key, len(task))
+            next_mean, next_log_std, jax.random.normal(next_key, next_mean.shape)
         )
         target_out = state.target_critic(next_obs, next_action, task)
         if args.loss == "ce":
@@ -778,7 +797,7 @@ def make_diagnostics(args: Args, num_tasks: int, act_dim: int):
 
         # policy entropy per task: -E[log pi(a|s)] over the task's states, as the update's metric
         mean, log_std = jax.vmap(policy, in_axes=(None, 0, 0))(state, obs, task)
-        _, log_prob = jax.vmap(sample_tanh_gaussian)(mean, log_std, jax.random.split(entropy_key, len(task)))
+        _, log_prob = jax.vmap(sample_tanh_gaussian)(mean, log_std, jax.random.normal(entropy_key, mean.shape))
         entropy = -split(log_prob).mean(axis=1)
         return {
             "td_loss": td_loss,
@@ -1354,6 +1373,7 @@ def main(args: Args) -> None:
                 print(line, flush=True)
 
             if env_step % args.eval_interval == 0 or env_step == args.total_steps:
+                eval_start = time.time()
                 results = evaluate(fns, state, eval_env, eval_runs)
                 record = {
                     "step": env_step,
@@ -1362,8 +1382,11 @@ def main(args: Args) -> None:
                     "mw_backend": args.mw_backend,
                     "tasks": results,
                     "mean_score": float(np.mean([r["score"] for r in results.values()])),
+                    # online (training) episodes: the mean return of each task's last 10, where any ended
+                    "train_return": {t.name: float(np.mean(r)) for t, r in zip(tasks, recent_returns) if r},
                     "sps": (env_step - start_step) / (time.time() - start_time),
                     "time": time.time(),
+                    "eval_seconds": time.time() - eval_start,
                 }
                 if metrics is not None:
                     record.update({k: float(v) for k, v in check_finite(metrics, env_step, run_dir).items()})

@@ -213,10 +213,11 @@ class Actor(eqx.Module):
 
 
 def sample_tanh_gaussian(
-    mean: Float[Array, " act"], log_std: Float[Array, " act"], key: PRNGKeyArray
+    mean: Float[Array, " act"], log_std: Float[Array, " act"], noise: Float[Array, " act"]
 ) -> tuple[Float[Array, " act"], Float[Array, ""]]:
-    """Reparameterised sample of tanh(N(mean, std)) and its log-probability."""
-    u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    """Reparameterised sample of tanh(N(mean, std)) from standard-normal `noise`, and its
+    log-probability. The noise is an argument so that an update is a function of its inputs."""
+    u = mean + jnp.exp(log_std) * noise
     gaussian_log_prob = -0.5 * ((u - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
     # log(1 - tanh(u)^2), written stably
     log_det = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
@@ -410,7 +411,7 @@ def make_fns(pretrained: Pretrained, args: Args) -> TransferFns:
         actor: Actor, obs: Float[Array, "envs obs"], embedding: Float[Array, "envs embedding"], key: PRNGKeyArray
     ) -> Float[Array, "envs act"]:
         mean, log_std = jax.vmap(actor, in_axes=(0, 0, None))(obs, unit(embedding), 0)
-        return jax.vmap(sample_tanh_gaussian)(mean, log_std, jax.random.split(key, obs.shape[0]))[0]
+        return jax.vmap(sample_tanh_gaussian)(mean, log_std, jax.random.normal(key, mean.shape))[0]
 
     def deterministic_policy(
         actor: Actor, obs: Float[Array, "envs obs"], embedding: Float[Array, "envs embedding"]
@@ -433,7 +434,7 @@ def make_fns(pretrained: Pretrained, args: Args) -> TransferFns:
         embedding = jax.lax.stop_gradient(jax.vmap(critic.embed)(task))
         next_mean, next_log_std = jax.vmap(actor, in_axes=(0, 0, None))(next_obs, embedding, 0)
         next_action, next_log_prob = jax.vmap(sample_tanh_gaussian)(
-            next_mean, next_log_std, jax.random.split(next_key, args.batch_size)
+            next_mean, next_log_std, jax.random.normal(next_key, next_mean.shape)
         )
         # the frozen target critic reads the new embedding too (there is no pretrained row for it)
         target_table = jax.lax.stop_gradient(critic.task_embedding)

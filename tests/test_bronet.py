@@ -430,9 +430,8 @@ def test_tanh_gaussian_log_prob_matches_numpy(seed):
     for i in range(10):
         mean = rng.uniform(-1.0, 1.0, size=act_dim).astype(np.float32)
         log_std = rng.uniform(-2.0, -0.5, size=act_dim).astype(np.float32)
-        action, log_prob = sample_tanh_gaussian(
-            jnp.asarray(mean), jnp.asarray(log_std), jax.random.key(100 * seed + i)
-        )
+        noise = jax.random.normal(jax.random.key(100 * seed + i), (act_dim,))
+        action, log_prob = sample_tanh_gaussian(jnp.asarray(mean), jnp.asarray(log_std), noise)
         assert action.shape == (act_dim,) and log_prob.shape == ()
         a = np.asarray(action, np.float64)
         assert (np.abs(a) < 1).all()
@@ -443,13 +442,13 @@ def test_tanh_gaussian_log_prob_matches_numpy(seed):
 def test_tanh_gaussian_samples_have_the_right_distribution():
     mean = jnp.array([0.3, -0.8, 0.0])
     log_std = jnp.array([-1.0, -0.5, -2.0])
-    keys = jax.random.split(jax.random.key(0), 4000)
-    actions, log_probs = jax.vmap(sac_brc.sample_tanh_gaussian, in_axes=(None, None, 0))(mean, log_std, keys)
+    noise = jax.random.normal(jax.random.key(0), (4000, 3))
+    actions, log_probs = jax.vmap(sac_brc.sample_tanh_gaussian, in_axes=(None, None, 0))(mean, log_std, noise)
     u = np.arctanh(np.asarray(actions, np.float64))
     np.testing.assert_allclose(u.mean(0), np.asarray(mean), atol=0.03)
     np.testing.assert_allclose(u.std(0), np.exp(np.asarray(log_std)), rtol=0.05)
     assert np.isfinite(np.asarray(log_probs)).all()
-    # the keys matter
+    # the noise matters
     assert not np.allclose(np.asarray(actions[0]), np.asarray(actions[1]))
 
 
@@ -457,7 +456,7 @@ def test_tanh_gaussian_saturated_log_prob_finite():
     """|u| ~ 10: tanh(u) rounds to 1 in float32, but the log-det term stays finite and right."""
     mean = jnp.array([10.0, -9.0])
     log_std = jnp.array([-10.0, -10.0])
-    action, log_prob = sample_tanh_gaussian(mean, log_std, jax.random.key(0))
+    action, log_prob = sample_tanh_gaussian(mean, log_std, jax.random.normal(jax.random.key(0), (2,)))
     assert np.isfinite(float(log_prob))
     assert (np.abs(np.asarray(action)) <= 1).all()
     # u = mean + 4.5e-5 * eps, so -log(1 - tanh(u)^2) ~= 2|m| - 2 log 2 (within ~1e-3 for |eps| < 5),

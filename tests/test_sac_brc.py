@@ -37,9 +37,39 @@ def test_jitted_entry_points_trace_once():
     assert np.isfinite(float(metrics["critic_loss"]))
     assert int(state.step) == 3 * args.utd
     for name, fn in fns._asdict().items():
-        if name == "place":  # not jitted
+        if name in ("place", "update_on"):  # not jitted; not used in training (next test)
             continue
         assert fn._cache_size() == 1, f"{name} compiled {fn._cache_size()} times"
+
+
+def test_update_is_update_on_its_sampled_minibatches_and_noise():
+    """`update` = draw `utd` minibatches and noises, then `update_on` them: the entry point that
+    benchmarks/one_update_check.py feeds the authors' batch and noise through is the update."""
+    args = Args(width=32, actor_width=16, num_atoms=11, batch_size=8, utd=2)
+    num_tasks, obs_dim, act_dim = 2, 3, 2
+    state, fns, batch_size = make_agent(args, num_tasks, obs_dim, act_dim, jax.random.key(0))
+    buffer = replay_buffer_init(num_tasks, 16, obs_dim, act_dim)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        obs = rng.normal(size=(num_tasks, obs_dim)).astype(np.float32)
+        buffer = fns.insert(buffer, obs, rng.uniform(-1, 1, (num_tasks, act_dim)).astype(np.float32),
+                            rng.normal(size=num_tasks).astype(np.float32), obs, np.zeros(num_tasks, bool))  # fmt: skip
+    max_abs_return = jnp.asarray([3.0, 7.0])
+    for call in range(2):
+        key = jax.random.key(call)
+        keys = jax.random.split(jax.random.fold_in(key, state.step), (args.utd, 2))
+        batches = jax.vmap(lambda k: sac_brc.sample(buffer, batch_size, k))(keys[:, 0])
+        noises = jax.vmap(lambda k: sac_brc.sample_noise(batch_size, act_dim, k))(keys[:, 1])
+        by_update, metrics = fns.update(state, buffer, max_abs_return, key)
+        by_update_on, metrics_on = fns.update_on(state, batches, noises, max_abs_return)
+        for a, b in zip(jax.tree.leaves(by_update), jax.tree.leaves(by_update_on)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+        assert metrics.keys() == metrics_on.keys()
+        # another minibatch gives another update
+        other = fns.update_on(state, jax.tree.map(lambda x: x[::-1], batches), noises, max_abs_return)[0]
+        assert not np.allclose(np.asarray(other.actor.mean_head.weight), np.asarray(by_update.actor.mean_head.weight))
+        state = by_update
+    assert fns.update_on._cache_size() == 1
 
 
 def test_help_lists_every_argument_with_text(run):
