@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=256, help="critic width, both implementations")
     parser.add_argument("--total-steps", type=int, help="env steps per task (default: the configuration's)")
     parser.add_argument("--learning-starts", type=int, help="random steps before training (default: the configuration's)")
+    parser.add_argument("--eval-interval", type=int, help="env steps between evaluations (default: the configuration's)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (at most the number of cores)")
     parser.add_argument("--timing", action="store_true",
                         help="instead: one short run of each implementation alone, for env steps/s while training")  # fmt: skip
@@ -83,6 +84,7 @@ def settings(config: str, args) -> dict:
     c = dict(CONFIGS[config])
     c["total_steps"] = args.total_steps or c["total_steps"]
     c["learning_starts"] = args.learning_starts if args.learning_starts is not None else c["learning_starts"]
+    c["eval_interval"] = args.eval_interval or c["eval_interval"]
     c["eval_episodes"] = 10
     if args.timing:  # enough training steps for a steady rate between evaluations at both ends
         c["eval_interval"] = 1_000 if len(c["tasks"]) == 1 else 500  # divides learning_starts
@@ -160,7 +162,9 @@ def read_ours(run_dir: Path) -> dict:
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     evals = {r["step"]: {t: v["return"] for t, v in r["tasks"].items()} for r in records}
     online = {r["step"]: r.get("train_return", {}) for r in records}
-    return {"eval": evals, "online": online, "sps": training_rate(records, lambda r: r["time"], lambda r: r["eval_seconds"])}
+    starts = json.loads((run_dir / "config.json").read_text())["learning_starts"]
+    training = [r for r in records if r["step"] >= starts]  # as theirs: evaluations from the first update on
+    return {"eval": evals, "online": online, "sps": training_rate(training, lambda r: r["time"], lambda r: r["eval_seconds"])}
 
 
 def read_authors(log: Path) -> dict:

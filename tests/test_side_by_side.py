@@ -26,6 +26,7 @@ def write_ours(folder: Path, seed: int, tasks=TASKS, steps=STEPS):
                 "train_return": {t: 7.0 + seed for t in tasks}, "time": 100.0 + s / 10, "eval_seconds": 20.0}
                for s in steps]  # fmt: skip
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run / "config.json").write_text(json.dumps({"learning_starts": steps[0]}))
 
 
 def write_authors(folder: Path, seed: int, tasks=TASKS, steps=STEPS):
