@@ -235,11 +235,17 @@ def report(out: Path, configs: list[str]) -> str:
         if not all(found.values()):
             lines.append(f"\n{config}: no finished runs of both implementations under {out / config} yet")
             continue
-        seeds = sorted(set(found["ours"]) & set(found["authors"]))
-        steps = sorted(set.intersection(*(set(r["eval"]) for impl in IMPLEMENTATIONS for r in found[impl].values())))
+        # the seeds both implementations ran, at the evaluation steps both reached; a seed that
+        # is behind the furthest one (still running) is left out rather than cutting the table
+        reached = {s: set(found["ours"][s]["eval"]) & set(found["authors"][s]["eval"])
+                   for s in set(found["ours"]) & set(found["authors"])}  # fmt: skip
+        furthest = max(reached.values(), key=lambda steps: max(steps, default=-1), default=set())
+        seeds = sorted(s for s, steps in reached.items() if steps >= furthest and steps)
+        steps = sorted(furthest)
         if not seeds or not steps:
             lines.append(f"\n{config}: no seed or evaluation step common to both implementations yet")
             continue
+        behind = sorted((set(found["ours"]) | set(found["authors"])) - set(seeds))
         tasks = list(found["ours"][seeds[0]]["eval"][steps[0]])
         views = [(t, [t]) for t in tasks] + ([("mean over tasks", tasks)] if len(tasks) > 1 else [])
         final = steps[-1]
@@ -248,6 +254,8 @@ def report(out: Path, configs: list[str]) -> str:
             return np.array([np.mean([found[impl][s][kind][step][t] for t in which]) for s in seeds])
 
         lines.append(f"\n### {config}: {', '.join(tasks)}; seeds {', '.join(map(str, seeds))}\n")
+        if behind:
+            lines.append(f"Left out, not (yet) at step {steps[-1]:,} in both: seeds {', '.join(map(str, behind))}.\n")
         lines.append("Deterministic evaluation return (10 episodes), mean over seeds [95% bootstrap CI]; online "
                      f"return: mean of the last 10 training episodes at step {final:,}.\n")  # fmt: skip
         head = "| task | implementation | " + " | ".join(f"eval @ {s // 1000}k" for s in steps)

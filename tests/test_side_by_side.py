@@ -76,8 +76,11 @@ def test_only_common_steps_and_seeds(tmp_path):
     folder = tmp_path / "cartpole"
     write_ours(folder, 0, tasks=TASKS[1:], steps=(5000, 10000, 15000))  # ours ran further
     write_authors(folder, 0, tasks=TASKS[1:])
+    write_ours(folder, 1, tasks=TASKS[1:], steps=(5000,))  # seed 1 still running
+    write_authors(folder, 1, tasks=TASKS[1:], steps=(5000,))
     text = side_by_side.report(tmp_path, ["cartpole"])
     assert "eval @ 10k" in text and "15k" not in text
+    assert "seeds 0\n" in text and "Left out, not (yet) at step 10,000 in both: seeds 1." in text
 
 
 def test_missing_runs_and_bad_paths_say_what_to_do(tmp_path, run):
