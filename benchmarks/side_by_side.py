@@ -180,7 +180,7 @@ def read_authors(log: Path) -> dict:
             if done:
                 online[r["step"]][task] = float(np.mean(done))
     return {"eval": evals, "online": online,
-            "sps": training_rate(records, lambda r: r["train_seconds"] + r["eval_seconds"], lambda r: r["eval_seconds"])}  # fmt: skip
+            "sps": training_rate(records, lambda r: r["train_seconds"], lambda r: 0.0)}  # their clock excludes evaluations
 
 
 def training_rate(records: list[dict], clock, eval_seconds) -> float | None:

@@ -61,6 +61,9 @@ def test_table_means_differences_online_returns_and_rates(tmp_path):
     # per seed rows
     assert rows[("2", "authors")][:2] == [f"{np.mean([eval_return('authors', 2, s, t) for t in TASKS]):.0f}" for s in STEPS]
     assert "seeds 0, 1, 2" in text and (tmp_path / "side_by_side.png").exists()
+    # env steps/s: ours 5000 steps in 500 s of clock less 20 s of evaluation; theirs s / 20 s of training
+    assert side_by_side.read_ours(folder / "runs" / "ours_s0")["sps"] == pytest.approx(5000 / 480)
+    assert side_by_side.read_authors(folder / "authors_s0.jsonl")["sps"] == pytest.approx(20.0)
 
 
 def test_training_rate_excludes_evaluations():
