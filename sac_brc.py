@@ -344,7 +344,8 @@ class Noise(NamedTuple):
 
 def sample_noise(batch_size: int, act_dim: int, key: PRNGKeyArray) -> Noise:
     next_key, action_key = jax.random.split(key)
-    return Noise(jax.random.normal(next_key, (batch_size, act_dim)), jax.random.normal(action_key, (batch_size, act_dim)))
+    shape = (batch_size, act_dim)
+    return Noise(jax.random.normal(next_key, shape), jax.random.normal(action_key, shape))
 
 
 def sample(buffer: ReplayBuffer, batch_size: int, key: PRNGKeyArray) -> Batch:

@@ -98,7 +98,7 @@ def plan(config: str, args) -> list[dict]:
     c, folder = settings(config, args), args.out / config
     jobs = []
     for seed in [0] if args.timing else args.seeds:
-        name = f"timing_{{}}" if args.timing else f"{{}}_s{seed}"
+        name = "timing_{}" if args.timing else "{}_s" + str(seed)  # {} = the implementation
         ours = folder / "runs" / name.format("ours")
         jobs.append({"log": ours / "metrics.jsonl", "cwd": folder, "done_step": c["total_steps"], "clear": ours,
                      "command": [sys.executable, str(REPO / "sac_brc.py"), "--tasks", ",".join(c["tasks"]),
