@@ -18,6 +18,7 @@ Exit status 1 if any compared quantity differs beyond `--rtol`.
 
 import argparse
 import sys
+import types
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -162,10 +163,8 @@ def compare(num_tasks: int, obs_dim: int, act_dim: int, optimizer: str, cli) -> 
                 rel = abs(a - b) / max(abs(b), 1e-12)
                 worst = max(worst, rel)
                 print(f"| {label} | {quantity} | {a:.6g} | {b:.6g} | {abs(a - b):.2e} | {rel:.2e} |")
-        expected = copy_parameters(
-            type("Updated", (), {"actor": actor, "critic": critic, "target_critic": target_critic, "temp": temp}),
-            state, sac_brc,
-        )  # fmt: skip
+        updated = types.SimpleNamespace(actor=actor, critic=critic, target_critic=target_critic, temp=temp)
+        expected = copy_parameters(updated, state, sac_brc)  # their updated parameters, in our modules
         for group, get in parameter_groups(num_tasks > 1).items():
             # the change made by the update(s), not the parameters, which move by ~lr per step
             before, a, b = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(get(s))]) for s in (state, ours, expected))
@@ -184,7 +183,6 @@ def compare(num_tasks: int, obs_dim: int, act_dim: int, optimizer: str, cli) -> 
 
 def check_noise_reading(theirs, batches, noise, critic_key, build_actor_input) -> None:
     """Their first next-action sample equals tanh(mean + std * noise) with the noise read above."""
-    import jax
     import jax.numpy as jnp
 
     inputs = build_actor_input(theirs.critic, batches.next_observations[0], batches.task_ids[0], theirs.multitask)
