@@ -49,7 +49,7 @@ from scipy.signal import lfilter
 from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
 from common.dataset import Dataset, DatasetError, episode_bounds, load_dataset
-from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, run_episodes
+from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, run_episodes, with_shadowhand_assets
 from common.suites import normalized_score
 
 
@@ -114,7 +114,9 @@ class Args:
     mw_backend: Literal["metaworld", "envpool"] = "metaworld"
     """MetaWorld backend: the metaworld package (one object/goal layout per env, drawn from its seed and frozen: the protocol of the published curves) or envpool (about 2x faster, but it redraws the layout at every reset: a harder task than the paper's, not comparable with its curves)"""
     env_workers: int | None = None
-    """worker processes for the envs that run in Python (metaworld package, HumanoidBench, custom DMC tasks); default one per CPU core"""
+    """worker processes for the envs that run in Python (metaworld package, HumanoidBench, custom DMC tasks, ShadowHand); default one per CPU core"""
+    shadowhand_assets: str | None = None
+    """ShadowHand shape assets: a clone of the authors' repository or its dex_envs/assets (README: ShadowHand); default $BRC_SHADOWHAND_ASSETS"""
     eval_protocol: Literal["published", "layouts"] = "published"
     """published (ref. code): one evaluation env per task, --eval-episodes episodes one after another (MetaWorld: one frozen layout, other than the training one); layouts: --eval-episodes envs per task with their own seeds, one episode each (MetaWorld: that many unseen layouts)"""
     eval_interval: int = 25_000
@@ -140,8 +142,8 @@ class Args:
 
 
 # Fields that may change when resuming; every other field must match the checkpoint.
-RESUMABLE_FIELDS = {"num_updates", "eval_interval", "log_interval", "checkpoint_interval",
-                    "prefetch", "env_workers", "resume", "run_name", "dataset_info", "num_devices"}  # fmt: skip
+RESUMABLE_FIELDS = {"num_updates", "eval_interval", "log_interval", "checkpoint_interval", "prefetch",
+                    "env_workers", "shadowhand_assets", "resume", "run_name", "dataset_info", "num_devices"}  # fmt: skip
 
 
 # Actor log-std squashing range (ref. code).
@@ -774,6 +776,10 @@ def main(args: Args) -> None:
         print(dataset_info(dataset, args.gamma))
         return
     tasks, num_tasks = dataset.tasks, len(dataset.tasks)
+    try:  # the evaluation envs' files, checked before training
+        with_shadowhand_assets(tasks, args.shadowhand_assets, whole_suite=False)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     check_batch_split(args, num_tasks)
     obs_dim, act_dim = dataset.obs.shape[1], dataset.action.shape[1]
     max_abs_return = dataset_max_abs_returns(dataset, args.gamma)  # fixed: the data does not change
@@ -828,7 +834,7 @@ def main(args: Args) -> None:
     # the eval envs of sac_brc.py's protocol (--eval-protocol), seeds disjoint between runs
     eval_copies, eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)
     eval_env = MultiTaskEnv(tasks, eval_copies, seed=args.seed, role="eval", mw_backend=args.mw_backend,
-                            num_workers=args.env_workers)  # fmt: skip
+                            num_workers=args.env_workers, shadowhand_assets=args.shadowhand_assets)  # fmt: skip
     stream = BatchStream(dataset, batch_size, args.updates_per_call, args.seed, step // args.updates_per_call,
                          args.prefetch, fns.place_batches)  # fmt: skip
     max_abs_return = jnp.asarray(max_abs_return)

@@ -37,7 +37,9 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
 from common.dataset import DatasetError, DatasetWriter, load_dataset, make_metadata
-from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, require_packages, run_episodes
+from common.envs import (
+    EnvError, MultiTaskEnv, eval_envs_and_episodes, require_packages, run_episodes, with_shadowhand_assets,
+)  # fmt: skip
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 
 
@@ -47,8 +49,9 @@ class Args:
     """suite to train on (paper Appendix E; docs/suites.md): mw (MT50), dmc-dogs, dmc-humanoids, dmc-hard,
     hb-medium, hb-hard (HumanoidBench, installed separately: README), mw-dmc (MT80), transfer splits
     mw-transfer-train, mw-transfer-test, hb-medium-transfer-train, hb-medium-transfer-test,
-    hb-hard-transfer-test, Figure 10 subsets hb-medium-subset3, hb-medium-subset6; quick: mw-easy,
-    dmc-easy; or one task name"""
+    hb-hard-transfer-test, Figure 10 subsets hb-medium-subset3, hb-medium-subset6, sh (ShadowHand's 85
+    shapes, assets from the authors' repository: README), sh-transfer-test; quick: mw-easy, dmc-easy;
+    or one task name (e.g. cheetah-run, sh-cube; sh-block runs without the assets)"""
     tasks: tuple[str, ...] = ()
     """explicit task list (comma- or space-separated, e.g. `reach,cheetah-run`); overrides --suite"""
     seed: int = 0
@@ -104,7 +107,9 @@ class Args:
     mw_backend: Literal["metaworld", "envpool"] = "metaworld"
     """MetaWorld backend: the metaworld package (one object/goal layout per env, drawn from its seed and frozen: the protocol of the published curves) or envpool (about 2x faster, but it redraws the layout at every reset: a harder task than the paper's, not comparable with its curves)"""
     env_workers: int | None = None
-    """worker processes for the envs that run in Python (metaworld package, HumanoidBench, custom DMC tasks); default one per CPU core"""
+    """worker processes for the envs that run in Python (metaworld package, HumanoidBench, custom DMC tasks, ShadowHand); default one per CPU core"""
+    shadowhand_assets: str | None = None
+    """ShadowHand shape assets: a clone of the authors' repository or its dex_envs/assets (README: ShadowHand); default $BRC_SHADOWHAND_ASSETS"""
     eval_protocol: Literal["published", "layouts"] = "published"
     """published (ref. code): one evaluation env per task, --eval-episodes episodes one after another (MetaWorld: one frozen layout, other than the training one); layouts: --eval-episodes envs per task with their own seeds, one episode each (MetaWorld: that many unseen layouts)"""
     eval_interval: int = 25_000
@@ -149,7 +154,7 @@ class Args:
 # Fields that may change when resuming; every other field must match the checkpoint.
 RESUMABLE_FIELDS = {"total_steps", "eval_interval", "log_interval", "checkpoint_interval",
                     "checkpoint_replay", "resume", "track", "run_name", "overlap", "num_devices", "env_workers",
-                    "diagnostics", "diagnostics_batch_size"}  # fmt: skip
+                    "shadowhand_assets", "diagnostics", "diagnostics_batch_size"}  # fmt: skip
 
 # Actor log-std squashing range (ref. code).
 LOG_STD_MIN, LOG_STD_MAX = -10.0, 2.0
@@ -882,8 +887,11 @@ def validate(args: Args) -> list[TaskSpec]:
     try:
         tasks = resolve_tasks(args.suite, args.tasks)
         require_packages(tasks)
+        runnable = with_shadowhand_assets(tasks, args.shadowhand_assets, whole_suite=not args.tasks)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    if len(runnable) < len(tasks):  # the run's tasks, as config.json records them, are those it trains on
+        tasks, args.tasks = runnable, tuple(t.name for t in runnable)
     atari = [t.name for t in tasks if t.domain == "atari"]
     if atari:  # discrete actions from pixels: DrQ-epsilon + BRC
         raise ConfigError(
@@ -1317,7 +1325,8 @@ def main(args: Args) -> None:
 
     # env seeds from np.random.SeedSequence(seed): disjoint between runs and between training and
     # evaluation (common/envs.py env_seeds); the ref. code's eval envs are a second set, seed + 42
-    env_kwargs = dict(seed=args.seed, mw_backend=args.mw_backend, min_obs_dim=obs_dim, num_workers=args.env_workers)
+    env_kwargs = dict(seed=args.seed, mw_backend=args.mw_backend, min_obs_dim=obs_dim, num_workers=args.env_workers,
+                      shadowhand_assets=args.shadowhand_assets)  # fmt: skip
     eval_copies, eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)
     task_ids = jnp.asarray(np.arange(num_tasks, dtype=np.int32))  # one env per task
     stored = int(np.asarray(buffer.size).min())  # transitions per task in the buffer (prefilled, restored)

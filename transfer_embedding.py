@@ -44,7 +44,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from common.bronet import BroNet, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
-from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, run_episodes
+from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, run_episodes, with_shadowhand_assets
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 
 
@@ -73,7 +73,9 @@ class Args:
     mw_backend: Literal["metaworld", "envpool"] = "metaworld"
     """MetaWorld backend: the metaworld package (one object/goal layout per env, drawn from its seed and frozen: the protocol of the published curves) or envpool (about 2x faster, but it redraws the layout at every reset: a harder task than the paper's, not comparable with its curves)"""
     env_workers: int | None = None
-    """worker processes for the envs that run in Python (metaworld package, HumanoidBench, custom DMC tasks); default one per CPU core"""
+    """worker processes for the envs that run in Python (metaworld package, HumanoidBench, custom DMC tasks, ShadowHand); default one per CPU core"""
+    shadowhand_assets: str | None = None
+    """ShadowHand shape assets: a clone of the authors' repository or its dex_envs/assets (README: ShadowHand); default $BRC_SHADOWHAND_ASSETS"""
     eval_protocol: Literal["published", "layouts"] = "published"
     """published (ref. code): one evaluation env per task, --eval-episodes episodes one after another (MetaWorld: one frozen layout, other than the training one); layouts: --eval-episodes envs per task with their own seeds, one episode each (MetaWorld: that many unseen layouts)"""
     run_name: str | None = None
@@ -588,6 +590,7 @@ def validate(args: Args) -> tuple[list[TaskSpec], int]:
         raise ConfigError("give the target tasks with --tasks a,b,c (or a target --suite)")
     try:
         tasks = resolve_tasks(args.suite or "", args.tasks)
+        tasks = with_shadowhand_assets(tasks, args.shadowhand_assets, whole_suite=not args.tasks)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     budget = DEFAULT_BUDGET[args.mode] if args.budget is None else args.budget
@@ -637,7 +640,7 @@ def main(args: Args) -> None:
     record: dict = {"mode": args.mode, "step": budget, "eval_protocol": args.eval_protocol, "mw_backend": args.mw_backend}
     # observations zero-padded to the pretraining suite's size (the suites' padding rule)
     env_kwargs = dict(seed=args.seed, mw_backend=args.mw_backend, min_obs_dim=pretrained.obs_dim,
-                      num_workers=args.env_workers)  # fmt: skip
+                      num_workers=args.env_workers, shadowhand_assets=args.shadowhand_assets)  # fmt: skip
     env = MultiTaskEnv(tasks, 1, role="train", **env_kwargs)
     # sac_brc.py's evaluation protocol (--eval-protocol); env seeds disjoint between runs and roles
     eval_copies, eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)

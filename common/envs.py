@@ -1,8 +1,9 @@
 """Multi-task environments: every task of a suite stepped in lockstep on the CPU.
 
 envpool DMC tasks (and MetaWorld with `mw_backend="envpool"`) run one envpool instance per
-task; the `metaworld` package, HumanoidBench and the custom DMC tasks of common/dmc_custom.py
-run in worker processes, several tasks per worker, one worker per CPU core at most. All are
+task; the `metaworld` package, HumanoidBench, the custom DMC tasks of common/dmc_custom.py and
+ShadowHand (common/shadowhand.py) run in worker processes, several tasks per worker, one
+worker per CPU core at most. All are
 driven with asynchronous send/recv so that the tasks step in parallel.
 Observations are flattened to float32, zero-padded to the suite's largest observation
 size; actions are produced at the suite's largest action size and task i reads its
@@ -27,7 +28,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from common.suites import TaskSpec
+from common import shadowhand
+from common.suites import SH_BUNDLED, TaskSpec
 
 # envpool 1.2.5 tasks that differ from the `metaworld` package, so they run on the package
 # backend even when `mw_backend="envpool"` (tests/test_envs.py re-checks each):
@@ -107,6 +109,25 @@ def require_packages(tasks: list[TaskSpec]) -> None:
     """Raise ValueError with install steps when a task needs a package that is missing."""
     if any(t.domain == "humanoidbench" for t in tasks) and importlib.util.find_spec("humanoid_bench") is None:
         raise ValueError(HUMANOIDBENCH_INSTALL)
+
+
+def with_shadowhand_assets(tasks: list[TaskSpec], assets: str | None, whole_suite: bool) -> list[TaskSpec]:
+    """Check, before any env starts, that every ShadowHand task's files are in the assets
+    (`--shadowhand-assets`, else $BRC_SHADOWHAND_ASSETS). A whole suite (`whole_suite`) goes on
+    without the shapes whose files are missing, after a line naming them; tasks named one by
+    one must all be there. Returns the tasks to run; raises ValueError saying what is missing
+    and how to get it."""
+    shapes = [t for t in tasks if t.domain == "shadowhand" and t.envpool_id not in SH_BUNDLED]
+    if not shapes:
+        return tasks
+    root = shadowhand.assets_dir(assets)
+    missing = {t.name: files for t in shapes if (files := shadowhand.missing_files(t.envpool_id, root))}
+    lines = "; ".join(f"{name}: {', '.join(map(str, files))}" for name, files in missing.items())
+    if missing and (not whole_suite or len(missing) == len(shapes)):
+        raise ValueError(f"missing from the ShadowHand assets at {root}: {lines}; {shadowhand.GET_ASSETS}")
+    if missing:
+        print(f"ShadowHand: {len(missing)} shape(s) left out, their files are missing ({lines})", file=sys.stderr)
+    return [t for t in tasks if t.name not in missing]
 
 
 def _humanoidbench_shim() -> None:
@@ -243,12 +264,42 @@ class _DMControlEnv:
         return self._flat(time_step), time_step.reward, terminated, time_step.last() and not terminated, False
 
 
-_WORKER_ENVS = {"metaworld": _MetaWorldEnv, "humanoidbench": _HumanoidBenchEnv, "dmc-custom": _DMControlEnv}
+class _ShadowHandEnv:
+    """A ShadowHand shape (common/shadowhand.py): `observation ⊕ desired_goal`, as the ref.
+    code's wrapper; success as the env reports it (`is_success`) at each step. The env's RNG is
+    seeded at the first reset; later resets continue it."""
+
+    def __init__(self, task: TaskSpec, seed: int, assets: Path | None = None):
+        self.env = shadowhand.make(task.envpool_id, assets)
+        space = self.env.observation_space
+        obs_size = space["observation"].shape[0] + space["desired_goal"].shape[0]
+        _check_spaces(task, (obs_size,), self.env.action_space.shape, self.env.action_space.low,
+                      self.env.action_space.high)  # fmt: skip
+        self.seed: int | None = seed
+
+    @staticmethod
+    def _flat(obs: dict) -> np.ndarray:
+        return np.concatenate((obs["observation"], obs["desired_goal"]))
+
+    def reset(self) -> np.ndarray:
+        obs, _ = self.env.reset(seed=self.seed)
+        self.seed = None
+        return self._flat(obs)
+
+    def step(self, action: np.ndarray):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._flat(obs), reward, terminated, truncated, info["is_success"] > 0
 
 
-def _worker(conn, jobs: list[tuple[TaskSpec, list[int]]]) -> None:
+_WORKER_ENVS = {
+    "metaworld": _MetaWorldEnv, "humanoidbench": _HumanoidBenchEnv, "dmc-custom": _DMControlEnv,
+    "shadowhand": _ShadowHandEnv,
+}  # fmt: skip
+
+
+def _worker(conn, jobs: list[tuple[TaskSpec, list[int]]], options: dict[str, dict]) -> None:
     """Runs the envs of several tasks (`jobs`: task and its envs' seeds) and resets an env within
-    the step that ends its episode.
+    the step that ends its episode. `options`: extra constructor arguments by domain.
 
     Commands: ("reset", None) -> ("ok", [obs per task]); ("step", [actions or None per task])
     -> ("ok", [(next_obs, reward, terminated, truncated, success, obs) or None per task]), None
@@ -264,7 +315,7 @@ def _worker(conn, jobs: list[tuple[TaskSpec, list[int]]]) -> None:
             import humanoid_bench  # noqa: F401 (registers HB's gymnasium ids)
         for task, seeds in jobs:
             name = task.name
-            envs.append([_WORKER_ENVS[task.domain](task, s) for s in seeds])
+            envs.append([_WORKER_ENVS[task.domain](task, s, **options.get(task.domain, {})) for s in seeds])
     except Exception as error:  # noqa: BLE001 (reported to the parent, which stops with it)
         message = str(error) if isinstance(error, EnvError) else f"{name}: {type(error).__name__}: {error}"
         _send_error(conn, message)
@@ -323,18 +374,18 @@ def _send_error(conn, message: str) -> None:
 
 class _Worker:
     """Several tasks' envs in one worker process (the `metaworld` package, HumanoidBench, the
-    custom DMC tasks), behind a send/recv interface like envpool's.
+    custom DMC tasks, ShadowHand), behind a send/recv interface like envpool's.
 
     Workers start with the `forkserver` method so that starting them after JAX is safe; they
     inherit the environment (PYTHONPATH) and sys.path of this process.
     """
 
-    def __init__(self, jobs: list[tuple[TaskSpec, np.ndarray]]):
+    def __init__(self, jobs: list[tuple[TaskSpec, np.ndarray]], options: dict[str, dict]):
         ctx = mp.get_context("forkserver")
         self.names = ", ".join(task.name for task, _ in jobs)
         self._conn, child = ctx.Pipe()
         jobs = [(task, [int(s) for s in seeds]) for task, seeds in jobs]
-        self._process = ctx.Process(target=_worker, args=(child, jobs), daemon=True)
+        self._process = ctx.Process(target=_worker, args=(child, jobs, options), daemon=True)
         self._process.start()
         child.close()
 
@@ -366,11 +417,11 @@ class _Worker:
 
 
 def runs_in_worker(task: TaskSpec, mw_backend: str) -> bool:
-    """MetaWorld on the package backend (and envpool's divergent tasks), HumanoidBench and the
-    custom DMC tasks run in worker processes; the rest on envpool."""
+    """MetaWorld on the package backend (and envpool's divergent tasks), HumanoidBench, the
+    custom DMC tasks and ShadowHand run in worker processes; the rest on envpool."""
     if task.domain == "metaworld":
         return mw_backend == "metaworld" or task.name in ENVPOOL_DIVERGENT_TASKS
-    return task.domain in ("humanoidbench", "dmc-custom")
+    return task.domain in ("humanoidbench", "dmc-custom", "shadowhand")
 
 
 class MultiTaskEnv:
@@ -392,10 +443,12 @@ class MultiTaskEnv:
         mw_backend: str = "metaworld",
         min_obs_dim: int = 0,
         num_workers: int | None = None,
+        shadowhand_assets: str | None = None,
     ):
         """`min_obs_dim`: pad observations to at least this size (a transferred network's input).
         `num_workers`: worker processes for the tasks that run in workers (default: one per CPU
-        core, at most one per task); tasks are dealt to them in turn."""
+        core, at most one per task); tasks are dealt to them in turn.
+        `shadowhand_assets`: the authors' ShadowHand assets (default $BRC_SHADOWHAND_ASSETS)."""
         if mw_backend not in ("envpool", "metaworld"):
             raise ValueError(f"mw_backend must be 'envpool' or 'metaworld', got '{mw_backend}'")
         self.tasks = tasks
@@ -416,13 +469,16 @@ class MultiTaskEnv:
         # route[k] = ("envpool", instance) or ("worker", worker index, slot in that worker)
         self._route: list[tuple] = [None] * len(tasks)
         self._envpool, self._workers = [], []
+        options = {}
+        if any(t.domain == "shadowhand" and t.envpool_id not in SH_BUNDLED for t in tasks):
+            options["shadowhand"] = {"assets": shadowhand.assets_dir(shadowhand_assets)}
         count = min(num_workers or available_cores(), len(in_worker))
         groups = [in_worker[w::count] for w in range(count)]  # tasks dealt to the workers in turn
         try:
             for w, group in enumerate(groups):
                 for slot, k in enumerate(group):
                     self._route[k] = ("worker", w, slot)
-                self._workers.append(_Worker([(tasks[k], self.seeds[k]) for k in group]))
+                self._workers.append(_Worker([(tasks[k], self.seeds[k]) for k in group], options))
             for k, task in enumerate(tasks):
                 if self._route[k] is None:
                     self._route[k] = ("envpool", _make_envpool(task, self.seeds[k]))

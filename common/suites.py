@@ -2,7 +2,8 @@
 
 A task is named as in the paper: MetaWorld tasks by their MT50 name (`reach`,
 `door-open`), DeepMind Control tasks as `domain-task` (`cheetah-run`, `dog-trot`),
-HumanoidBench tasks by their gymnasium id without `-v0` (`h1-walk`, `h1hand-sit_simple`).
+HumanoidBench tasks by their gymnasium id without `-v0` (`h1-walk`, `h1hand-sit_simple`),
+ShadowHand shapes as `sh-<shape>` (`sh-cube`, `sh-e_toy_airplane`).
 docs/suites.md lists every suite and where each task comes from.
 """
 
@@ -13,11 +14,11 @@ from typing import Literal
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    # metaworld and dmc run on envpool; dmc-custom (common/dmc_custom.py) and humanoidbench
-    # (gymnasium envs of the humanoid_bench package) run in worker processes (common/envs.py); atari runs
-    # in drq_brc.py only.
-    domain: Literal["metaworld", "dmc", "dmc-custom", "humanoidbench", "atari"]
-    envpool_id: str  # the backend's id: envpool task id, or HumanoidBench's gymnasium id
+    # metaworld and dmc run on envpool; dmc-custom (common/dmc_custom.py), humanoidbench
+    # (gymnasium envs of the humanoid_bench package) and shadowhand (common/shadowhand.py) run in
+    # worker processes (common/envs.py); atari runs in drq_brc.py only.
+    domain: Literal["metaworld", "dmc", "dmc-custom", "humanoidbench", "shadowhand", "atari"]
+    envpool_id: str  # the backend's id: envpool task id, HumanoidBench's gymnasium id, or the ShadowHand shape
     obs_dim: int
     act_dim: int
     max_episode_steps: int
@@ -131,6 +132,37 @@ HB_SCORES = {
 }  # fmt: skip
 
 
+# ShadowHand (paper Appendix E, after Huang et al. 2021): the 85 training shapes and the 29
+# held-out transfer shapes, in the authors' order (their jaxrl/env_names.py; the columns of the
+# published aggregate curve follow SH_TRAIN). obs 61 + goal 7, 20 actions, 100-step episodes.
+SH_TRAIN = (
+    "e_toy_airplane", "knife", "flat_screwdriver", "elephant", "apple", "scissors", "i_cups", "cup",
+    "foam_brick", "pudding_box", "wristwatch", "padlock", "power_drill", "binoculars", "b_lego_duplo",
+    "ps_controller", "mouse", "hammer", "f_lego_duplo", "piggy_bank", "can", "extra_large_clamp",
+    "peach", "a_lego_duplo", "racquetball", "tuna_fish_can", "a_cups", "pan", "strawberry",
+    "d_toy_airplane", "wood_block", "small_marker", "sugar_box", "ball", "torus", "i_toy_airplane",
+    "chain", "j_cups", "c_toy_airplane", "airplane", "nine_hole_peg_test", "water_bottle", "c_cups",
+    "medium_clamp", "large_marker", "h_cups", "b_colored_wood_blocks", "j_lego_duplo",
+    "f_toy_airplane", "toothbrush", "tennis_ball", "mug", "sponge", "k_lego_duplo",
+    "phillips_screwdriver", "f_cups", "c_lego_duplo", "d_marbles", "d_cups", "camera",
+    "d_lego_duplo", "golf_ball", "k_toy_airplane", "b_cups", "softball", "wine_glass", "chips_can",
+    "cube", "master_chef_can", "alarm_clock", "gelatin_box", "h_lego_duplo", "baseball",
+    "light_bulb", "banana", "rubber_duck", "headphones", "i_lego_duplo", "b_toy_airplane",
+    "pitcher_base", "j_toy_airplane", "g_lego_duplo", "cracker_box", "orange", "e_cups",
+)  # fmt: skip
+SH_TRANSFER_TEST = (
+    "rubiks_cube", "dice", "bleach_cleanser", "pear", "e_lego_duplo", "pyramid", "stapler",
+    "flashlight", "large_clamp", "a_toy_airplane", "tomato_soup_can", "fork", "cell_phone",
+    "m_lego_duplo", "toothpaste", "flute", "stanford_bunny", "a_marbles", "potted_meat_can", "timer",
+    "lemon", "utah_teapot", "train", "g_cups", "l_lego_duplo", "bowl", "door_knob", "mustard_bottle",
+    "plum",
+)  # fmt: skip
+# gymnasium-robotics' own objects on the same task: not in the paper; they run without the
+# authors' assets (tests, trying the pipeline)
+SH_BUNDLED = ("block", "egg", "pen")
+SH_EPISODE_STEPS = 100  # the authors' registration (dex_envs): max_episode_steps=100
+
+
 def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("-"))
 
@@ -160,6 +192,8 @@ def _build_registry() -> dict[str, TaskSpec]:
             registry[name] = TaskSpec(
                 name, "humanoidbench", f"{name}-v0", obs_dim, act_dim, steps, has_success=True
             )
+    for shape in SH_TRAIN + SH_TRANSFER_TEST + SH_BUNDLED:
+        registry[f"sh-{shape}"] = TaskSpec(f"sh-{shape}", "shadowhand", shape, 68, 20, SH_EPISODE_STEPS, True)
     return registry
 
 
@@ -241,6 +275,9 @@ SUITES: dict[str, tuple[str, ...]] = {
     # Paper Figure 10 / Appendix D: HB-MEDIUM pretrained on 3 or 6 of its 9 tasks
     "hb-medium-subset3": tuple(f"h1-{t}" for t in ("walk", "stair", "slide")),
     "hb-medium-subset6": HB_MEDIUM_SUBSET6,
+    # Paper Appendix E: ShadowHand's 85 training shapes and its 29 transfer shapes (E.2)
+    "sh": tuple(f"sh-{shape}" for shape in SH_TRAIN),
+    "sh-transfer-test": tuple(f"sh-{shape}" for shape in SH_TRANSFER_TEST),
     # Small suites for quick runs on a laptop and for tests.
     "mw-easy": ("reach", "drawer-close", "button-press-topdown", "window-open"),
     "dmc-easy": ("cartpole-swingup", "cheetah-run"),
@@ -269,13 +306,13 @@ def resolve_tasks(suite: str, tasks: tuple[str, ...] = ()) -> list[TaskSpec]:
 
 
 def normalized_score(task: TaskSpec, episode_return: float, success: float) -> float:
-    """Paper Appendix E.3: MetaWorld reports success rate, DMC return / 1000, HumanoidBench
+    """Paper Appendix E.3: MetaWorld and ShadowHand report success rate, DMC return / 1000, HumanoidBench
     (return - random) / (success - random) with the scores of paper Table 2 (`HB_SCORES`),
     Atari (return - random) / (human - random) (`ATARI_RANDOM_HUMAN`)."""
     if task.domain == "atari":  # human-normalised: (return - random) / (human - random), eq. 5
         random, human = ATARI_RANDOM_HUMAN[task.name]
         return (float(episode_return) - random) / (human - random)
-    if task.domain == "metaworld":
+    if task.domain in ("metaworld", "shadowhand"):
         return float(success)
     if task.domain == "humanoidbench":
         random_return, success_return = HB_SCORES[task.name]
