@@ -35,7 +35,7 @@ import tyro
 from jaxtyping import Float
 from matplotlib.ticker import FuncFormatter
 
-from common.suites import TASKS, normalized_score
+from common.suites import SH_TRAIN, TASKS, normalized_score
 
 
 @dataclass
@@ -51,7 +51,7 @@ class Args:
     reference_variants: tuple[str, ...] = ("BRC_multitask",)
     """which <variant> folders of --reference to overlay"""
     reference_interval: int = 25_000
-    """env steps per task between two points of a reference curve (the first point is at this step)"""
+    """env steps per task between two points of a reference curve (the first point is at this step); the published ShadowHand file's is 2k, always"""
     max_step: int | None = None
     """crop the x axis (and the reference curves) at this many env steps per task"""
     confidence: float = 0.95
@@ -223,9 +223,27 @@ def group_runs(runs: list[Run], labels: tuple[str, ...]) -> list[Group]:
 # ---------------------------------------------------------------- published reference curves
 
 
+# The published ShadowHand curves are one file per variant, shadowhand/<variant>/aggregate.npy,
+# (seeds, points, 85 shapes) with the shapes in SH_TRAIN's order, a point every 2k env steps.
+SH_REFERENCE_INTERVAL = 2_000
+
+
+def is_shadowhand(task: str) -> bool:
+    return task in TASKS and TASKS[task].domain == "shadowhand"
+
+
+def reference_interval(task: str, args: Args) -> int:
+    """Env steps per task between two points of the task's published curve."""
+    return SH_REFERENCE_INTERVAL if is_shadowhand(task) else args.reference_interval
+
+
 def reference_file(root: Path, variant: str, task: str) -> Path | None:
     """Our task name -> the published file: MetaWorld tasks are stored as `<task>-v2-goal-observable`,
-    HumanoidBench ones with their gymnasium id `h1-*-v0` (our name with or without `-v0`), DMC as is."""
+    HumanoidBench ones with their gymnasium id `h1-*-v0` (our name with or without `-v0`), DMC as is,
+    the ShadowHand training shapes as columns of one file."""
+    if is_shadowhand(task):
+        path = root / "shadowhand" / variant / "aggregate.npy"
+        return path if TASKS[task].envpool_id in SH_TRAIN and path.exists() else None
     candidates = (task, f"{task}-v2-goal-observable", f"{task}-v0")
     for suite in sorted(p for p in root.iterdir() if p.is_dir()):
         for name in candidates:
@@ -240,6 +258,10 @@ def load_reference(root: Path, variant: str, task: str) -> np.ndarray | None:
     if path is None:
         return None
     values = np.load(path)
+    if is_shadowhand(task):
+        if values.ndim != 3 or values.shape[2] != len(SH_TRAIN):
+            raise PlotError(f"{path} has shape {values.shape}; expected (seeds, points, {len(SH_TRAIN)} shapes)")
+        values = values[:, :, SH_TRAIN.index(TASKS[task].envpool_id)]
     if values.ndim != 2:
         raise PlotError(f"{path} has shape {values.shape}; reference curves must be (seeds, points)")
     if task not in TASKS:
@@ -309,7 +331,7 @@ def plot(args: Args) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     ref_styles = [dict(color="black", linestyle="--"), dict(color="dimgray", linestyle=":")]
-    ref_x = lambda n: args.reference_interval * np.arange(1, n + 1)
+    ref_x = lambda task, n: reference_interval(task, args) * np.arange(1, n + 1)
     written = []
 
     # per task
@@ -324,7 +346,7 @@ def plot(args: Args) -> list[Path]:
                 draw_curve(ax, steps, samples, args, rng, color=color, label=group.label, marker=".")
         for (variant, curves), style in zip(published.items(), ref_styles):
             if task in curves:
-                steps, samples = crop(ref_x(curves[task].shape[1]), curves[task], args.max_step)
+                steps, samples = crop(ref_x(task, curves[task].shape[1]), curves[task], args.max_step)
                 label = f"published {variant} ({len(samples)} seeds)"
                 draw_curve(ax, steps, samples, args, rng, label=label, **style)
         ax.set_title(task, fontsize=10)
@@ -355,14 +377,16 @@ def plot(args: Args) -> list[Path]:
         ax.plot(group.steps[keep], mean[keep], color=color, marker=".", label=group.label)
         ax.fill_between(group.steps[keep], low[keep], high[keep], color=color, alpha=0.2, linewidth=0)
     for (variant, curves), style in zip(published.items(), ref_styles):
-        if curves and all(t in curves for t in tasks):
+        same_steps = len({reference_interval(t, args) for t in tasks}) == 1
+        if curves and all(t in curves for t in tasks) and same_steps:
             seeds = min(c.shape[0] for c in curves.values())
             points = min(c.shape[1] for c in curves.values())
             stacked = np.stack([curves[t][:seeds, :points] for t in tasks], axis=1)  # (seeds, tasks, points)
-            steps, samples = crop(ref_x(points), stacked.mean(axis=1), args.max_step)
+            steps, samples = crop(ref_x(tasks[0], points), stacked.mean(axis=1), args.max_step)
             draw_curve(ax, steps, samples, args, rng, label=f"published {variant} ({seeds} seeds)", **style)
         elif curves:
-            print(f"reference {variant}: not every task has a published curve; no aggregate reference drawn")
+            why = "not every task has a published curve" if same_steps else "the curves' steps differ"
+            print(f"reference {variant}: {why}; no aggregate reference drawn")
     ax.set_title(f"mean normalised score over {len(tasks)} task{'s' * (len(tasks) > 1)}, "
                  f"{args.confidence:.0%} bootstrap CI over seeds", fontsize=10)  # fmt: skip
     ax.set_xlabel("env steps per task")

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.envs import MultiTaskEnv, available_cores, runs_in_worker
+from common.envs import MultiTaskEnv, available_cores, runs_in_worker, with_shadowhand_assets
 from common.suites import resolve_tasks
 from sac_brc import Args, make_agent, replay_buffer_init
 
@@ -34,7 +34,7 @@ def bench_envs(steps: int, suites: list[str], backends: list[str], workers: list
     print("\n| suite | tasks | MetaWorld backend | env workers | env steps/s (all tasks) | lockstep steps/s |"
           "\n|---|---|---|---|---|---|")  # fmt: skip
     for suite in suites:
-        tasks = resolve_tasks(suite)
+        tasks = with_shadowhand_assets(resolve_tasks(suite), None, whole_suite=True)  # $BRC_SHADOWHAND_ASSETS
         has_mw = any(t.domain == "metaworld" for t in tasks)
         for backend in backends if has_mw else backends[:1]:
             in_workers = any(runs_in_worker(t, backend) for t in tasks)

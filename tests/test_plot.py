@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import plot
+from common.suites import SH_TRAIN
 
 REAL_REFERENCE = Path("/work/shared/reference/brc_official_results")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -107,12 +108,30 @@ def test_reference_curves_are_found_by_task_name_and_normalised(tmp_path):
     assert plot.load_reference(root, "BRC_multitask", "dog-run") is None
 
 
+def test_shadowhand_reference_is_a_column_of_the_aggregate_file(tmp_path):
+    """shadowhand/<variant>/aggregate.npy: (seeds, points, 85) in SH_TRAIN's order, every 2k steps."""
+    (tmp_path / "shadowhand" / "BRC_multitask").mkdir(parents=True)
+    values = np.zeros((2, 3, len(SH_TRAIN)))
+    values[:, :, SH_TRAIN.index("cube")] = [[0.0, 0.5, 1.0], [0.5, 0.5, 0.5]]
+    np.save(tmp_path / "shadowhand" / "BRC_multitask" / "aggregate.npy", values)
+    np.testing.assert_array_equal(plot.load_reference(tmp_path, "BRC_multitask", "sh-cube"), [[0.0, 0.5, 1.0], [0.5] * 3])
+    assert not plot.load_reference(tmp_path, "BRC_multitask", "sh-knife").any()
+    assert plot.load_reference(tmp_path, "BRC_multitask", "sh-dice") is None  # a transfer shape: no curve
+    assert plot.reference_interval("sh-cube", plot.Args(runs=())) == 2_000
+    assert plot.reference_interval("reach", plot.Args(runs=())) == 25_000
+    np.save(tmp_path / "shadowhand" / "BRC_multitask" / "aggregate.npy", values[:, :, :10])
+    with pytest.raises(plot.PlotError, match="85 shapes"):
+        plot.load_reference(tmp_path, "BRC_multitask", "sh-cube")
+
+
 @pytest.mark.skipif(not REAL_REFERENCE.is_dir(), reason="published reference curves not on this machine")
 def test_real_reference_layout():
     reach = plot.load_reference(REAL_REFERENCE, "BRC_multitask", "reach")
     assert reach.shape == (5, 20) and 0 <= reach.min() and reach.max() <= 1
     dog = plot.load_reference(REAL_REFERENCE, "BRC_multitask", "dog-run")
     assert dog.shape == (5, 20) and 0.2 < dog[:, -1].mean() < 0.6  # 390 / 1000 (reference README)
+    final = [plot.load_reference(REAL_REFERENCE, "BRC_multitask", f"sh-{shape}")[:, -1].mean() for shape in SH_TRAIN]
+    assert 0.80 < np.mean(final) < 0.87  # 0.838 over the 85 shapes at 1M steps
 
 
 def test_plot_writes_pngs_and_refuses_bad_input(run, tmp_path):
