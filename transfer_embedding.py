@@ -5,8 +5,8 @@ and 24: the actor and critic of a multi-task `sac_brc.py` checkpoint stay frozen
 agent adapts to a held-out task only through the task embedding it is conditioned on.
 
     --mode zero-shot   act with a randomly chosen pretrained embedding (no target data)
-    --mode few-shot    score every pretrained embedding on the target task within a budget
-                       of about 300 target transitions, keep the best (and report the ranking)
+    --mode few-shot    rank every pretrained embedding by the frozen critic's TD loss on one
+                       shared set of about 300 target transitions, keep the best (and the ranking)
     --mode tune        freeze actor and critic, create a new embedding and optimise only it by
                        the critic's cross-entropy TD loss on fewer than 1000 target transitions
 
@@ -45,7 +45,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from common.bronet import BroNet, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
 from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, run_episodes, with_shadowhand_assets
-from common.suites import TaskSpec, normalized_score, resolve_tasks
+from common.suites import TASKS, TaskSpec, normalized_score, resolve_tasks
 
 
 @dataclass
@@ -295,6 +295,7 @@ class Pretrained(NamedTuple):
     obs_dim: int  # padded sizes of the pretraining suite
     act_dim: int
     path: Path  # the checkpoint folder
+    max_abs_return: np.ndarray  # G_i of every pretraining task, from the checkpoint's return normaliser
 
 
 def locate_checkpoint(path: Path) -> tuple[Path, Path]:
@@ -369,7 +370,22 @@ def load_pretrained(path: Path) -> Pretrained:
             f"{state if isinstance(state, str) else 'extra arrays in the file'}); "
             "use the checkpoint together with the config.json of the run that wrote it"
         )
-    return Pretrained(config, state, [t.name for t in tasks], obs_dim, act_dim, ckpt)
+    try:
+        normalizer = json.loads((ckpt / "host.json").read_text())["normalizer"]
+    except (OSError, KeyError, ValueError):
+        raise ConfigError(f"checkpoint {ckpt} has no return normaliser in host.json; it is not a sac_brc.py checkpoint") from None
+    max_abs_return = normalizer_g(normalizer, config.gamma)
+    return Pretrained(config, state, [t.name for t in tasks], obs_dim, act_dim, ckpt, max_abs_return)
+
+
+def normalizer_g(normalizer: dict, gamma: float) -> np.ndarray:
+    """G_i from a checkpoint's `ReturnNormalizer.state_dict()`, as its `scale()` gives them: a
+    task whose first episode had not ended counts its episode so far as truncated."""
+    g = np.array(normalizer["max_abs_return"], np.float64)
+    for i, ended in enumerate(normalizer["episode_ended"]):
+        if not ended and normalizer["current_rewards"][i]:
+            g[i] = np.abs(discounted_returns(np.array(normalizer["current_rewards"][i]), gamma, True)).max()
+    return g
 
 
 # ---------------------------------------------------------------- acting with a chosen embedding
@@ -397,7 +413,7 @@ class TransferFns(NamedTuple):
 
     act: callable
     act_deterministic: callable  # evaluation: the eval env (--eval-protocol)
-    act_scoring: callable  # few-shot scoring, the same policy on one env per task
+    candidate_losses: callable  # few-shot: the Bellman residual of every pretrained embedding on the target data
     tune: callable
 
 
@@ -420,6 +436,41 @@ def make_fns(pretrained: Pretrained, args: Args) -> TransferFns:
     ) -> Float[Array, "envs act"]:
         mean, _ = jax.vmap(actor, in_axes=(0, 0, None))(obs, unit(embedding), 0)
         return jnp.tanh(mean)
+
+    @jax.jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def candidate_losses(
+        actor: Actor, critic: Critic, target_critic: Critic, data: TargetData,
+        max_abs_return: Float[Array, " candidates"], key: PRNGKeyArray,
+    ) -> Float[Array, "tasks candidates"]:  # fmt: skip
+        """Few-shot criterion: for every target task and every pretrained embedding k, the mean
+        squared Bellman residual of the frozen critic read as task k (its embedding in actor,
+        critic and target, rewards scaled by its own G_k) on all of the task's transitions:
+        expected Q (mean of both critics) minus the expected soft TD target, divided by task
+        k's reward scale, i.e. in the target task's reward units. Not the cross-entropy: that
+        adds the target distribution's entropy, which differs between candidates and outranks
+        the fit. The next actions use the same noise for every k."""
+        num_tasks, budget = data.reward.shape
+        flat = lambda x: x.reshape(num_tasks * budget, *x.shape[2:])
+        obs, action, next_obs = flat(data.obs), flat(data.action), flat(data.next_obs)
+        reward, mask = flat(data.reward), 1.0 - flat(data.terminated)
+        noise = jax.random.normal(key, (len(reward), actor.act_dim))
+        scale = reward_scale(max_abs_return, alpha, act_dim, config.gamma, config.v_max)
+
+        def loss_as(k: Int[Array, ""]) -> Float[Array, " tasks"]:
+            task = jnp.full(len(reward), k)
+            embedding = jnp.broadcast_to(critic.embed(k), (len(reward), config.embedding_dim))
+            next_mean, next_log_std = jax.vmap(actor, in_axes=(0, 0, None))(next_obs, embedding, 0)
+            next_action, next_log_prob = jax.vmap(sample_tanh_gaussian)(next_mean, next_log_std, noise)
+            target = categorical_td_target(
+                reward * scale[k], mask, next_log_prob, target_critic(next_obs, next_action, task), alpha,
+                config.gamma, support,
+            )  # fmt: skip
+            q = (jax.nn.softmax(critic(obs, action, task), axis=-1) @ support).mean(axis=1)
+            residual = q - target @ support
+            return (residual**2).reshape(num_tasks, budget).mean(axis=1)
+
+        return jax.lax.map(loss_as, jnp.arange(len(max_abs_return))).T
 
     optimizer = optax.adam(args.tune_learning_rate)
 
@@ -476,10 +527,8 @@ def make_fns(pretrained: Pretrained, args: Args) -> TransferFns:
         (embedding, _), losses = jax.lax.scan(step, carry, jax.random.split(key, args.tune_steps))
         return eqx.combine(embedding, frozen), losses
 
-    # one entry point per env (scoring, evaluation: their batch sizes may differ), each compiled once
     act_deterministic = jax.jit(eqx.debug.assert_max_traces(deterministic_policy, max_traces=1))
-    act_scoring = jax.jit(eqx.debug.assert_max_traces(deterministic_policy, max_traces=1))
-    return TransferFns(act, act_deterministic, act_scoring, tune)
+    return TransferFns(act, act_deterministic, candidate_losses, tune)
 
 
 # ---------------------------------------------------------------- target-task data, scoring, evaluation
@@ -529,29 +578,29 @@ def collect(
     return data, max_abs_return
 
 
-def few_shot_scores(
-    fns: TransferFns, actor: Actor, env: MultiTaskEnv, table: np.ndarray, budget: int
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Score every pretrained embedding on every target task within `budget` env steps per task.
+def tuning_g(
+    tasks: list[TaskSpec], pretrained: Pretrained, collected: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """G_i with which embedding tuning scales each target task's rewards, and where it came from.
 
-    Each embedding gets an equal share, `budget // num_embeddings` steps from a fresh reset,
-    acting deterministically; its score is the mean reward per step of that share (and
-    whether the env reported success). Returns (mean reward, success) of shape
-    (tasks, embeddings) and the env steps used per task.
-    """
-    num_embeddings = table.shape[0]
-    share = budget // num_embeddings
-    reward_sum = np.zeros((len(env.tasks), num_embeddings))
-    success = np.zeros((len(env.tasks), num_embeddings), bool)
-    for k in range(num_embeddings):
-        embedding = np.repeat(table[k : k + 1], env.num_envs, axis=0)
-        obs = env.reset()
-        for _ in range(share):
-            out = env.step(np.asarray(fns.act_scoring(actor, jnp.asarray(obs), jnp.asarray(embedding))))
-            reward_sum[:, k] += out.reward
-            success[:, k] |= out.success
-            obs = out.obs
-    return reward_sum / share, success, share * num_embeddings
+    A target task whose domain the pretraining suite has (the same reward scale: MetaWorld,
+    DMC, HumanoidBench, ShadowHand) takes the mean G of those pretraining tasks, from the
+    checkpoint's return normaliser: a budget of < 1000 transitions is less than one
+    HumanoidBench episode, so its own estimate would come from a partial episode. Otherwise
+    the collected episodes' G (the one still running counted as truncated, sac_brc.py's rule)."""
+    g, source = collected.astype(np.float64).copy(), ["collected"] * len(tasks)
+    for i, task in enumerate(tasks):
+        same = [k for k, name in enumerate(pretrained.task_names) if TASKS[name].domain == task.domain]
+        if same:
+            g[i], source[i] = float(np.mean(pretrained.max_abs_return[same])), f"checkpoint ({len(same)} {task.domain} tasks)"
+    return g, source
+
+
+def few_shot_ranking(
+    losses: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Candidates of every task from the lowest residual up, ties in random (seeded) order."""
+    return np.stack([np.lexsort((rng.random(len(row)), row)) for row in losses])
 
 
 def evaluate(
@@ -618,11 +667,10 @@ def main(args: Args) -> None:
             f"suite ({pretrained.obs_dim} / {pretrained.act_dim}); a frozen network cannot read them"
         )
     num_embeddings = len(pretrained.task_names)
-    if args.mode == "few-shot" and budget < num_embeddings:
-        raise ConfigError(
-            f"--budget {budget} is less than one transition for each of the {num_embeddings} pretrained "
-            f"embeddings; use --budget {num_embeddings} or more"
-        )
+    seen = [t.name for t in tasks if t.name in pretrained.task_names]
+    if seen:  # a split mistake must not pass silently; recorded in metrics.jsonl too
+        print(f"warning: target task(s) {', '.join(seen)} were pretraining tasks of {pretrained.path}; "
+              "this is not transfer to a new task", file=sys.stderr)  # fmt: skip
     run_dir = Path("runs") / (args.run_name or f"transfer__{args.mode}__s{args.seed}__{int(time.time())}")
     if run_dir.exists():
         raise ConfigError(f"{run_dir} exists already; pick another --run-name")
@@ -637,7 +685,8 @@ def main(args: Args) -> None:
     rng = np.random.default_rng(args.seed)
     choice_key, collect_key, tune_key = jax.random.split(jax.random.key(args.seed), 3)
     pretrained_table = np.asarray(state.critic.task_embedding)
-    record: dict = {"mode": args.mode, "step": budget, "eval_protocol": args.eval_protocol, "mw_backend": args.mw_backend}
+    record: dict = {"mode": args.mode, "step": budget, "eval_protocol": args.eval_protocol,
+                    "mw_backend": args.mw_backend, "seen_tasks": seen}  # fmt: skip
     # observations zero-padded to the pretraining suite's size (the suites' padding rule)
     env_kwargs = dict(seed=args.seed, mw_backend=args.mw_backend, min_obs_dim=pretrained.obs_dim,
                       num_workers=args.env_workers, shadowhand_assets=args.shadowhand_assets)  # fmt: skip
@@ -652,36 +701,42 @@ def main(args: Args) -> None:
             embedding = pretrained_table[chosen]
             record["embedding"] = {t.name: pretrained.task_names[c] for t, c in zip(tasks, chosen)}
         elif args.mode == "few-shot":
-            scores, success, used = few_shot_scores(fns, actor, env, pretrained_table, budget)
-            # best mean reward per step; success breaks no ties since the reward already contains it
-            chosen = scores.argmax(axis=1)
+            # one shared set of target transitions, collected by the frozen actor with a random
+            # pretrained embedding per task (the zero-shot policy); every candidate is scored on all of it
+            collector = pretrained_table[rng.integers(num_embeddings, size=len(tasks))]
+            data, _ = collect(fns, actor, env, collector, budget, config.gamma, collect_key)
+            losses = np.asarray(fns.candidate_losses(
+                actor, state.critic, state.target_critic, data, jnp.asarray(pretrained.max_abs_return, jnp.float32),
+                choice_key,
+            ))  # fmt: skip
+            ranking = few_shot_ranking(losses, rng)
+            chosen = ranking[:, 0]
             embedding = pretrained_table[chosen]
-            record["step"] = used
             record["embedding"] = {t.name: pretrained.task_names[c] for t, c in zip(tasks, chosen)}
             table = {
-                t.name: [
-                    {"embedding": pretrained.task_names[k], "reward_per_step": float(scores[i, k]),
-                     "success": bool(success[i, k])}
-                    for k in np.argsort(-scores[i])
-                ]
+                t.name: [{"embedding": pretrained.task_names[k], "bellman_residual": float(losses[i, k])}
+                         for k in ranking[i]]
                 for i, t in enumerate(tasks)
             }  # fmt: skip
             atomic_write_text(run_dir / "few_shot_table.json", json.dumps(table, indent=2))
             for name, rows in table.items():
-                print(f"few-shot ranking on {name} ({used} transitions, {budget // num_embeddings} per embedding):")
-                for rank, row in enumerate(rows, 1):
-                    print(f"  {rank:3d}. {row['embedding']:<28} reward/step {row['reward_per_step']:.3f}"
-                          f"{'  success' if row['success'] else ''}")  # fmt: skip
+                print(f"few-shot ranking on {name} (mean squared Bellman residual on {budget} transitions):")
+                for rank, row in enumerate(rows[:10], 1):
+                    print(f"  {rank:3d}. {row['embedding']:<28} {row['bellman_residual']:.4g}")
+                if len(rows) > 10:
+                    print(f"  ... {len(rows) - 10} more in {run_dir / 'few_shot_table.json'}")
         else:
             # a new embedding per target task, initialised like sac_brc.py's (nn.Embed, ref. code)
             new_table = jax.random.normal(choice_key, (len(tasks), config.embedding_dim)) / math.sqrt(
                 config.embedding_dim
             )
             critic = eqx.tree_at(lambda c: c.task_embedding, state.critic, new_table)
-            data, max_abs_return = collect(
-                fns, actor, env, np.asarray(new_table), budget, config.gamma, collect_key
+            data, collected_g = collect(fns, actor, env, np.asarray(new_table), budget, config.gamma, collect_key)
+            max_abs_return, g_source = tuning_g(tasks, pretrained, collected_g)
+            record["g"] = {t.name: {"value": float(g), "from": src} for t, g, src in zip(tasks, max_abs_return, g_source)}
+            (_, critic), losses = fns.tune(
+                (actor, critic), state.target_critic, data, jnp.asarray(max_abs_return, jnp.float32), tune_key
             )
-            (_, critic), losses = fns.tune((actor, critic), state.target_critic, data, jnp.asarray(max_abs_return, jnp.float32), tune_key)
             losses = np.asarray(losses)
             if not np.isfinite(losses).all():
                 raise ConfigError("the TD loss became non-finite while tuning; try a lower --tune-learning-rate")
