@@ -166,6 +166,26 @@ def test_sac_brc_on_a_bundled_shape_end_to_end(run, tmp_path):
     assert -100.0 <= result["return"] <= 0.0 and result["success"] in (0.0, 0.5, 1.0)
 
 
+def test_a_shape_that_fails_in_its_worker_ends_the_run_with_one_message(run, tmp_path):
+    """Every file is there, but one shape's model does not compile (a corrupt download): the
+    worker's MuJoCo error ends the run with one line naming the shape, exit code 2, no
+    traceback from any worker process, and the run directory's config.json intact."""
+    root = authors_style_assets(tmp_path, "cube")
+    broken = (root / "hand" / "manipulate_cube.xml").read_text().replace('type="box"', 'type="no-such-type"', 1)
+    assert 'type="no-such-type"' in broken
+    (root / "hand" / "manipulate_knife.xml").write_text(broken)
+    out = run(
+        "sac_brc.py", "--tasks", "sh-cube", "sh-knife", "--shadowhand-assets", str(root), *TINY,
+        "--total-steps", "300", "--learning-starts", "100", "--run-name", "broken",
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr[-3000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: sh-knife: ValueError: XML Error"), out.stderr[-3000:]
+    assert "no-such-type" in lines[0] and "Traceback" not in out.stderr + out.stdout
+    config = json.loads((tmp_path / "runs" / "broken" / "config.json").read_text())
+    assert config["tasks"] == ["sh-cube", "sh-knife"]
+
+
 @pytest.mark.skipif(not os.environ.get(shadowhand.ASSETS_ENV_VAR), reason="needs the authors' assets")
 def test_every_authors_shape_builds_and_steps():
     root = shadowhand.assets_dir(None)
