@@ -833,6 +833,16 @@ def check_memory(args: Args, num_tasks: int, capacity: int, params: int) -> None
         )
 
 
+def clock(seconds: float) -> str:
+    """A duration for the console line: 42s, 3m05s, 2h07m."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 def check_finite(metrics: dict, env_step: int, run_dir: Path) -> dict:
     """Host copy of the update metrics; stops the run if the learner has diverged."""
     host_metrics = jax.device_get(metrics)
@@ -1061,9 +1071,12 @@ def main(args: Args) -> None:
     recent_returns = [deque(maxlen=10) for _ in range(num_tasks)]
     metrics, start_time, start_step = None, time.time(), env_step
     last_log_time = start_time
+    learning_since = None  # (time, env_step) of the first update of this process
     try:
         while env_step < args.total_steps:
             learning = env_step >= max(args.learning_starts, refill_until)
+            if learning and learning_since is None:
+                learning_since = (time.time(), env_step)
             epsilon = epsilon_at(env_step, args)
             if epsilon >= 1.0 or env_step < refill_until:
                 action = rng.integers(0, NUM_ACTIONS, num_tasks).astype(np.int32)
@@ -1101,6 +1114,11 @@ def main(args: Args) -> None:
                 sps = args.log_interval / (now - last_log_time)
                 last_log_time = now
                 line = f"step {env_step}/{args.total_steps} | {sps:.1f} steps/s | epsilon {epsilon:.3f}"
+                # ETA at the rate since learning began (evaluations and checkpoints included)
+                line += f" | {clock(now - start_time)} elapsed"
+                if learning_since is not None and env_step > learning_since[1]:
+                    rate = (env_step - learning_since[1]) / (now - learning_since[0])
+                    line += f", ETA {clock((args.total_steps - env_step) / rate)}"
                 done_returns = [np.mean(r) for r in recent_returns if r]
                 if done_returns:
                     line += f" | train game return {np.mean(done_returns):.1f}"

@@ -7,7 +7,10 @@ an output folder:
 - `aggregate.png`: the mean normalised score over tasks, with a 95% bootstrap confidence
   interval over seeds (the paper's aggregate curves, e.g. Figure 9);
 - `diagnostics.png`: if the runs logged `--diagnostics`, the spreads across tasks of TD loss,
-  gradient norm and policy entropy (paper Figure 3) and the gradient-conflict rate (Figure 5).
+  gradient norm and policy entropy (paper Figure 3) and the gradient-conflict rate (Figure 5);
+- `table.md`, with `--table` and `--reference`: for every evaluation step that a run group and a
+  published curve both have, the mean and bootstrap CI of each, per task and aggregated over
+  the tasks, and whether the two intervals overlap.
 
 Runs are grouped by configuration (their `config.json` without the seed and the fields that
 only affect logging), so several seeds of one configuration become one curve with a
@@ -17,6 +20,7 @@ overlays the published curves stored as `<suite>/<variant>/<task>.npy` arrays of
 
     python plot.py runs/mw__w4096__s0 runs/mw__w4096__s1 --reference ../shared/reference/brc_official_results
     python plot.py runs/ --out plots/width --labels "width 1024" "width 4096"
+    python plot.py runs/mw-easy__* --reference ../shared/reference/brc_official_results --table
 """
 
 import json
@@ -60,6 +64,8 @@ class Args:
     """bootstrap resamples of the seeds"""
     seed: int = 0
     """seed of the bootstrap resampling"""
+    table: bool = False
+    """also write table.md: ours against the published curves at every step both evaluated (needs --reference)"""
 
 
 # config.json fields that do not change what is learned: runs differing only in these are seeds
@@ -322,10 +328,8 @@ def references(args: Args, tasks: list[str]) -> dict[str, dict[str, np.ndarray]]
     return found
 
 
-def plot(args: Args) -> list[Path]:
-    groups = group_runs([load_run(p) for p in find_runs(args.runs)], args.labels)
+def plot(args: Args, groups: list[Group], published: dict[str, dict[str, np.ndarray]]) -> list[Path]:
     tasks = list(dict.fromkeys(t for g in groups for t in g.tasks))
-    published = references(args, tasks)
     rng = np.random.default_rng(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -422,12 +426,132 @@ def plot(args: Args) -> list[Path]:
     return written
 
 
+# ---------------------------------------------------------------- comparison table
+
+
+def mean_and_ci(samples: Float[np.ndarray, "seeds points"], args: Args, rng) -> list[tuple[float, float, float]]:
+    """(mean, low, high) per point: the mean over seeds and its bootstrap interval."""
+    low, high = bootstrap_ci(samples, args.confidence, args.bootstrap_samples, rng)
+    return list(zip(samples.mean(axis=0), low, high))
+
+
+def cell(value: tuple[float, float, float]) -> str:
+    mean, low, high = value
+    return f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def overlap(ours: tuple[float, float, float], published: tuple[float, float, float]) -> str:
+    return "yes" if ours[1] <= published[2] and published[1] <= ours[2] else "no"
+
+
+def published_suite_size(root: Path, variant: str, task: str) -> tuple[str, int]:
+    """The published curve's folder (`<suite>/<variant>`) and how many tasks that folder holds,
+    so a table says when ours ran on a different suite (e.g. 4 MetaWorld tasks against MT50)."""
+    path = reference_file(root, variant, task)
+    if is_shadowhand(task):
+        return f"shadowhand/{variant}", len(SH_TRAIN)
+    return f"{path.parent.parent.name}/{variant}", len(list(path.parent.glob("*.npy")))
+
+
+def reached_steps(group: Group, args: Args) -> np.ndarray:
+    return group.steps if args.max_step is None else group.steps[group.steps <= args.max_step]
+
+
+def comparison_rows(
+    group: Group, curves: dict[str, np.ndarray], tasks: list[str], args: Args, rng
+) -> tuple[list[int], dict[str, list[tuple]], dict[str, list[tuple]]]:
+    """The steps that the group and every curve of `tasks` share (cropped at --max-step), and
+    per task -> (mean, low, high) at those steps, for ours and for the published curves."""
+    ours_at = lambda t: group.scores[:, group.tasks.index(t)]
+    steps = reached_steps(group, args)
+    for t in tasks:
+        steps = np.intersect1d(steps, reference_interval(t, args) * np.arange(1, curves[t].shape[1] + 1))
+    ours, published = {}, {}
+    for t in tasks:
+        ours[t] = mean_and_ci(ours_at(t)[:, np.searchsorted(group.steps, steps)], args, rng)
+        published[t] = mean_and_ci(curves[t][:, steps // reference_interval(t, args) - 1], args, rng)
+    return [int(s) for s in steps], ours, published
+
+
+def comparison_table(groups: list[Group], published: dict[str, dict[str, np.ndarray]], args: Args) -> str:
+    """Markdown: per group and published variant, an aggregate table (mean score over the tasks
+    with a published curve, per seed, then its CI over seeds; the published seeds aggregated
+    the same way) and a per-task table, at the evaluation steps both have."""
+    rng = np.random.default_rng(args.seed)  # its own stream: the table does not depend on the figures
+    level = f"{args.confidence:.0%}"
+    lines = [
+        "# Ours against the published curves",
+        "",
+        f"Normalised scores (paper Appendix E.3): mean over seeds [{level} bootstrap CI over seeds]. "
+        "`overlap`: whether the two intervals overlap. Only the evaluation steps both have are compared.",
+    ]
+    for group in groups:
+        for variant, curves in published.items():
+            tasks = [t for t in group.tasks if t in curves]
+            lines += ["", f"## {group.label} against published {variant}", ""]
+            missing = [t for t in group.tasks if t not in curves]
+            if missing:
+                lines.append(f"No published curve for {', '.join(missing)}: left out.")
+            if not tasks:
+                continue
+            seeds = min(curves[t].shape[0] for t in tasks)
+            sources = sorted({published_suite_size(Path(args.reference), variant, t) for t in tasks})
+            described = "; ".join(f"`{folder}` holds {n} tasks" for folder, n in sources)
+            lines.append(
+                f"Ours: {len(group.runs)} seed(s), trained on {len(group.tasks)} task(s) together. "
+                f"Published: {seeds} seed(s); {described}."
+            )
+            steps, ours, theirs = comparison_rows(group, curves, tasks, args, rng)
+            if not steps:
+                lines.append(
+                    f"No evaluation step in common: ours evaluated at {', '.join(map(steps_label, reached_steps(group, args)))}, "
+                    f"the published curves every {steps_label(reference_interval(tasks[0], args))} steps."
+                )
+                continue
+            # aggregate: per seed the mean over tasks, then the CI over seeds, as in the paper
+            at_ours = np.searchsorted(group.steps, steps)
+            ours_mean = np.stack([group.scores[:, group.tasks.index(t), at_ours] for t in tasks]).mean(axis=0)
+            theirs_mean = np.stack([
+                curves[t][:seeds, np.array(steps) // reference_interval(t, args) - 1] for t in tasks
+            ]).mean(axis=0)  # fmt: skip
+            aggregate_ours, aggregate_theirs = mean_and_ci(ours_mean, args, rng), mean_and_ci(theirs_mean, args, rng)
+            lines += [
+                "",
+                f"Mean over the {len(tasks)} task(s) with a published curve:",
+                "",
+                "| env steps per task | ours | published | overlap |",
+                "|---|---|---|---|",
+            ]
+            for k, step in enumerate(steps):
+                a, b = aggregate_ours[k], aggregate_theirs[k]
+                lines.append(f"| {steps_label(step)} | {cell(a)} | {cell(b)} | {overlap(a, b)} |")
+            lines += ["", "Per task:", "", "| task | env steps per task | ours | published | overlap |", "|---|---|---|---|---|"]
+            for t in tasks:
+                for k, step in enumerate(steps):
+                    a, b = ours[t][k], theirs[t][k]
+                    lines.append(f"| {t} | {steps_label(step)} | {cell(a)} | {cell(b)} | {overlap(a, b)} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(args: Args, groups: list[Group], published: dict[str, dict[str, np.ndarray]]) -> Path:
+    out = Path(args.out) / "table.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(comparison_table(groups, published, args))
+    os.replace(tmp, out)
+    return out
+
+
 def main(args: Args) -> None:
     if not 0 < args.confidence < 1:
         raise PlotError(f"--confidence must be in (0, 1), got {args.confidence}")
     if args.bootstrap_samples <= 0 or args.reference_interval <= 0:
         raise PlotError("--bootstrap-samples and --reference-interval must be positive")
-    for path in plot(args):
+    if args.table and args.reference is None:
+        raise PlotError("--table compares with the published curves: give --reference DIR too")
+    groups = group_runs([load_run(p) for p in find_runs(args.runs)], args.labels)
+    published = references(args, list(dict.fromkeys(t for g in groups for t in g.tasks)))
+    for path in plot(args, groups, published) + ([write_table(args, groups, published)] if args.table else []):
         print(f"wrote {path}")
 
 

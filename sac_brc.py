@@ -974,6 +974,16 @@ def check_memory(
         )
 
 
+def clock(seconds: float) -> str:
+    """A duration for the console line: 42s, 3m05s, 2h07m."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 def check_finite(metrics: dict, env_step: int, run_dir: Path) -> dict:
     """Host copy of the update metrics; stops the run if the learner has diverged."""
     host_metrics = jax.device_get(metrics)
@@ -1334,6 +1344,7 @@ def main(args: Args) -> None:
     recent_returns = [deque(maxlen=10) for _ in range(num_tasks)]
     metrics, start_time, start_step = None, time.time(), env_step
     last_log_time = start_time
+    learning_since = None  # (time, env_step) of the first update of this process
     env = eval_env = None
     try:  # every env worker is stopped on the way out, whatever happens
         env = MultiTaskEnv(tasks, 1, role="train", **env_kwargs)
@@ -1341,6 +1352,8 @@ def main(args: Args) -> None:
         obs = env.reset()
         while env_step < args.total_steps:
             learning = env_step >= max(args.learning_starts, refill_until)
+            if learning and learning_since is None:
+                learning_since = (time.time(), env_step)
             if env_step < args.learning_starts:
                 action = rng.uniform(-1.0, 1.0, (num_tasks, act_dim)).astype(np.float32)
             else:
@@ -1374,6 +1387,11 @@ def main(args: Args) -> None:
                 sps = args.log_interval / (now - last_log_time)  # over the last interval
                 last_log_time = now
                 line = f"step {env_step}/{args.total_steps} | {sps:.1f} steps/s"
+                # ETA at the rate since learning began (evaluations and checkpoints included)
+                line += f" | {clock(now - start_time)} elapsed"
+                if learning_since is not None and env_step > learning_since[1]:
+                    rate = (env_step - learning_since[1]) / (now - learning_since[0])
+                    line += f", ETA {clock((args.total_steps - env_step) / rate)}"
                 done_returns = [np.mean(r) for r in recent_returns if r]
                 if done_returns:
                     line += f" | train return {np.mean(done_returns):.1f}"

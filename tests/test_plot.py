@@ -154,3 +154,62 @@ def test_plot_writes_pngs_and_refuses_bad_input(run, tmp_path):
         lines = bad.stderr.strip().splitlines()
         assert bad.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), bad.stderr[-2000:]
         assert message in lines[0]
+
+
+def test_table_against_published_curves_by_hand(run, tmp_path):
+    """Two seeds, one of them stopped early; the published curves every 10 steps; cheetah-run has
+    no published curve. With two seeds, a 95% bootstrap interval is [min, max] of the seeds (each
+    of them is the whole resample with probability 1/4), so every cell can be computed by hand."""
+    runs = tmp_path / "runs"
+    returns = {  # step -> task -> return, for seeds 0 and 1
+        0: {5: (0, 0, 0), 10: (100, 0, 500), 15: (0, 0, 0), 20: (300, 0, 700), 25: (0, 0, 0)},
+        1: {5: (0, 0, 0), 10: (300, 0, 700), 15: (0, 0, 0), 20: (400, 0, 1000)},  # a partial run
+    }
+    tasks = ["cartpole-swingup", "cheetah-run", "walker-walk"]
+    for seed, by_step in returns.items():
+        config = {"suite": "dmc-easy", "tasks": tasks, "width": 32, "seed": seed, "run_name": f"s{seed}"}
+        records = [(step, {t: (r, None) for t, r in zip(tasks, rs)}) for step, rs in by_step.items()]
+        write_run(runs, f"s{seed}", config, records)
+    ref = tmp_path / "ref" / "dmc" / "BRC_multitask"
+    ref.mkdir(parents=True)
+    np.save(ref / "cartpole-swingup.npy", np.array([[200.0, 600.0], [400.0, 800.0]]))
+    np.save(ref / "walker-walk.npy", np.array([[400.0, 960.0], [600.0, 1000.0]]))
+    np.save(ref / "finger-spin.npy", np.zeros((2, 2)))  # a task we did not run
+    common = ["plot.py", str(runs), "--reference", str(tmp_path / "ref"), "--reference-interval", "10",
+              "--labels", "tiny", "--table", "--out"]  # fmt: skip
+    out = run(*common, str(tmp_path / "plots"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    expected = """# Ours against the published curves
+
+Normalised scores (paper Appendix E.3): mean over seeds [95% bootstrap CI over seeds]. `overlap`: whether the two intervals overlap. Only the evaluation steps both have are compared.
+
+## tiny (2 seeds) against published BRC_multitask
+
+No published curve for cheetah-run: left out.
+Ours: 2 seed(s), trained on 3 task(s) together. Published: 2 seed(s); `dmc/BRC_multitask` holds 3 tasks.
+
+Mean over the 2 task(s) with a published curve:
+
+| env steps per task | ours | published | overlap |
+|---|---|---|---|
+| 10 | 0.40 [0.30, 0.50] | 0.40 [0.30, 0.50] | yes |
+| 20 | 0.60 [0.50, 0.70] | 0.84 [0.78, 0.90] | no |
+
+Per task:
+
+| task | env steps per task | ours | published | overlap |
+|---|---|---|---|---|
+| cartpole-swingup | 10 | 0.20 [0.10, 0.30] | 0.30 [0.20, 0.40] | yes |
+| cartpole-swingup | 20 | 0.35 [0.30, 0.40] | 0.70 [0.60, 0.80] | no |
+| walker-walk | 10 | 0.60 [0.50, 0.70] | 0.50 [0.40, 0.60] | yes |
+| walker-walk | 20 | 0.85 [0.70, 1.00] | 0.98 [0.96, 1.00] | yes |
+"""
+    assert (tmp_path / "plots" / "table.md").read_text() == expected
+    # cropped before the first published point: nothing to compare, and it says why
+    out = run(*common, str(tmp_path / "early"), "--max-step", "5")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "No evaluation step in common: ours evaluated at 5, the published curves every 10 steps." in (
+        tmp_path / "early" / "table.md"
+    ).read_text()
+    bad = run("plot.py", str(runs), "--table", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --table compares with the published curves: give --reference DIR too"

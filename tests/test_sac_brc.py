@@ -3,6 +3,7 @@
 import dataclasses
 import inspect
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -93,6 +94,13 @@ def test_end_to_end_run_and_resume(run, tmp_path):
               "--run-name", "e2e"]  # fmt: skip
     first = run("sac_brc.py", *common, "--total-steps", "300")
     assert first.returncode == 0, first.stderr[-3000:]
+    progress = [line for line in first.stdout.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in progress] == ["50/300", "100/300", "150/300", "200/300", "250/300", "300/300"]
+    for line in progress[:2]:  # random steps only: no learning rate to extrapolate yet
+        assert re.search(r" \| \d+s elapsed( \||$)", line) and "ETA" not in line, line
+    for line in progress[2:]:
+        assert re.search(r" \| \d+(s|m\d\ds) elapsed, ETA \d+(s|m\d\ds)( \||$)", line), line
+    assert progress[-1].split("ETA ")[1].startswith("0s")
     run_dir = tmp_path / "runs" / "e2e"
     config = json.loads((run_dir / "config.json").read_text())
     assert config["width"] == 32 and config["tasks"] == ["reach", "cartpole-swingup"]
@@ -241,3 +249,8 @@ def test_every_step_stores_one_transition_per_task_and_runs_utd_updates(tmp_path
     record = read_metrics(run_dir / "metrics.jsonl")[-1]
     assert record["updates"] == (total - learning_starts) * args.utd
     assert record["eval_protocol"] == "published" and record["mw_backend"] == "metaworld"
+
+
+def test_console_clock_by_hand():
+    seconds = (0.0, 59.9, 60.0, 185.2, 3599.0, 3600.0, 7620.0, 90_000.0)
+    assert [sac_brc.clock(s) for s in seconds] == ["0s", "59s", "1m00s", "3m05s", "59m59s", "1h00m", "2h07m", "25h00m"]
