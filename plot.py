@@ -72,7 +72,7 @@ class Args:
 # of one configuration.
 NOT_CONFIGURATION = {"seed", "run_name", "resume", "track", "total_steps", "eval_interval", "log_interval",
                      "checkpoint_interval", "checkpoint_replay",
-                     "diagnostics", "diagnostics_batch_size"}  # fmt: skip
+                     "diagnostics", "diagnostics_batch_size", "capture_video", "video_tasks"}  # fmt: skip
 
 # Metric stored in each suite folder of the published results: success rate or episode return.
 REFERENCE_SUCCESS_SUITES = {"metaworld", "shadowhand"}

@@ -38,9 +38,11 @@ from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_li
 from common.categorical import categorical_projection, cross_entropy, make_support
 from common.dataset import DatasetError, DatasetWriter, load_dataset, make_metadata
 from common.envs import (
-    EnvError, MultiTaskEnv, eval_envs_and_episodes, require_packages, run_episodes, with_shadowhand_assets,
+    EnvError, MultiTaskEnv, env_seeds, eval_envs_and_episodes, require_packages, run_episodes,
+    with_shadowhand_assets,
 )  # fmt: skip
 from common.suites import TaskSpec, normalized_score, resolve_tasks
+from common.video import VideoRecorder
 
 
 @dataclass
@@ -128,6 +130,10 @@ class Args:
     """run directory to continue from its latest checkpoint"""
     track: bool = False
     """also log to Weights & Biases (needs `pip install wandb`)"""
+    capture_video: bool = False
+    """at each evaluation, film one deterministic episode of each of the first --video-tasks tasks into runs/<run>/videos/<task>_step<N>.mp4 (headless: EGL or OSMesa, README: Videos)"""
+    video_tasks: int = 3
+    """how many tasks --capture-video films, in the suite's order"""
     diagnostics: bool = False
     """at each evaluation, log the paper's multi-task diagnostics (Figures 3, 5, 7): per-task TD loss, gradient norm and entropy, their spread, the gradient-conflict rate, and a PCA plot of the task embeddings"""
     diagnostics_batch_size: int = 256
@@ -154,7 +160,8 @@ class Args:
 # Fields that may change when resuming; every other field must match the checkpoint.
 RESUMABLE_FIELDS = {"total_steps", "eval_interval", "log_interval", "checkpoint_interval",
                     "checkpoint_replay", "resume", "track", "run_name", "overlap", "num_devices", "env_workers",
-                    "shadowhand_assets", "diagnostics", "diagnostics_batch_size"}  # fmt: skip
+                    "shadowhand_assets", "capture_video", "video_tasks", "diagnostics",
+                    "diagnostics_batch_size"}  # fmt: skip
 
 # Actor log-std squashing range (ref. code).
 LOG_STD_MIN, LOG_STD_MAX = -10.0, 2.0
@@ -900,7 +907,7 @@ def validate(args: Args) -> list[TaskSpec]:
         )
     positive = ["total_steps", "width", "actor_width", "num_atoms", "utd", "buffer_size",
                 "eval_interval", "eval_episodes", "log_interval", "checkpoint_interval",
-                "diagnostics_batch_size"]  # fmt: skip
+                "video_tasks", "diagnostics_batch_size"]  # fmt: skip
     for name in positive:
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -1210,6 +1217,26 @@ def evaluate(fns: AgentFns, state: TrainState, env: MultiTaskEnv, episodes: int)
     return results
 
 
+def film(
+    fns: AgentFns, state: TrainState, video: VideoRecorder, env: MultiTaskEnv, folder: Path, env_step: int
+) -> dict[str, str]:
+    """--capture-video: one deterministic episode of each filmed task, as `evaluate` acts (on a
+    batch shaped like the eval env's, so act_deterministic keeps its one trace); returns task ->
+    file name under `folder`."""
+    task_ids, files = jnp.asarray(env.task_ids), {}
+    for k, task in enumerate(video.tasks):
+        row = int(np.flatnonzero(env.task_ids == k)[0])
+        batch = np.zeros((env.num_envs, env.obs_dim), np.float32)
+
+        def policy(obs: np.ndarray) -> np.ndarray:
+            batch[row] = obs[0]
+            return np.asarray(fns.act_deterministic(state, jnp.asarray(batch), task_ids))[row : row + 1]
+
+        files[task.name] = f"{task.name}_step{env_step}.mp4"
+        video.record(k, policy, folder / files[task.name])
+    return files
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -1345,10 +1372,14 @@ def main(args: Args) -> None:
     metrics, start_time, start_step = None, time.time(), env_step
     last_log_time = start_time
     learning_since = None  # (time, env_step) of the first update of this process
-    env = eval_env = None
+    env = eval_env = video = None
     try:  # every env worker is stopped on the way out, whatever happens
         env = MultiTaskEnv(tasks, 1, role="train", **env_kwargs)
         eval_env = MultiTaskEnv(tasks, eval_copies, role="eval", **env_kwargs)
+        if args.capture_video:  # started before training: a machine without headless GL stops here
+            filmed = tasks[: args.video_tasks]
+            seeds = env_seeds(args.seed, "eval", num_tasks, eval_copies)[: len(filmed), 0]  # the eval envs' first
+            video = VideoRecorder(filmed, seeds.tolist(), obs_dim, args.shadowhand_assets)
         obs = env.reset()
         while env_step < args.total_steps:
             learning = env_step >= max(args.learning_starts, refill_until)
@@ -1418,6 +1449,8 @@ def main(args: Args) -> None:
                 }
                 if metrics is not None:
                     record.update({k: float(v) for k, v in check_finite(metrics, env_step, run_dir).items()})
+                if video is not None:
+                    record["videos"] = film(fns, state, video, eval_env, run_dir / "videos", env_step)
                 if diagnose is not None:
                     diagnostics = diagnose(state, buffer, jnp.asarray(normalizer.scale()),
                                            jax.random.fold_in(diagnostics_key, env_step))  # fmt: skip
@@ -1430,8 +1463,11 @@ def main(args: Args) -> None:
                 with open(run_dir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
                 if wandb_run is not None:
-                    wandb_run.log({k: v for k, v in record.items() if k != "tasks"} | {
+                    wandb_run.log({k: v for k, v in record.items() if k not in ("tasks", "videos")} | {
                         f"{name}/{m}": v for name, r in results.items() for m, v in r.items() if v is not None
+                    } | {
+                        f"video/{name}": wandb.Video(str(run_dir / "videos" / file), format="mp4")
+                        for name, file in record.get("videos", {}).items()
                     }, step=env_step)  # fmt: skip
                 print(f"eval step {env_step}: mean score {record['mean_score']:.3f} | "
                       + " ".join(f"{n} {r['return']:.1f}" for n, r in list(results.items())[:8]), flush=True)  # fmt: skip
@@ -1449,7 +1485,7 @@ def main(args: Args) -> None:
                     recorder.flush()
                 save_checkpoint(run_dir, state, buffer, host, args.checkpoint_replay)
     finally:
-        for e in (env, eval_env):
+        for e in (env, eval_env, video):
             if e is not None:
                 e.close()
         if wandb_run is not None:

@@ -416,6 +416,13 @@ class _Worker:
             self._process.join(timeout=5)
 
 
+def worker_options(tasks: list[TaskSpec], shadowhand_assets: str | None) -> dict[str, dict]:
+    """Extra constructor arguments of the Python envs, by domain."""
+    if any(t.domain == "shadowhand" and t.envpool_id not in SH_BUNDLED for t in tasks):
+        return {"shadowhand": {"assets": shadowhand.assets_dir(shadowhand_assets)}}
+    return {}
+
+
 def runs_in_worker(task: TaskSpec, mw_backend: str) -> bool:
     """MetaWorld on the package backend (and envpool's divergent tasks), HumanoidBench, the
     custom DMC tasks and ShadowHand run in worker processes; the rest on envpool."""
@@ -469,9 +476,7 @@ class MultiTaskEnv:
         # route[k] = ("envpool", instance) or ("worker", worker index, slot in that worker)
         self._route: list[tuple] = [None] * len(tasks)
         self._envpool, self._workers = [], []
-        options = {}
-        if any(t.domain == "shadowhand" and t.envpool_id not in SH_BUNDLED for t in tasks):
-            options["shadowhand"] = {"assets": shadowhand.assets_dir(shadowhand_assets)}
+        options = worker_options(tasks, shadowhand_assets)
         count = min(num_workers or available_cores(), len(in_worker))
         groups = [in_worker[w::count] for w in range(count)]  # tasks dealt to the workers in turn
         try:
