@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from jaxtyping import UInt8
 
+from common import envs
 from common.envs import EnvError, worker_options
 from common.suites import TaskSpec
 
@@ -58,30 +59,20 @@ class _Scene:
     def __init__(self, task: TaskSpec, seed: int, options: dict[str, dict]):
         import mujoco
 
-        from common import envs
-
         self.task, self.flip, self.camera = task, False, -1
-        if task.domain == "dmc":
-            from dm_control import suite
-
-            domain, name = _dm_control_name(task)
-            env = suite.load(domain, name, task_kwargs={"random": seed})
-            self.env = _DMCSuiteEnv(env, task.dmc_obs_keys)
-            physics, self.fps, self.camera = env.physics, 1.0 / env.control_timestep(), 0  # DMC's tracking camera
-            model, self.data = physics.model.ptr, physics.data.ptr
+        if task.domain in ("dmc", "dmc-custom"):
+            self.env = _DMCSuiteEnv(task, seed) if task.domain == "dmc" else envs._DMControlEnv(task, seed)
+            physics, self.camera = self.env.env.physics, 0  # DMC's tracking camera
+            model, self.data, self.fps = physics.model.ptr, physics.data.ptr, 1.0 / self.env.env.control_timestep()
         else:
+            # gymnasium MuJoCo envs: the metaworld package, HumanoidBench, ShadowHand
             self.env = envs._WORKER_ENVS[task.domain](task, seed, **options.get(task.domain, {}))
-            if task.domain == "dmc-custom":
-                physics, self.camera = self.env.env.physics, 0
-                model, self.data, self.fps = physics.model.ptr, physics.data.ptr, 1.0 / self.env.env.control_timestep()
-            else:  # gymnasium MuJoCo envs
-                unwrapped = self.env.env.unwrapped
-                model, self.data, self.fps = unwrapped.model, unwrapped.data, 1.0 / unwrapped.dt
-                names = [model.camera(i).name for i in range(model.ncam)]
-                if task.domain == "metaworld":  # MetaWorld's corner camera is mounted upside down
-                    self.camera, self.flip = "corner", True
-                elif names:
-                    self.camera = names[0]
+            unwrapped = self.env.env.unwrapped
+            model, self.data, self.fps = unwrapped.model, unwrapped.data, 1.0 / unwrapped.dt
+            if task.domain == "metaworld":  # MetaWorld's corner camera is mounted upside down
+                self.camera, self.flip = "corner", True
+            elif model.ncam:
+                self.camera = model.camera(0).name
         self.renderer = mujoco.Renderer(model, HEIGHT, WIDTH)
         if self.camera == -1:  # no camera in the model: the free camera, on the whole scene
             self.camera = mujoco.MjvCamera()
@@ -107,22 +98,15 @@ class _Scene:
         return np.ascontiguousarray(image[::-1, ::-1]) if self.flip else image
 
 
-class _DMCSuiteEnv:
-    """A dm_control suite task with envpool's observation layout (`dmc_obs_keys`, flattened)."""
+class _DMCSuiteEnv(envs._DMControlEnv):
+    """A dm_control suite task (envpool runs these in training) with envpool's observation
+    layout, as the worker's custom DMC tasks."""
 
-    def __init__(self, env, keys: tuple[str, ...]):
-        self.env, self.keys = env, keys
+    def __init__(self, task: TaskSpec, seed: int):
+        from dm_control import suite
 
-    def _flat(self, time_step) -> np.ndarray:
-        return np.concatenate([np.asarray(time_step.observation[k]).ravel() for k in self.keys])
-
-    def reset(self) -> np.ndarray:
-        return self._flat(self.env.reset())
-
-    def step(self, action: np.ndarray):
-        time_step = self.env.step(action)
-        terminated = time_step.last() and time_step.discount == 0
-        return self._flat(time_step), time_step.reward, terminated, time_step.last() and not terminated, False
+        self.env = suite.load(*_dm_control_name(task), task_kwargs={"random": seed})
+        self.keys = task.dmc_obs_keys
 
 
 def write_mp4(path: Path, frames: UInt8[np.ndarray, "frames height width 3"], fps: float) -> None:
