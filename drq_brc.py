@@ -41,6 +41,7 @@ from common.bronet import count_parameters, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
 from common.envs import env_seeds
 from common.suites import TaskSpec, normalized_score, resolve_tasks
+from common.video import write_mp4
 
 
 @dataclass
@@ -125,6 +126,10 @@ class Args:
     """run directory to continue from its latest checkpoint"""
     track: bool = False
     """also log to Weights & Biases (needs `pip install wandb`)"""
+    capture_video: bool = False
+    """at each evaluation, save the first evaluation game of each of the first --video-tasks games as runs/<run>/videos/<game>_step<N>.mp4 (the agent's own 84x84 frames, shown 2x)"""
+    video_tasks: int = 3
+    """how many games --capture-video films, in the suite's order"""
 
     # speed and scale, as sac_brc.py (do not change the method; docs/drq_brc.md)
     precision: Literal["f32", "bf16"] = "f32"
@@ -137,7 +142,8 @@ class Args:
 
 # Fields that may change when resuming; every other field must match the checkpoint.
 RESUMABLE_FIELDS = {"total_steps", "eval_interval", "eval_episodes", "log_interval", "checkpoint_interval",
-                    "checkpoint_replay", "resume", "track", "run_name", "overlap", "num_devices"}  # fmt: skip
+                    "checkpoint_replay", "resume", "track", "run_name", "overlap", "num_devices",
+                    "capture_video", "video_tasks"}  # fmt: skip
 
 NUM_ACTIONS = 18  # the full ALE action space for every game (paper Appendix E.1)
 FRAME = 84  # 84 x 84 grey frames
@@ -750,7 +756,7 @@ def validate(args: Args) -> list[TaskSpec]:
         )
     positive = ["total_steps", "width", "num_atoms", "utd", "batch_size", "n_step", "max_episode_steps",
                 "eval_interval", "eval_episodes", "log_interval", "checkpoint_interval",
-                "embedding_dim"]  # fmt: skip
+                "embedding_dim", "video_tasks"]  # fmt: skip
     for name in positive:
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -949,15 +955,22 @@ def interquartile_mean(scores: np.ndarray) -> float:
 
 
 def evaluate(
-    fns: AgentFns, state: TrainState, env: AtariGames, tasks: list[TaskSpec], epsilon: float, key
-) -> dict:
-    """One whole game on every eval env (`eval_episodes` copies per game), epsilon-greedy."""
+    fns: AgentFns, state: TrainState, env: AtariGames, tasks: list[TaskSpec], epsilon: float, key,
+    filmed: int = 0,
+) -> tuple[dict, list[np.ndarray]]:
+    """One whole game on every eval env (`eval_episodes` copies per game), epsilon-greedy.
+    Also returns, for the first `filmed` games, the frames their first copy saw: (T, 84, 84)."""
     obs = env.reset().obs
     task_ids = jnp.asarray(env.task_ids)
     game_return = np.zeros(env.num_envs)
     finished = np.zeros(env.num_envs, bool)
+    filmed_rows = [int(np.flatnonzero(env.task_ids == k)[0]) for k in range(filmed)]
+    frames = [[] for _ in filmed_rows]
     step = 0
     while not finished.all():
+        for film, row in zip(frames, filmed_rows):
+            if not finished[row]:
+                film.append(np.asarray(obs[row, -1]))  # the newest frame of the stack
         action = np.asarray(
             fns.act_eval(state, obs, task_ids, jnp.float32(epsilon), jax.random.fold_in(key, step))
         )
@@ -974,7 +987,19 @@ def evaluate(
             "success": None,
             "score": normalized_score(task, mean_return, 0.0),
         }
-    return results
+    return results, [np.stack(film) for film in frames]
+
+
+def save_game_videos(frames: list[np.ndarray], tasks: list[TaskSpec], folder: Path, env_step: int) -> dict[str, str]:
+    """--capture-video: each filmed game's grey frames, shown at twice their size, at 15 fps
+    (60 Hz emulator, frame skip 4); returns game -> file name under `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for task, film in zip(tasks, frames):
+        rgb = np.repeat(np.repeat(film, 2, axis=1), 2, axis=2)[..., None].repeat(3, axis=-1)
+        files[task.name] = f"{task.name}_step{env_step}.mp4"
+        write_mp4(folder / files[task.name], rgb, fps=15)
+    return files
 
 
 # ---------------------------------------------------------------- main
@@ -1129,8 +1154,9 @@ def main(args: Args) -> None:
                 print(line, flush=True)
 
             if env_step % args.eval_interval == 0 or env_step == args.total_steps:
-                results = evaluate(
-                    fns, state, eval_env, tasks, args.eval_epsilon, jax.random.fold_in(eval_key, env_step)
+                filmed = min(args.video_tasks, num_tasks) if args.capture_video else 0
+                results, frames = evaluate(
+                    fns, state, eval_env, tasks, args.eval_epsilon, jax.random.fold_in(eval_key, env_step), filmed
                 )
                 scores = np.array([r["score"] for r in results.values()])
                 record = {
@@ -1143,11 +1169,16 @@ def main(args: Args) -> None:
                 }
                 if metrics is not None:
                     record.update({k: float(v) for k, v in check_finite(metrics, env_step, run_dir).items()})
+                if frames:
+                    record["videos"] = save_game_videos(frames, tasks, run_dir / "videos", env_step)
                 with open(run_dir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
                 if wandb_run is not None:
-                    wandb_run.log({k: v for k, v in record.items() if k != "tasks"} | {
+                    wandb_run.log({k: v for k, v in record.items() if k not in ("tasks", "videos")} | {
                         f"{name}/{m}": v for name, r in results.items() for m, v in r.items() if v is not None
+                    } | {
+                        f"video/{name}": wandb.Video(str(run_dir / "videos" / file), format="mp4")
+                        for name, file in record.get("videos", {}).items()
                     }, step=env_step)  # fmt: skip
                 print(f"eval step {env_step}: human-normalised mean {record['mean_score']:.3f}, "
                       f"IQM {record['iqm']:.3f} | "

@@ -1450,7 +1450,9 @@ def main(args: Args) -> None:
                 if metrics is not None:
                     record.update({k: float(v) for k, v in check_finite(metrics, env_step, run_dir).items()})
                 if video is not None:
+                    video_start = time.time()
                     record["videos"] = film(fns, state, video, eval_env, run_dir / "videos", env_step)
+                    record["video_seconds"] = time.time() - video_start
                 if diagnose is not None:
                     diagnostics = diagnose(state, buffer, jnp.asarray(normalizer.scale()),
                                            jax.random.fold_in(diagnostics_key, env_step))  # fmt: skip

@@ -57,3 +57,21 @@ def test_sac_brc_films_its_evaluations(run, tmp_path):
     assert [r["videos"] for r in records] == [{"sh-block": "sh-block_step100.mp4"}, {"sh-block": "sh-block_step200.mp4"}]
     for step in (100, 200):
         assert read_mp4(run_dir / "videos" / f"sh-block_step{step}.mp4").shape == (101, HEIGHT, WIDTH, 3)
+
+
+def test_drq_brc_films_the_first_evaluation_game(run, tmp_path):
+    """drq_brc.py --capture-video: the agent's own 84x84 frames of the first evaluation game of
+    the first --video-tasks games, shown at 168x168: one frame per step, --max-episode-steps here."""
+    out = run(
+        "drq_brc.py", "--channels", "4", "8", "8", "--width", "16", "--num-atoms", "11", "--batch-size", "8",
+        "--tasks", "pong,breakout", "--learning-starts", "40", "--total-steps", "60", "--eval-interval", "60",
+        "--eval-episodes", "2", "--max-episode-steps", "30", "--capture-video", "--video-tasks", "1",
+        "--run-name", "filmed",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "filmed"
+    record = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["videos"] == {"pong": "pong_step60.mp4"}
+    frames = read_mp4(run_dir / "videos" / "pong_step60.mp4")
+    assert frames.shape == (30, 168, 168, 3)  # the game is cut at its 30th step
+    assert (frames[..., 0] == frames[..., 1]).mean() > 0.95  # grey
