@@ -144,7 +144,9 @@ class Args:
 
     # transfer (paper Section 4, "Transfer learning"; docs/transfer.md)
     init_from: str | None = None
-    """model transfer: start from this multi-task run's (or checkpoint folder's) actor and critic weights, with fresh task embeddings for these tasks. AdamW moments, temperature, target critic (= the loaded critic), return normaliser and step count start fresh: they describe the pretraining tasks, not the new ones. Network flags must match the checkpoint's"""
+    """model transfer: start from this multi-task run's (or checkpoint folder's) actor, critic and temperature, with fresh task embeddings for these tasks; the target critic is the loaded critic; AdamW moments, return normaliser and step count start fresh (docs/transfer.md). Network flags must match the checkpoint's"""
+    transfer_temperature: Literal["pretrained", "reset"] = "pretrained"
+    """model transfer: keep the checkpoint's entropy temperature (the critic's soft values were learned at it) or reset it to --init-temperature"""
     init_buffer: str | None = None
     """data transfer: prefill every task's replay buffer with all transitions of this dataset (a --save-buffer folder, or a run directory that wrote one); the learner itself starts fresh"""
 
@@ -1131,13 +1133,17 @@ def read_pretrained_config(args: Args, obs_dim: int, act_dim: int):
     return ckpt, pre_args, pre_tasks, pre_obs, pre_act
 
 
-def init_from_checkpoint(pretrained, state: TrainState) -> TrainState:
-    """Model transfer (paper Section 4): the pretrained actor and critic ensemble in a fresh
-    TrainState. Kept fresh, and why: the task embedding table (one new row per new task,
-    nn.Embed init, ref. code), because the pretraining rows name other tasks; the target
-    critic (= the loaded critic with the new rows, as any learner starts); AdamW moments and
-    the temperature, which track the pretraining tasks' gradients and entropies; the step
-    count. The paper states only that the weights are transferred."""
+def init_from_checkpoint(pretrained, state: TrainState, keep_temperature: bool = True) -> TrainState:
+    """Model transfer (paper Section 4; the paper states only that the weights are
+    transferred): the pretrained actor, critic ensemble and, by default, temperature in a fresh
+    TrainState. The temperature is kept because the critic's soft values were learned at it:
+    a reset changes the entropy bonus in every target and the normaliser's entropy term
+    alpha * |A| / 4 / (1 - gamma) before the first update. The target critic is the loaded
+    critic (with the new rows), as any learner starts. Fresh, and why: the task embedding
+    table (one new row per new task, nn.Embed init, ref. code), because the pretraining rows
+    name other tasks; the AdamW and temperature moments, which track the pretraining tasks'
+    gradients; the step count; the return normaliser (built by the caller), whose G_i must
+    come from the new tasks' own returns."""
     ckpt, pre_args, pre_tasks, pre_obs, pre_act = pretrained
     like = make_agent(pre_args, len(pre_tasks), pre_obs, pre_act, jax.random.key(0))[0]
     try:
@@ -1151,8 +1157,11 @@ def init_from_checkpoint(pretrained, state: TrainState) -> TrainState:
     if shapes((loaded.actor, loaded.critic.members)) != shapes((state.actor, state.critic.members)):
         raise ConfigError(f"--init-from {ckpt}: its networks' shapes differ from this run's")
     critic = eqx.tree_at(lambda c: c.members, state.critic, loaded.critic.members)
-    print(f"model transfer: actor and critic from {ckpt} ({', '.join(t.name for t in pre_tasks)})")
-    return eqx.tree_at(lambda s: (s.actor, s.critic, s.target_critic), state, (loaded.actor, critic, critic))
+    log_alpha = loaded.log_alpha if keep_temperature else state.log_alpha
+    print(f"model transfer: actor and critic from {ckpt} ({', '.join(t.name for t in pre_tasks)}), "
+          f"temperature {float(jnp.exp(log_alpha)):.3g} ({'pretrained' if keep_temperature else 'reset'})")  # fmt: skip
+    return eqx.tree_at(lambda s: (s.actor, s.critic, s.target_critic, s.log_alpha), state,
+                       (loaded.actor, critic, critic, log_alpha))  # fmt: skip
 
 
 def load_prior_data(path: str):
@@ -1313,7 +1322,7 @@ def main(args: Args) -> None:
     diagnostics_key = jax.random.split(key, 4)[3]  # a stream of its own: training keys are unchanged
     buffer = replay_buffer_init(num_tasks, capacity, obs_dim, act_dim)
     if pretrained is not None and resume_dir is None:
-        state = init_from_checkpoint(pretrained, state)
+        state = init_from_checkpoint(pretrained, state, args.transfer_temperature == "pretrained")
     if prior is not None and resume_dir is None:
         buffer = prefill_replay(buffer, prior, np.random.default_rng(args.seed))
     state, buffer = fns.place((state, buffer))

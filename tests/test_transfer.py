@@ -173,8 +173,9 @@ def test_init_from_rejects_other_networks_and_larger_tasks(pretrained_run, tmp_p
 
 
 def test_init_from_loads_the_pretrained_networks_and_starts_the_rest_fresh(pretrained_run):
-    """Compared with transfer_embedding's independent loader: same actor and critic weights;
-    fresh one-row embedding, temperature, optimiser moments and step."""
+    """Compared with transfer_embedding's independent loader: same actor and critic weights
+    and temperature (or --init-temperature with --transfer-temperature reset); fresh one-row
+    embedding, optimiser moments and step."""
     run = str(pretrained_run / "runs/pre")
     args = sac_brc.Args(width=32, actor_width=32, num_atoms=21, embedding_dim=8, suite="reach", init_from=run,
                         init_temperature=0.3)  # fmt: skip
@@ -187,8 +188,11 @@ def test_init_from_loads_the_pretrained_networks_and_starts_the_rest_fresh(pretr
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(state.critic.task_embedding, fresh.critic.task_embedding)
     assert state.critic.task_embedding.shape == (1, 8)
-    assert np.isclose(float(jnp.exp(state.log_alpha)), 0.3) and int(state.step) == 0
+    assert float(state.log_alpha) == float(reference.log_alpha) and int(state.step) == 0
+    assert not np.isclose(float(jnp.exp(reference.log_alpha)), 0.3)  # the two cases differ
     assert all(float(jnp.abs(x).max()) == 0 for x in leaves(state.critic_opt_state)[1:] if x.ndim > 0)
+    reset = sac_brc.init_from_checkpoint(pretrained, fresh, keep_temperature=False)
+    assert np.isclose(float(jnp.exp(reset.log_alpha)), 0.3)
 
 
 def test_prefill_replay_matches_a_loop_reference(pretrained_run):
