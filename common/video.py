@@ -13,11 +13,11 @@ and each backend is tried in turn until one renders.
 
 import contextlib
 import os
-import secrets
 import signal
 import subprocess
 import sys
-from multiprocessing.connection import Client, Listener
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -186,7 +186,7 @@ class VideoRecorder:
             self._process, self._conn = _start(backend, jobs, worker_options(tasks, shadowhand_assets))
             try:
                 status, message = self._conn.recv()
-            except EOFError:
+            except (EOFError, OSError):
                 status, message = "error", f"{backend}: the video process stopped (exit code {self._process.wait()})"
             if status == "ok":
                 self.backend = backend
@@ -196,11 +196,11 @@ class VideoRecorder:
         raise VideoError(f"{INSTALL_GL} ({'; '.join(failures)})")
 
     def _ask(self, command: str, payload=None):
-        self._conn.send((command, payload))
         try:
+            self._conn.send((command, payload))
             status, reply = self._conn.recv()
-        except EOFError:
-            raise VideoError(f"the video process stopped (exit code {self._process.exitcode})") from None
+        except (EOFError, OSError):  # closed or reset: the process has gone
+            raise VideoError(f"the video process stopped (exit code {self._process.wait()})") from None
         if status == "error":
             raise VideoError(reply)
         return reply
@@ -236,20 +236,17 @@ class VideoRecorder:
 
 def _start(backend: str, jobs: list[tuple[TaskSpec, int]], options: dict[str, dict]):
     """A fresh interpreter with MUJOCO_GL and PYOPENGL_PLATFORM set before anything imports
-    MuJoCo, connected back over a local socket; its output is discarded (errors come back as
-    answers)."""
+    MuJoCo, holding one end of a socket pair (so its exit is an EOFError here, never a hang);
+    its output is discarded (errors come back as answers)."""
     root = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, MUJOCO_GL=backend, PYOPENGL_PLATFORM=backend)
     env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    authkey = secrets.token_bytes(32)
-    with Listener(family="AF_UNIX", authkey=authkey) as listener:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "common.video", listener.address], env=env, cwd=root,
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        process.stdin.write(authkey)
-        process.stdin.close()
-        conn = listener.accept()
+    conn, child = Pipe()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "common.video", str(child.fileno())], env=env, cwd=root,
+        pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    child.close()
     conn.send((backend, jobs, options))
     return process, conn
 
@@ -263,4 +260,4 @@ def read_mp4(path: Path) -> UInt8[np.ndarray, "frames height width 3"]:
 
 if __name__ == "__main__":  # the video process (VideoRecorder starts it)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes it
-    _serve(Client(sys.argv[1], authkey=sys.stdin.buffer.read()))
+    _serve(Connection(int(sys.argv[1])))

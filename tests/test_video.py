@@ -43,6 +43,15 @@ def test_no_headless_gl_is_one_clear_error(monkeypatch):
         VideoRecorder(resolve_tasks("", ("cartpole-swingup",)), [0], obs_dim=5)
 
 
+def test_a_video_process_that_dies_is_one_clear_error(tmp_path):
+    recorder = VideoRecorder(resolve_tasks("", ("cartpole-swingup",)), [0], obs_dim=5)
+    recorder._process.kill()
+    with pytest.raises(VideoError, match=r"the video process stopped \(exit code -9\)"):
+        recorder.record(0, lambda obs: np.zeros((1, 1), np.float32), tmp_path / "x.mp4")
+    recorder.close()
+    assert not list(tmp_path.iterdir())
+
+
 def test_sac_brc_films_its_evaluations(run, tmp_path):
     """--capture-video on a ShadowHand shape (100-step episodes): one MP4 per evaluation, named
     in metrics.jsonl, of the whole episode."""
