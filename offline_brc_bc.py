@@ -44,11 +44,10 @@ import numpy as np
 import optax
 import tyro
 from jaxtyping import Array, Float, Int, PRNGKeyArray
-from scipy.signal import lfilter
 
 from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
-from common.dataset import Dataset, DatasetError, episode_bounds, load_dataset
+from common.dataset import Dataset, DatasetError, dataset_bytes, index_dataset, load_dataset
 from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, run_episodes, with_shadowhand_assets
 from common.suites import normalized_score
 
@@ -59,6 +58,8 @@ class Args:
     """dataset folder (docs/dataset-format.md), e.g. written by `sac_brc.py --save-buffer`"""
     dataset_info: bool = False
     """print the dataset's tasks, sizes and return statistics, then exit"""
+    max_transitions_per_task: int | None = None
+    """load a uniformly random subset of at most this many transitions per task (default all; the run refuses a dataset that does not fit in host memory and says what fits)"""
     seed: int = 0
     """seed of the networks, the batch sampling and the evaluation environments"""
     num_updates: int = 1_000_000
@@ -382,51 +383,24 @@ class BatchStream:
         self._thread.join(timeout=10)
 
 
-def discounted_returns(rewards: np.ndarray, gamma: float, truncated: bool) -> np.ndarray:
-    """Monte-Carlo return of every state of one episode; a truncated episode bootstraps its
-    tail with `mean(rewards) / (1 - gamma)` (ref. code, as sac_brc.py's ReturnNormalizer).
-    The sum runs as a linear filter over the reversed rewards (datasets hold millions)."""
-    tail = float(np.mean(rewards)) / (1.0 - gamma) if truncated else 0.0
-    returns = lfilter([1.0], [1.0, -gamma], np.asarray(rewards, np.float64)[::-1])[::-1]
-    return returns + tail * gamma ** np.arange(len(rewards), 0, -1)
-
-
-def dataset_max_abs_returns(dataset: Dataset, gamma: float) -> np.ndarray:
-    """G_i of paper eq. 2 from the dataset's episodes: the largest absolute discounted return
-    of any state of task i, with sac_brc.py's rule (truncated and unfinished episodes bootstrap)."""
-    max_abs_return = np.zeros(len(dataset.tasks))
-    for k in range(len(dataset.tasks)):
-        rows = dataset.task_slice(k)
-        reward = dataset.reward[rows]
-        for start, stop, bootstrap in episode_bounds(dataset.terminated[rows], dataset.truncated[rows]):
-            returns = discounted_returns(reward[start:stop], gamma, bootstrap)
-            max_abs_return[k] = max(max_abs_return[k], float(np.abs(returns).max()))
-    return max_abs_return.astype(np.float32)
-
-
 def dataset_info(dataset: Dataset, gamma: float) -> str:
-    """Tasks, sizes and return statistics (undiscounted returns of finished episodes)."""
-    max_abs_return = dataset_max_abs_returns(dataset, gamma)
+    """Tasks, sizes and return statistics (undiscounted returns of finished episodes), of every
+    transition in the files (common/dataset.py gathers them while streaming)."""
     lines = [
-        f"dataset: {len(dataset.tasks)} tasks, {int(dataset.offsets[-1]):,} transitions, "
-        f"obs {dataset.obs.shape[1]} / action {dataset.action.shape[1]} (padded); "
-        f"source {dataset.metadata.get('source', '?')}",
+        f"dataset: {len(dataset.tasks)} tasks, {sum(s.transitions for s in dataset.stats):,} transitions "
+        f"({int(dataset.offsets[-1]):,} loaded), obs {dataset.obs.shape[1]} / action {dataset.action.shape[1]} "
+        f"(padded); source {dataset.metadata.get('source', '?')}",
         "| task | obs | act | transitions | episodes (term. / trunc.) | return mean | min | max | G (gamma "
         f"{gamma}) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for k, task in enumerate(dataset.tasks):
-        rows = dataset.task_slice(k)
-        terminated, truncated = dataset.terminated[rows], dataset.truncated[rows]
-        bounds = episode_bounds(terminated, truncated)
-        finished = [(a, b) for a, b, _ in bounds if terminated[b - 1] or truncated[b - 1]]
-        returns = [float(dataset.reward[rows][a:b].sum()) for a, b in finished]
-        stats = "- | - | -"
-        if returns:
-            stats = f"{np.mean(returns):.1f} | {np.min(returns):.1f} | {np.max(returns):.1f}"
+    for task, stats in zip(dataset.tasks, dataset.stats):
+        returns, summary = stats.returns, "- | - | -"
+        if len(returns):
+            summary = f"{returns.mean():.1f} | {returns.min():.1f} | {returns.max():.1f}"
         lines.append(
-            f"| {task.name} | {task.obs_dim} | {task.act_dim} | {rows.stop - rows.start:,} | {len(finished)} "
-            f"({int(terminated.sum())} / {int(truncated.sum())}) | {stats} | {max_abs_return[k]:.1f} |"
+            f"| {task.name} | {task.obs_dim} | {task.act_dim} | {stats.transitions:,} | {len(returns)} "
+            f"({stats.terminated} / {stats.truncated}) | {summary} | {stats.max_abs_return:.1f} |"
         )
     return "\n".join(lines)
 
@@ -666,6 +640,8 @@ def validate(args: Args) -> None:
         raise ConfigError("--depth and --actor-depth must be >= 0")
     if args.batch_size is not None and args.batch_size <= 0:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.max_transitions_per_task is not None and args.max_transitions_per_task <= 0:
+        raise ConfigError(f"--max-transitions-per-task must be positive, got {args.max_transitions_per_task}")
     if args.loss == "ce" and args.num_atoms < 2:
         raise ConfigError("--num-atoms must be at least 2 for the categorical critic")
     if not (0 < args.gamma < 1) or args.v_max <= 0 or args.init_temperature <= 0:
@@ -768,10 +744,15 @@ def evaluate(fns: AgentFns, state: TrainState, env: MultiTaskEnv, episodes: int)
 
 def main(args: Args) -> None:
     validate(args)
-    try:
-        dataset = load_dataset(Path(args.dataset))
+    try:  # streamed chunk by chunk; the memory plan is checked before anything is allocated
+        index = index_dataset(Path(args.dataset))
+        dataset = load_dataset(index, args.gamma, args.max_transitions_per_task, args.seed,
+                               fix="pass --max-transitions-per-task {fit} (or less) to train on a random subset")  # fmt: skip
     except DatasetError as error:
         raise ConfigError(str(error)) from None
+    loaded = int(dataset.offsets[-1])
+    print(f"memory plan: dataset {loaded:,} of {sum(index.sizes):,} transitions, "
+          f"{dataset_bytes(loaded, index.obs_dim, index.act_dim) / 2**30:.2f} GiB of host memory")  # fmt: skip
     if args.dataset_info:
         print(dataset_info(dataset, args.gamma))
         return
@@ -782,7 +763,8 @@ def main(args: Args) -> None:
         raise ConfigError(str(error)) from None
     check_batch_split(args, num_tasks)
     obs_dim, act_dim = dataset.obs.shape[1], dataset.action.shape[1]
-    max_abs_return = dataset_max_abs_returns(dataset, args.gamma)  # fixed: the data does not change
+    # G_i of every transition in the files (not only the loaded subset); fixed: the data does not change
+    max_abs_return = np.array([s.max_abs_return for s in dataset.stats], np.float32)
 
     resume_dir = Path(args.resume) if args.resume else None
     if resume_dir is not None:

@@ -36,7 +36,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
-from common.dataset import DatasetError, DatasetWriter, load_dataset, make_metadata
+from common.dataset import Dataset, DatasetError, DatasetWriter, index_dataset, load_dataset, make_metadata
 from common.envs import (
     EnvError, MultiTaskEnv, env_seeds, eval_envs_and_episodes, require_packages, run_episodes,
     with_shadowhand_assets,
@@ -148,7 +148,9 @@ class Args:
     transfer_temperature: Literal["pretrained", "reset"] = "pretrained"
     """model transfer: keep the checkpoint's entropy temperature (the critic's soft values were learned at it) or reset it to --init-temperature"""
     init_buffer: str | None = None
-    """data transfer: prefill every task's replay buffer with all transitions of this dataset (a --save-buffer folder, or a run directory that wrote one); the learner itself starts fresh"""
+    """data transfer (after Ball et al. 2023): a fresh learner that draws half of every minibatch from this dataset's transitions, kept in a buffer of their own, and half from its own replay (a --save-buffer folder, or a run directory that wrote one; docs/transfer.md)"""
+    init_buffer_per_task: int | None = None
+    """data transfer: keep a uniformly random subset of at most this many transitions per pretraining task (default all; a dataset that does not fit is refused with the size that does)"""
 
     # speed and scale (do not change the method; see README "Performance")
     precision: Literal["f32", "bf16"] = "f32"
@@ -347,6 +349,9 @@ class Batch(NamedTuple):
     reward: Float[Array, " batch"]
     next_obs: Float[Array, "batch obs"]
     terminated: Float[Array, " batch"]
+    # the row of `max_abs_return` whose G scales the reward: `task` for the run's own data;
+    # for data transfer's prior rows, num_tasks + the pretraining task the transition came from
+    reward_task: Int[Array, " batch"]
 
 
 class Noise(NamedTuple):
@@ -375,7 +380,46 @@ def sample(buffer: ReplayBuffer, batch_size: int, key: PRNGKeyArray) -> Batch:
         buffer.reward[task, index],
         buffer.next_obs[task, index],
         buffer.terminated[task, index],
+        task,
     )
+
+
+class PriorData(NamedTuple):
+    """Data transfer: the pretraining transitions in a buffer of their own, shared by the new
+    tasks and never overwritten (device arrays, zero-padded to this run's sizes)."""
+
+    obs: Float[Array, "prior obs"]
+    action: Float[Array, "prior act"]
+    reward: Float[Array, " prior"]
+    next_obs: Float[Array, "prior obs"]
+    terminated: Float[Array, " prior"]
+    source: Int[Array, " prior"]  # the pretraining task each transition came from
+
+
+def sample_symmetric(buffer: ReplayBuffer, prior: PriorData, batch_size: int, key: PRNGKeyArray) -> Batch:
+    """Data transfer after Ball et al. (2023), symmetric sampling: half of every minibatch from
+    the prior data (uniform over its transitions), half from the run's replay (`sample`, which
+    needs one stored transition per task). A prior row is assigned a uniformly random new task,
+    as if it had been stored in that task's buffer. The halves are interleaved (as their code's
+    `combine`), so every device's shard of the batch is half prior too."""
+    online_key, index_key, task_key = jax.random.split(key, 3)
+    num_prior, num_tasks = batch_size // 2, buffer.obs.shape[0]
+    online = sample(buffer, batch_size - num_prior, online_key)
+    index = jax.random.randint(index_key, (num_prior,), 0, prior.reward.shape[0])
+    offline = Batch(
+        jax.random.randint(task_key, (num_prior,), 0, num_tasks),
+        prior.obs[index],
+        prior.action[index],
+        prior.reward[index],
+        prior.next_obs[index],
+        prior.terminated[index],
+        num_tasks + prior.source[index],
+    )
+    # rows 0, 2, 4, ... online, 1, 3, ... prior (an odd batch has one more online row, at the end)
+    interleave = lambda a, b: jnp.concatenate(
+        [jnp.stack([a[: len(b)], b], axis=1).reshape(-1, *a.shape[1:]), a[len(b) :]]
+    )
+    return jax.tree.map(interleave, online, offline)
 
 
 # ---------------------------------------------------------------- return normalisation
@@ -589,7 +633,7 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
         """One gradient step of the critic, its target, the actor and the temperature: a pure
         function of the state, the minibatch and the noise."""
         batch = jax.lax.with_sharding_constraint(batch, batch_sharded)
-        reward = batch.reward * scale[batch.task]  # paper eq. 3
+        reward = batch.reward * scale[batch.reward_task]  # paper eq. 3
         alpha = jnp.exp(state.log_alpha)
         mask = 1.0 - batch.terminated  # a time-limit truncation bootstraps
 
@@ -660,7 +704,7 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
         return new_state, metrics
 
     def update_on(
-        state: TrainState, batches: Batch, noises: Noise, max_abs_return: Float[Array, " tasks"]
+        state: TrainState, batches: Batch, noises: Noise, max_abs_return: Float[Array, " normalizers"]
     ) -> tuple[TrainState, dict]:
         """One gradient update per minibatch of `batches` (stacked on axis 0), as one lax.scan."""
         # reward scale of paper eq. 3, with lambda from the alpha at the start of the step (ref. code)
@@ -671,11 +715,21 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
     @jax.jit
     @eqx.debug.assert_max_traces(max_traces=1)
     def update(
-        state: TrainState, buffer: ReplayBuffer, max_abs_return: Float[Array, " tasks"], key: PRNGKeyArray
+        state: TrainState,
+        buffer: ReplayBuffer,
+        max_abs_return: Float[Array, " normalizers"],
+        key: PRNGKeyArray,
+        prior: PriorData | None = None,
     ) -> tuple[TrainState, dict]:
-        """`utd` gradient updates, each on its own uniformly sampled minibatch and noise."""
+        """`utd` gradient updates, each on its own uniformly sampled minibatch and noise; with
+        `prior` (data transfer), each minibatch half prior, half online (`sample_symmetric`), and
+        `max_abs_return` holds the new tasks' G, then the pretraining tasks'."""
         keys = jax.random.split(jax.random.fold_in(key, state.step), (args.utd, 2))
-        batches = jax.vmap(lambda k: sample(buffer, batch_size, k))(keys[:, 0])
+        if prior is None:
+            draw = lambda k: sample(buffer, batch_size, k)
+        else:
+            draw = lambda k: sample_symmetric(buffer, prior, batch_size, k)
+        batches = jax.vmap(draw)(keys[:, 0])
         noises = jax.vmap(lambda k: sample_noise(batch_size, act_dim, k))(keys[:, 1])
         return update_on(state, batches, noises, max_abs_return)
 
@@ -910,6 +964,8 @@ def validate(args: Args) -> list[TaskSpec]:
     positive = ["total_steps", "width", "actor_width", "num_atoms", "utd", "buffer_size",
                 "eval_interval", "eval_episodes", "log_interval", "checkpoint_interval",
                 "video_tasks", "diagnostics_batch_size"]  # fmt: skip
+    if args.init_buffer_per_task is not None and args.init_buffer_per_task <= 0:
+        raise ConfigError(f"--init-buffer-per-task must be positive, got {args.init_buffer_per_task}")
     for name in positive:
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -945,12 +1001,15 @@ def check_memory(
     capacity: int,
     critic_params: int,
     actor_params: int,
+    prior_transitions: int = 0,
 ):
-    """Refuse, before compiling, a configuration whose replay buffer and networks cannot fit."""
+    """Refuse, before compiling, a configuration whose replay buffer, data transfer's prior
+    buffer and networks cannot fit."""
     replay = replay_buffer_bytes(num_tasks, capacity, obs_dim, act_dim)
     # float32: critic, target and the two AdamW moments; actor and its two moments;
     # with bf16, bfloat16 copies of critic and target while an update runs
     parts = {
+        "prior data": replay_buffer_bytes(1, prior_transitions, obs_dim, act_dim) + 4 * prior_transitions,
         "critic": 4 * critic_params,
         "target": 4 * critic_params,
         "optimiser": 4 * 2 * (critic_params + actor_params),
@@ -979,7 +1038,8 @@ def check_memory(
         raise ConfigError(
             f"the replay buffer ({num_tasks} tasks x {capacity} transitions = {gib(replay)}) and networks "
             f"({gib(networks)}) need more than 80% of the {gib(available)} of {where}. "
-            f"Use --buffer-size {max(fitting, 0)} or less, or a smaller --width."
+            f"Use --buffer-size {max(fitting, 0)} or less, or a smaller --width"
+            + (" or --init-buffer-per-task." if prior_transitions else ".")
         )
 
 
@@ -1164,45 +1224,43 @@ def init_from_checkpoint(pretrained, state: TrainState, keep_temperature: bool =
                        (loaded.actor, critic, critic, log_alpha))  # fmt: skip
 
 
-def load_prior_data(path: str):
+def load_prior_data(args: Args) -> Dataset:
     """--init-buffer: a dataset folder (docs/dataset-format.md), or a run directory whose
-    config.json names the --save-buffer folder it wrote."""
-    folder = Path(path)
+    config.json names the --save-buffer folder it wrote; streamed into host memory chunk by
+    chunk (at most --init-buffer-per-task random transitions per pretraining task), with G_i of
+    each pretraining task from all of its episodes at this run's gamma."""
+    folder = Path(args.init_buffer)
     if (folder / "config.json").exists() and not (folder / "metadata.json").exists():
         saved = json.loads((folder / "config.json").read_text()).get("save_buffer")
         if not saved:
-            raise ConfigError(f"--init-buffer {path}: that run did not record its data (run it with --save-buffer)")
+            raise ConfigError(f"--init-buffer {folder}: that run did not record its data (run it with --save-buffer)")
         # a relative --save-buffer was relative to where that run started, the parent of runs/
         folder = Path(saved) if Path(saved).is_absolute() else folder.resolve().parent.parent / saved
     try:
-        prior = load_dataset(folder)
+        index = index_dataset(folder)
+        prior = load_dataset(index, args.gamma, args.init_buffer_per_task, args.seed,
+                             fix="pass --init-buffer-per-task {fit} (or less) to keep a random subset")  # fmt: skip
     except DatasetError as error:
-        raise ConfigError(f"--init-buffer {path}: {error}") from None
-    print(f"data transfer: {len(prior.reward)} transitions of {', '.join(t.name for t in prior.tasks)} "
-          f"from {folder}")  # fmt: skip
+        raise ConfigError(f"--init-buffer {args.init_buffer}: {error}") from None
+    print(f"data transfer: {len(prior.reward):,} of {sum(index.sizes):,} transitions of "
+          f"{', '.join(t.name for t in prior.tasks)} from {folder}")  # fmt: skip
     return prior
 
 
-def prefill_replay(buffer: ReplayBuffer, prior, rng: np.random.Generator) -> ReplayBuffer:
-    """Data transfer (paper Section 4, after Ball et al. 2023): every task's buffer starts with
-    the pretraining transitions, zero-padded to this run's sizes; rewards are used as recorded
-    and scaled by the new task's normaliser. If they exceed the capacity, a random subset is
-    kept. New transitions follow them and overwrite the oldest once the buffer is full."""
-    num_tasks, capacity, obs_dim = buffer.obs.shape
-    act_dim = buffer.action.shape[2]
-    rows = np.arange(len(prior.reward))
-    if len(rows) > capacity:
-        rows = np.sort(rng.choice(len(rows), capacity, replace=False))
-    pad = lambda x, dim: np.pad(x[rows], ((0, 0), (0, dim - x.shape[1])))
-    fields = {"obs": pad(prior.obs, obs_dim), "action": pad(prior.action, act_dim), "reward": prior.reward[rows],
-              "next_obs": pad(prior.next_obs, obs_dim), "terminated": prior.terminated[rows].astype(np.float32)}  # fmt: skip
-    n = len(rows)
-    filled = {k: getattr(buffer, k).at[:, :n].set(jnp.asarray(v)[None]) for k, v in fields.items()}
-    return ReplayBuffer(
-        **filled,
-        position=jnp.full(num_tasks, n % capacity, jnp.int32),
-        size=jnp.full(num_tasks, n, jnp.int32),
-    )
+def prior_data(prior: Dataset, obs_dim: int, act_dim: int) -> PriorData:
+    """The loaded dataset as data transfer's prior buffer, zero-padded to this run's sizes."""
+    pad = lambda x, dim: np.pad(x, ((0, 0), (0, dim - x.shape[1])))
+    source = np.repeat(np.arange(len(prior.tasks), dtype=np.int32), np.diff(prior.offsets))
+    return PriorData(pad(prior.obs, obs_dim), pad(prior.action, act_dim), prior.reward,
+                     pad(prior.next_obs, obs_dim), prior.terminated.astype(np.float32), source)  # fmt: skip
+
+
+def warn_if_seen(tasks: list[TaskSpec], pretraining: list[TaskSpec], source: str) -> None:
+    """A transfer run on tasks the pretraining saw is not a held-out result: say so."""
+    seen = [t.name for t in tasks if t.name in {p.name for p in pretraining}]
+    if seen:
+        print(f"warning: target task(s) {', '.join(seen)} were pretraining tasks of {source}; "
+              "results on them are not transfer to held-out tasks (paper Appendix E.2 splits)", file=sys.stderr)  # fmt: skip
 
 
 # ---------------------------------------------------------------- evaluation
@@ -1255,9 +1313,10 @@ def main(args: Args) -> None:
     obs_dim, act_dim = max(t.obs_dim for t in tasks), max(t.act_dim for t in tasks)
     capacity = min(args.buffer_size, args.total_steps)  # a buffer never larger than the run
     pretrained = read_pretrained_config(args, obs_dim, act_dim) if args.init_from else None
-    prior = load_prior_data(args.init_buffer) if args.init_buffer else None
+    prior = load_prior_data(args) if args.init_buffer else None
     if pretrained is not None:  # the suites' padding rule: the new tasks are read at the checkpoint's sizes
         obs_dim, act_dim = pretrained[3], pretrained[4]
+        warn_if_seen(tasks, pretrained[2], f"--init-from {args.init_from}")
     if prior is not None:
         obs_dim, act_dim = max(obs_dim, prior.obs.shape[1]), max(act_dim, prior.action.shape[1])
         if pretrained is not None and (obs_dim, act_dim) != (pretrained[3], pretrained[4]):
@@ -1265,7 +1324,7 @@ def main(args: Args) -> None:
                 f"--init-buffer {args.init_buffer} has larger observations or actions than the --init-from "
                 "checkpoint's network can read; use data from the checkpoint's suite"
             )
-        capacity = min(args.buffer_size, args.total_steps + len(prior.reward))
+        warn_if_seen(tasks, prior.tasks, f"--init-buffer {args.init_buffer}")
 
     resume_dir = Path(args.resume) if args.resume else None
     if resume_dir is not None:
@@ -1311,7 +1370,8 @@ def main(args: Args) -> None:
     batch_size = resolve_batch_size(args, num_tasks)
     flops = update_flops(args, num_tasks, obs_dim, act_dim, batch_size)
     print(f"one update: {flops / 1e9:,.1f} GFLOP of matmuls (x {args.utd} updates per env step)")
-    check_memory(args, num_tasks, obs_dim, act_dim, capacity, critic_params, actor_params)
+    check_memory(args, num_tasks, obs_dim, act_dim, capacity, critic_params, actor_params,
+                 0 if prior is None else len(prior.reward))  # fmt: skip
 
     if resume_dir is None:  # created only once the configuration is known to be valid
         run_dir.mkdir(parents=True)
@@ -1323,10 +1383,14 @@ def main(args: Args) -> None:
     buffer = replay_buffer_init(num_tasks, capacity, obs_dim, act_dim)
     if pretrained is not None and resume_dir is None:
         state = init_from_checkpoint(pretrained, state, args.transfer_temperature == "pretrained")
-    if prior is not None and resume_dir is None:
-        buffer = prefill_replay(buffer, prior, np.random.default_rng(args.seed))
+    # data transfer: the prior data on the devices (replicated), and the pretraining tasks' G
+    # from their own episodes, after the new tasks' in `max_abs_return`
+    prior_buffer = None if prior is None else fns.place(prior_data(prior, obs_dim, act_dim))
+    prior_g = np.array([s.max_abs_return for s in prior.stats] if prior is not None else [], np.float32)
+    del prior  # the host copy (on a CPU backend the device copy is host memory too)
     state, buffer = fns.place((state, buffer))
     normalizer = ReturnNormalizer(num_tasks, args.gamma)
+    max_abs_return = lambda: jnp.asarray(np.concatenate([normalizer.scale(), prior_g]))  # G per reward_task
     env_step, refill_until, rng = 0, 0, np.random.default_rng(args.seed)
     if resume_dir is not None:
         state, buffer, host, restored_replay = load_checkpoint(run_dir, state, buffer)
@@ -1404,7 +1468,7 @@ def main(args: Args) -> None:
             # the envs; it samples the buffer as it was before this step's transition (never empty)
             early = learning and args.overlap and stored > 0
             if early:
-                state, metrics = fns.update(state, buffer, jnp.asarray(normalizer.scale()), update_key)
+                state, metrics = fns.update(state, buffer, max_abs_return(), update_key, prior_buffer)
             out = env.step(action)  # one real transition per task: an ended episode resets within it
             buffer = fns.insert(buffer, obs, action, out.reward, out.next_obs, out.terminated)
             stored += 1
@@ -1420,7 +1484,7 @@ def main(args: Args) -> None:
             env_step += 1
 
             if learning and not early:  # UTD: exactly `utd` updates per stored transition from here
-                state, metrics = fns.update(state, buffer, jnp.asarray(normalizer.scale()), update_key)
+                state, metrics = fns.update(state, buffer, max_abs_return(), update_key, prior_buffer)
 
             if env_step % args.log_interval == 0:
                 now = time.time()

@@ -128,7 +128,8 @@ def compare(num_tasks: int, obs_dim: int, act_dim: int, optimizer: str, cli) -> 
         TheirBatch(obs, actions, rewards, masks, next_obs, task_ids), theirs.get_temperature()
     )
     ours_batches = sac_brc.Batch(jnp.asarray(task_ids), jnp.asarray(obs), jnp.asarray(actions),
-                                 jnp.asarray(rewards), jnp.asarray(next_obs), jnp.asarray(1.0 - masks))  # fmt: skip
+                                 jnp.asarray(rewards), jnp.asarray(next_obs), jnp.asarray(1.0 - masks),
+                                 jnp.asarray(task_ids))  # fmt: skip
 
     # the noise: their update k splits its key into (rng, actor_key, critic_key) and samples the
     # next action with critic_key and the actor's action with actor_key, both over the whole batch

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from scipy.signal import lfilter
 
 from common.suites import TASKS, TaskSpec
 
@@ -201,7 +202,10 @@ def write_dataset(path: Path, tasks: list[TaskSpec], per_task: dict[str, dict[st
 
 
 class Dataset(NamedTuple):
-    """All transitions of all tasks in host memory, task-major, padded to the largest sizes."""
+    """The loaded transitions of all tasks in host memory, task-major, padded to the largest
+    sizes: all of them, or a random subset per task (`load_dataset(max_per_task=...)`). The
+    episode statistics are of every transition in the files, computed while streaming, so
+    they do not depend on the subset."""
 
     tasks: list[TaskSpec]
     obs: np.ndarray  # (N, obs_dim) float32, zero-padded
@@ -212,9 +216,18 @@ class Dataset(NamedTuple):
     truncated: np.ndarray  # (N,) bool
     offsets: np.ndarray  # (tasks + 1,) int64: task k holds rows offsets[k]:offsets[k+1]
     metadata: dict
+    stats: list["EpisodeStats"]  # per task, of all its transitions in the files
 
     def task_slice(self, k: int) -> slice:
         return slice(int(self.offsets[k]), int(self.offsets[k + 1]))
+
+
+class EpisodeStats(NamedTuple):
+    transitions: int  # in the files (the loaded subset may hold fewer)
+    terminated: int
+    truncated: int
+    returns: np.ndarray  # undiscounted return of every finished episode
+    max_abs_return: float  # G_i of paper eq. 2 at the loader's gamma (see `discounted_returns`)
 
 
 def read_metadata(path: Path) -> dict:
@@ -256,8 +269,67 @@ def read_metadata(path: Path) -> dict:
     return meta
 
 
-def _check_chunk(path: Path, data, task: TaskSpec, count: int) -> None:
-    missing = [f for f in FIELDS if f not in data.files]
+class DatasetIndex(NamedTuple):
+    """What a dataset holds, from metadata.json and the chunk names alone (no array is read)."""
+
+    path: Path
+    metadata: dict
+    tasks: list[TaskSpec]
+    chunks: list[list[tuple[int, int, Path]]]  # per task: (first, count, path), in order
+    sizes: list[int]  # transitions per task
+
+    @property
+    def obs_dim(self) -> int:
+        return max(t.obs_dim for t in self.tasks)
+
+    @property
+    def act_dim(self) -> int:
+        return max(t.act_dim for t in self.tasks)
+
+
+def index_dataset(path: Path) -> DatasetIndex:
+    """Read metadata.json and every task's chunk list; reject misnamed and overlapping chunks."""
+    path = Path(path)
+    meta = read_metadata(path)
+    tasks = [TASKS[t["name"]] for t in meta["tasks"]]
+    chunks = []
+    for task in tasks:
+        task_dir = path / task.name
+        task_chunks = list_chunks(task_dir) if task_dir.is_dir() else []
+        if not task_chunks:
+            raise DatasetError(f"{path}: task {task.name} has no chunk files ({task_dir}/chunk_*.npz)")
+        # a file the loader would skip is data the user thinks is there
+        strays = sorted(p.name for p in task_dir.iterdir() if not (_CHUNK.match(p.name) or p.name.endswith(".tmp")))
+        if strays:
+            raise DatasetError(
+                f"{task_dir}: {strays[0]} is not a chunk name; chunks are named "
+                f"chunk_<first: 12 digits>_<count: 8 digits>.npz (docs/dataset-format.md): rename or remove it"
+            )
+        for (first, count, a), (next_first, _, b) in zip(task_chunks, task_chunks[1:]):
+            if next_first < first + count:
+                raise DatasetError(
+                    f"{task_dir}: chunks {a.name} and {b.name} overlap ({a.name} holds steps {first} to "
+                    f"{first + count - 1}); each step may be stored once: remove the duplicate chunk"
+                )
+        chunks.append(task_chunks)
+    sizes = [sum(count for _, count, _ in task_chunks) for task_chunks in chunks]
+    return DatasetIndex(path, meta, tasks, chunks, sizes)
+
+
+def dataset_bytes(transitions: int, obs_dim: int, act_dim: int) -> int:
+    """Host bytes of `transitions` padded rows: obs, next_obs, action, reward float32, two flags."""
+    return transitions * (4 * (2 * obs_dim + act_dim + 1) + 2)
+
+
+def available_memory() -> int:
+    """MemAvailable of this host, in bytes."""
+    with open("/proc/meminfo") as f:
+        meminfo = dict(line.split(":", 1) for line in f)
+    return int(meminfo["MemAvailable"].split()[0]) * 1024
+
+
+def _check_chunk(path: Path, data: dict[str, np.ndarray], task: TaskSpec, count: int) -> None:
+    missing = [f for f in FIELDS if f not in data]
     if missing:
         raise DatasetError(f"{path} is missing field(s) {', '.join(missing)}")
     dims = {"obs": (task.obs_dim,), "act": (task.act_dim,), "": ()}
@@ -281,55 +353,125 @@ def _check_chunk(path: Path, data, task: TaskSpec, count: int) -> None:
         raise DatasetError(f"{path}: a transition is both terminated and truncated; keep only terminated")
 
 
-def load_dataset(path: Path) -> Dataset:
-    """Load and validate a dataset into padded host arrays, one chunk at a time (memory: the
-    dataset plus one chunk). Raises DatasetError with one message per malformed case."""
-    path = Path(path)
-    meta = read_metadata(path)
-    tasks = [TASKS[t["name"]] for t in meta["tasks"]]
-    chunks = []
-    for task in tasks:
-        task_dir = path / task.name
-        task_chunks = list_chunks(task_dir) if task_dir.is_dir() else []
-        if not task_chunks:
-            raise DatasetError(f"{path}: task {task.name} has no chunk files ({task_dir}/chunk_*.npz)")
-        chunks.append(task_chunks)
-    sizes = [sum(count for _, count, _ in task_chunks) for task_chunks in chunks]
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    total, obs_dim, act_dim = int(offsets[-1]), max(t.obs_dim for t in tasks), max(t.act_dim for t in tasks)
-    obs = np.zeros((total, obs_dim), np.float32)
-    next_obs = np.zeros((total, obs_dim), np.float32)
-    action = np.zeros((total, act_dim), np.float32)
-    reward = np.zeros(total, np.float32)
+def discounted_returns(rewards: np.ndarray, gamma: float, truncated: bool) -> np.ndarray:
+    """Monte-Carlo return of every state of one episode; a truncated episode bootstraps its
+    tail with `mean(rewards) / (1 - gamma)` (ref. code, as sac_brc.py's ReturnNormalizer).
+    The sum runs as a linear filter over the reversed rewards (episodes can be long)."""
+    tail = float(np.mean(rewards)) / (1.0 - gamma) if truncated else 0.0
+    returns = lfilter([1.0], [1.0, -gamma], np.asarray(rewards, np.float64)[::-1])[::-1]
+    return returns + tail * gamma ** np.arange(len(rewards), 0, -1)
+
+
+class _EpisodeTracker:
+    """One task's episodes as its chunks stream by: checks that every transition that does not
+    end an episode continues into the next one (`next_obs[t] == obs[t + 1]`, across chunks too)
+    and gathers the episode statistics of `EpisodeStats`."""
+
+    def __init__(self, gamma: float):
+        self.gamma, self.max_abs_return, self.returns = gamma, 0.0, []
+        self.terminated = self.truncated = self.transitions = 0
+        self.episode: list[np.ndarray] = []  # rewards of the unfinished episode, chunk by chunk
+        self.last_next_obs = None  # next_obs of the previous chunk's last transition, if it did not end
+
+    def add(self, path: Path, data: dict[str, np.ndarray]) -> None:
+        obs, next_obs, reward, terminated = (data[f] for f in ("observations", "next_observations", "rewards", "terminated"))
+        ends = terminated | data["truncated"]
+        continues = lambda a, b: np.isclose(a, b, rtol=1e-5, atol=1e-6).all(axis=-1)
+        if self.last_next_obs is not None and not continues(self.last_next_obs, obs[0]):
+            raise DatasetError(
+                f"{path}: the first transition does not continue the previous chunk's unfinished episode "
+                "(its observations differ from the last next_observations); store episodes whole and in time order"
+            )
+        broken = np.flatnonzero(~ends[:-1] & ~continues(next_obs[:-1], obs[1:]))
+        if len(broken):
+            raise DatasetError(
+                f"{path}: transition {broken[0]} does not end an episode, but its next_observations is not the "
+                "next transition's observations; store episodes whole and in time order (flag a cut as truncated)"
+            )
+        start = 0
+        for end in map(int, np.flatnonzero(ends)):
+            self.episode.append(reward[start : end + 1])
+            self._finish(bool(terminated[end]))
+            start = end + 1
+        if start < len(reward):
+            self.episode.append(reward[start:])
+        self.last_next_obs = None if ends[-1] else next_obs[-1]
+        self.transitions += len(reward)
+
+    def _finish(self, terminated: bool, counted: bool = True) -> None:
+        rewards = np.concatenate(self.episode)
+        self.episode = []
+        returns = discounted_returns(rewards, self.gamma, truncated=not terminated)
+        self.max_abs_return = max(self.max_abs_return, float(np.abs(returns).max()))
+        if counted:
+            self.terminated, self.truncated = self.terminated + terminated, self.truncated + (not terminated)
+            self.returns.append(float(rewards.sum()))
+
+    def stats(self) -> EpisodeStats:
+        if self.episode:  # the recording stopped mid-episode: bootstrapped like a truncation, not counted
+            self._finish(terminated=False, counted=False)
+        return EpisodeStats(self.transitions, self.terminated, self.truncated, np.array(self.returns),
+                            self.max_abs_return)  # fmt: skip
+
+
+def load_dataset(
+    path: Path | DatasetIndex,
+    gamma: float = 0.99,
+    max_per_task: int | None = None,
+    seed: int = 0,
+    memory_limit: int | None = None,
+    fix: str = "keep a random subset of each task (max_per_task={fit} or less)",
+) -> Dataset:
+    """Validate a dataset and load it into padded host arrays, streaming one chunk at a time:
+    memory is the loaded rows plus one chunk, never the whole padded dataset. With
+    `max_per_task`, a uniformly random subset of at most that many transitions per task is
+    kept (drawn with `seed`, kept in time order). Refuses, before allocating, a load that needs
+    more than `memory_limit` bytes (default 80% of the available host memory), naming the
+    numbers and `fix` (with `{fit}`: the largest `max_per_task` that fits). Raises DatasetError
+    with one message per malformed case. `gamma` is for the episode statistics' G_i."""
+    index = path if isinstance(path, DatasetIndex) else index_dataset(path)
+    tasks, obs_dim, act_dim = index.tasks, index.obs_dim, index.act_dim
+    kept = [min(n, max_per_task) if max_per_task else n for n in index.sizes]
+    largest_chunk = max(count for task_chunks in index.chunks for _, count, _ in task_chunks)
+    # one chunk at a time: its arrays, numpy's read buffers and the continuity check's
+    # temporaries; and the drawing of a task's subset (a permutation of its row numbers)
+    streaming = 4 * dataset_bytes(largest_chunk, obs_dim, act_dim) + 8 * max(index.sizes)
+    need = dataset_bytes(sum(kept), obs_dim, act_dim) + streaming
+    limit = int(0.8 * available_memory()) if memory_limit is None else memory_limit
+    if need > limit:
+        per_row = dataset_bytes(1, obs_dim, act_dim)
+        fit = max((limit - streaming) // (per_row * len(tasks)), 0)
+        gib = lambda b: f"{b / 2**30:.2f} GiB"
+        raise DatasetError(
+            f"{index.path}: {sum(kept):,} transitions ({len(tasks)} tasks, padded to obs {obs_dim} / action "
+            f"{act_dim}) need {gib(need)} of host memory, more than the {gib(limit)} allowed; "
+            + fix.format(fit=fit)
+        )
+    offsets = np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
+    total = int(offsets[-1])
+    obs, next_obs = np.zeros((total, obs_dim), np.float32), np.zeros((total, obs_dim), np.float32)
+    action, reward = np.zeros((total, act_dim), np.float32), np.zeros(total, np.float32)
     terminated, truncated = np.zeros(total, bool), np.zeros(total, bool)
-    for task, start, task_chunks in zip(tasks, offsets, chunks):
-        row = int(start)
-        for _, count, chunk_path in task_chunks:
-            try:
-                data = np.load(chunk_path)
+    rng, stats = np.random.default_rng(seed), []
+    for k, task in enumerate(tasks):
+        size = index.sizes[k]
+        rows = np.arange(size) if kept[k] == size else np.sort(rng.choice(size, kept[k], replace=False))
+        tracker, first_row = _EpisodeTracker(gamma), 0
+        for _, count, chunk_path in index.chunks[k]:
+            try:  # each field is decompressed once
+                with np.load(chunk_path) as file:
+                    data = {f: file[f] for f in FIELDS if f in file.files}
             except Exception as error:  # noqa: BLE001 (zip or pickle errors of a damaged file)
                 raise DatasetError(f"{chunk_path} cannot be read ({type(error).__name__}: {error})") from None
-            with data:
-                _check_chunk(chunk_path, data, task, count)
-                rows = slice(row, row + count)
-                obs[rows, : task.obs_dim] = data["observations"]
-                next_obs[rows, : task.obs_dim] = data["next_observations"]
-                action[rows, : task.act_dim] = data["actions"]
-                reward[rows] = data["rewards"]
-                terminated[rows], truncated[rows] = data["terminated"], data["truncated"]
-            row += count
-    return Dataset(tasks, obs, action, reward, next_obs, terminated, truncated, offsets, meta)
-
-
-def episode_bounds(terminated: np.ndarray, truncated: np.ndarray) -> list[tuple[int, int, bool]]:
-    """(start, stop, bootstrap) of each episode of one task's transitions; `bootstrap` is False
-    only for an episode that ends in termination. A last episode without an end flag (the
-    recording stopped mid-episode) counts as truncated."""
-    ends = np.flatnonzero(terminated | truncated)
-    bounds, start = [], 0
-    for end in ends:
-        bounds.append((start, int(end) + 1, not bool(terminated[end])))
-        start = int(end) + 1
-    if start < len(terminated):
-        bounds.append((start, len(terminated), True))
-    return bounds
+            _check_chunk(chunk_path, data, task, count)
+            tracker.add(chunk_path, data)
+            lo, hi = np.searchsorted(rows, [first_row, first_row + count])
+            local, out = rows[lo:hi] - first_row, slice(int(offsets[k] + lo), int(offsets[k] + hi))
+            obs[out, : task.obs_dim] = data["observations"][local]
+            next_obs[out, : task.obs_dim] = data["next_observations"][local]
+            action[out, : task.act_dim] = data["actions"][local]
+            reward[out] = data["rewards"][local]
+            terminated[out], truncated[out] = data["terminated"][local], data["truncated"][local]
+            first_row += count
+        stats.append(tracker.stats())
+    return Dataset(tasks, obs, action, reward, next_obs, terminated, truncated, offsets, index.metadata, stats)

@@ -6,11 +6,15 @@ import json
 import numpy as np
 import pytest
 
+import tracemalloc
+
+import sac_brc
 from common.dataset import (
     FIELDS,
     DatasetError,
     DatasetWriter,
-    episode_bounds,
+    dataset_bytes,
+    discounted_returns,
     list_chunks,
     load_dataset,
     make_metadata,
@@ -21,19 +25,27 @@ from common.suites import TASKS
 TWO = [TASKS["reach"], TASKS["cartpole-swingup"]]  # obs 39 / 5, actions 4 / 1: padding matters
 
 
-def random_steps(rng, steps, num_tasks=2, obs_dim=39, act_dim=4):
-    """Lockstep steps as the online loop has them: padded rows, some invalid (reset) steps."""
+def random_steps(rng, steps, num_tasks=2, obs_dim=39, act_dim=4, end_rate=0.1, truncate_every=6, valid_rate=0.8):
+    """Lockstep steps as the online loop has them: padded rows, some invalid (reset) steps; a
+    task's next recorded transition continues its last one unless that one ended an episode."""
+    state = lambda: rng.normal(size=(num_tasks, obs_dim)).astype(np.float32)
+    current = state()
     for step in range(1, steps + 1):
-        obs = rng.normal(size=(num_tasks, obs_dim)).astype(np.float32)
+        obs, next_obs = current, state()
+        terminated = rng.random(num_tasks) < end_rate
+        truncated = np.zeros(num_tasks, bool) | (truncate_every is not None and step % truncate_every == 0)
+        valid = rng.random(num_tasks) < valid_rate
+        ended = (terminated | truncated)[:, None]
+        current = np.where(valid[:, None], np.where(ended, state(), next_obs), current)
         yield dict(
             step=step,
             obs=obs,
             action=rng.uniform(-1, 1, (num_tasks, act_dim)).astype(np.float32),
             reward=rng.normal(size=num_tasks).astype(np.float32),
-            next_obs=obs + 1,
-            terminated=rng.random(num_tasks) < 0.1,
-            truncated=np.zeros(num_tasks, bool) | (step % 6 == 0),
-            valid=rng.random(num_tasks) < 0.8,
+            next_obs=next_obs,
+            terminated=terminated,
+            truncated=truncated,
+            valid=valid,
         )
 
 
@@ -87,9 +99,7 @@ def test_writer_round_trip_across_chunks(tmp_path):
 
 def test_resume_drops_steps_after_the_checkpoint_and_ends_the_episode(tmp_path):
     rng = np.random.default_rng(1)
-    steps = list(random_steps(rng, 30))
-    for s in steps:
-        s["terminated"][:], s["truncated"][:], s["valid"][:] = False, False, True
+    steps = list(random_steps(rng, 30, end_rate=0.0, truncate_every=None, valid_rate=1.0))
     path = tmp_path / "d"
     writer = DatasetWriter(path, TWO, make_metadata(TWO, "test"), chunk_size=4)
     for s in steps[:10]:
@@ -112,11 +122,12 @@ def write_valid(path, n=12, tasks=TWO, **overrides):
     rng = np.random.default_rng(0)
     per_task = {}
     for t in tasks:
+        states = rng.normal(size=(n + 1, t.obs_dim)).astype(np.float32)
         arrays = {
-            "observations": rng.normal(size=(n, t.obs_dim)).astype(np.float32),
+            "observations": states[:-1],
             "actions": rng.uniform(-1, 1, (n, t.act_dim)).astype(np.float32),
             "rewards": rng.normal(size=n).astype(np.float32),
-            "next_observations": rng.normal(size=(n, t.obs_dim)).astype(np.float32),
+            "next_observations": states[1:],  # each transition continues into the next
             "terminated": np.zeros(n, bool),
             "truncated": np.arange(n) % 5 == 4,
         }
@@ -131,8 +142,8 @@ def edit_metadata(path, **changes):
     (path / "metadata.json").write_text(json.dumps(meta))
 
 
-def rewrite_first_chunk(path, task, **changes):
-    _, _, chunk = list_chunks(path / task)[0]
+def rewrite_first_chunk(path, task, chunk_number=0, **changes):
+    _, _, chunk = list_chunks(path / task)[chunk_number]
     with np.load(chunk) as data:
         arrays = {f: data[f] for f in data.files}
     arrays.update(changes)
@@ -140,6 +151,25 @@ def rewrite_first_chunk(path, task, **changes):
         if value is None:
             del arrays[field]
     np.savez_compressed(chunk, **arrays)
+
+
+def copy_first_chunk(path, name):
+    _, _, chunk = list_chunks(path / "reach")[0]
+    (path / "reach" / name).write_bytes(chunk.read_bytes())
+
+
+def shuffled_first_chunk(path):
+    with np.load(list_chunks(path / "reach")[0][2]) as data:
+        order = np.array([1, 0, 2, 3, 4])  # swaps two transitions of one episode
+        rewrite_first_chunk(path, "reach", **{f: data[f][order] for f in FIELDS})
+
+
+def cut_between_chunks(path):
+    """The first chunk's last transition no longer ends its episode, and the next chunk does
+    not start where it left off."""
+    rewrite_first_chunk(path, "reach", truncated=np.zeros(5, bool))
+    with np.load(list_chunks(path / "reach")[1][2]) as data:
+        rewrite_first_chunk(path, "reach", chunk_number=1, observations=data["observations"] + 1)
 
 
 def nan_obs(path):
@@ -188,6 +218,13 @@ MALFORMED = {
         lambda p: list_chunks(p / "reach")[0][2].write_bytes(b"not a zip"),
         "cannot be read",
     ),
+    "misnamed chunk": (lambda p: copy_first_chunk(p, "chunk_0.npz"), "chunk_0.npz is not a chunk name"),
+    "overlapping chunks": (
+        lambda p: copy_first_chunk(p, "chunk_000000000003_00000005.npz"),
+        "chunks chunk_000000000000_00000005.npz and chunk_000000000003_00000005.npz overlap",
+    ),
+    "shuffled episode": (shuffled_first_chunk, "transition 0 does not end an episode, but its next_observations"),
+    "episode cut between chunks": (cut_between_chunks, "does not continue the previous chunk's unfinished episode"),
 }
 
 
@@ -209,19 +246,94 @@ def test_writer_refuses_a_non_empty_folder(tmp_path):
         DatasetWriter(tmp_path / "d", TWO, make_metadata(TWO, "test"))
 
 
-def test_episode_bounds_against_a_loop():
-    rng = np.random.default_rng(3)
-    terminated = rng.random(50) < 0.1
-    truncated = ~terminated & (rng.random(50) < 0.1)
-    expected, start = [], 0
-    for t in range(50):
-        if terminated[t] or truncated[t]:
-            expected.append((start, t + 1, bool(truncated[t])))
-            start = t + 1
-    if start < 50:
-        expected.append((start, 50, True))
-    assert episode_bounds(terminated, truncated) == expected
+def loop_discounted_returns(rewards, gamma, truncated):
+    tail = float(np.mean(rewards)) / (1 - gamma) if truncated else 0.0
+    out = []
+    for t in range(len(rewards)):
+        g = sum(gamma**k * rewards[t + k] for k in range(len(rewards) - t))
+        out.append(g + gamma ** (len(rewards) - t) * tail)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("truncated", [False, True])
+def test_discounted_returns_against_a_loop(truncated):
+    rewards = np.random.default_rng(1).normal(size=17)
+    expected = loop_discounted_returns(rewards, 0.9, truncated)
+    np.testing.assert_allclose(discounted_returns(rewards, 0.9, truncated), expected, rtol=1e-10)
+    # the same rule as sac_brc.py's online normaliser
+    np.testing.assert_allclose(sac_brc.discounted_returns(rewards, 0.9, truncated), expected, rtol=1e-10)
     assert set(FIELDS) == {"observations", "actions", "rewards", "next_observations", "terminated", "truncated"}
+
+
+def write_counted(path, n, chunk_size, ends, tasks=TWO):
+    """Each task's transitions t = 0..n-1 with observations[t, 0] = t (so a loaded row names its
+    transition), continuing into the next; `ends` maps a row to "terminated" or "truncated"."""
+    rng = np.random.default_rng(7)
+    per_task = {}
+    for t in tasks:
+        states = rng.normal(size=(n + 1, t.obs_dim)).astype(np.float32)
+        states[:, 0] = np.arange(n + 1)
+        flags = {f: np.array([ends.get(i) == f for i in range(n)]) for f in ("terminated", "truncated")}
+        per_task[t.name] = {"observations": states[:-1], "actions": rng.uniform(-1, 1, (n, t.act_dim)).astype(np.float32),
+                            "rewards": rng.normal(size=n).astype(np.float32), "next_observations": states[1:], **flags}  # fmt: skip
+    write_dataset(path, tasks, per_task, make_metadata(tasks, "test"), chunk_size=chunk_size)
+    return per_task
+
+
+def test_episode_statistics_are_of_every_transition_even_in_a_subset(tmp_path):
+    """G_i: max |return| over every state of every episode, episodes spanning chunks; terminated
+    episodes do not bootstrap, truncated and unfinished ones do (a NumPy loop). A random subset
+    of the rows leaves the statistics unchanged."""
+    ends = {3: "terminated", 8: "truncated", 20: "truncated"}  # then 21..29 unfinished
+    per_task = write_counted(tmp_path / "d", 30, 7, ends)
+    gamma = 0.95
+    episodes = [(0, 4, False), (4, 9, True), (9, 21, True), (21, 30, True)]
+    for max_per_task in (None, 11):
+        dataset = load_dataset(tmp_path / "d", gamma, max_per_task=max_per_task)
+        for task, stats in zip(TWO, dataset.stats):
+            r = per_task[task.name]["rewards"].astype(np.float64)
+            expected = max(np.abs(loop_discounted_returns(r[a:b], gamma, boot)).max() for a, b, boot in episodes)
+            np.testing.assert_allclose(stats.max_abs_return, expected, rtol=1e-6)
+            np.testing.assert_allclose(stats.returns, [r[a:b].sum() for a, b, _ in episodes[:3]], rtol=1e-5)
+            assert (stats.transitions, stats.terminated, stats.truncated) == (30, 1, 2)
+
+
+def test_a_dataset_larger_than_the_memory_cap_loads_by_streaming_a_subset(tmp_path):
+    """2 tasks x 8,000 transitions (5.3 MB padded) under a 2 MB cap: loading all is refused
+    before anything is allocated, with the numbers and the subset that fits; that subset
+    streams in with a measured peak below the cap, exactly the kept rows, in time order."""
+    n, cap = 8000, 2_000_000
+    per_task = write_counted(tmp_path / "d", n, 500, {i: "truncated" for i in range(199, n, 200)})
+    assert dataset_bytes(2 * n, 39, 4) > 2.5 * cap
+    tracemalloc.start()
+    with pytest.raises(DatasetError) as error:
+        load_dataset(tmp_path / "d", memory_limit=cap)
+    refused_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    message = str(error.value)
+    assert "16,000 transitions (2 tasks, padded to obs 39 / action 4) need 0.01 GiB" in message
+    fit = int(message.split("max_per_task=")[1].split(" ")[0])
+    assert 1500 <= fit < n and refused_peak < 100_000  # nothing large was allocated
+    tracemalloc.start()
+    dataset = load_dataset(tmp_path / "d", max_per_task=fit, seed=3, memory_limit=cap)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < cap, peak
+    assert np.diff(dataset.offsets).tolist() == [fit, fit]
+    for k, task in enumerate(TWO):
+        rows = dataset.task_slice(k)
+        t = dataset.obs[rows, 0].astype(np.int64)
+        assert len(set(t)) == fit and (np.diff(t) > 0).all()  # distinct, in time order
+        assert t.min() < n / 10 and t.max() > n * 0.9  # drawn across the whole task
+        source = per_task[task.name]
+        np.testing.assert_array_equal(dataset.obs[rows, : task.obs_dim], source["observations"][t])
+        np.testing.assert_array_equal(dataset.next_obs[rows, : task.obs_dim], source["next_observations"][t])
+        np.testing.assert_array_equal(dataset.action[rows, : task.act_dim], source["actions"][t])
+        np.testing.assert_array_equal(dataset.reward[rows], source["rewards"][t])
+        np.testing.assert_array_equal(dataset.truncated[rows], source["truncated"][t])
+        assert dataset.stats[k].transitions == n and dataset.stats[k].truncated == n // 200
+    again = load_dataset(tmp_path / "d", max_per_task=fit, seed=3, memory_limit=cap)  # a function of the seed
+    np.testing.assert_array_equal(again.obs, dataset.obs)
 
 
 def test_sac_brc_save_buffer_round_trip_and_resume(run, tmp_path):

@@ -1,4 +1,4 @@
-"""offline_brc_bc.py: BC term, dataset return normalisation, batch sampling, one trace per
+"""offline_brc_bc.py: BC term, batch sampling, one trace per
 jitted entry point, BC reproducing a toy dataset's actions, and the CLI end to end."""
 
 import inspect
@@ -34,7 +34,7 @@ def toy_dataset(sizes=(30, 20), act_dims=(2, 1), obs_dim=3, seed=0, action_fn=No
     truncated = np.zeros(n, bool)
     truncated[offsets[1:] - 1] = True
     return Dataset([None] * len(sizes), obs, action, rng.normal(size=n).astype(np.float32), obs + 0.5,
-                   terminated, truncated, offsets, {})  # fmt: skip
+                   terminated, truncated, offsets, {}, [])  # fmt: skip
 
 
 def test_bc_loss_against_a_hand_computation():
@@ -50,42 +50,6 @@ def test_bc_loss_against_a_hand_computation():
         expected += total / act_dims[i]
     got = float(off.bc_loss(jnp.asarray(mean), jnp.asarray(data), jnp.asarray(act_dims)))
     np.testing.assert_allclose(got, expected / 5, rtol=1e-5)
-
-
-def loop_discounted_returns(rewards, gamma, truncated):
-    tail = float(np.mean(rewards)) / (1 - gamma) if truncated else 0.0
-    out = []
-    for t in range(len(rewards)):
-        g = sum(gamma**k * rewards[t + k] for k in range(len(rewards) - t))
-        out.append(g + gamma ** (len(rewards) - t) * tail)
-    return np.array(out)
-
-
-@pytest.mark.parametrize("truncated", [False, True])
-def test_discounted_returns_against_a_loop(truncated):
-    rewards = np.random.default_rng(1).normal(size=17)
-    np.testing.assert_allclose(
-        off.discounted_returns(rewards, 0.9, truncated), loop_discounted_returns(rewards, 0.9, truncated), rtol=1e-10
-    )
-    # the same rule as sac_brc.py's online normaliser
-    np.testing.assert_allclose(
-        off.discounted_returns(rewards, 0.9, truncated), sac_brc.discounted_returns(rewards, 0.9, truncated)
-    )
-
-
-def test_dataset_return_normalisation_from_episodes():
-    """G_i: max |return| over every state of every episode; terminated episodes do not bootstrap,
-    truncated and unfinished ones do."""
-    dataset = toy_dataset(sizes=(12, 7))
-    dataset.terminated[3] = True  # task 0: [0..3] terminated, [4..8] truncated, [9..11] unfinished
-    dataset.truncated[8] = True
-    dataset.truncated[11] = False
-    gamma = 0.95
-    r = dataset.reward.astype(np.float64)
-    episodes = [[(0, 4, False), (4, 9, True), (9, 12, True)], [(12, 19, True)]]
-    expected = [max(np.abs(loop_discounted_returns(r[a:b], gamma, boot)).max() for a, b, boot in eps)
-                for eps in episodes]  # fmt: skip
-    np.testing.assert_allclose(off.dataset_max_abs_returns(dataset, gamma), expected, rtol=1e-5)
 
 
 def test_batches_are_task_uniform_and_stay_in_their_task():
@@ -157,10 +121,10 @@ def write_tiny_dataset(path, n=300):
     rng = np.random.default_rng(0)
     per_task = {
         t.name: {
-            "observations": rng.normal(size=(n, t.obs_dim)).astype(np.float32),
+            "observations": (states := rng.normal(size=(n + 1, t.obs_dim)).astype(np.float32))[:-1],
             "actions": rng.uniform(-1, 1, (n, t.act_dim)).astype(np.float32),
             "rewards": rng.uniform(0, 1, n).astype(np.float32),
-            "next_observations": rng.normal(size=(n, t.obs_dim)).astype(np.float32),
+            "next_observations": states[1:],  # each transition continues into the next
             "terminated": np.zeros(n, bool),
             "truncated": np.arange(n) % 100 == 99,
         }

@@ -195,25 +195,86 @@ def test_init_from_loads_the_pretrained_networks_and_starts_the_rest_fresh(pretr
     assert np.isclose(float(jnp.exp(reset.log_alpha)), 0.3)
 
 
-def test_prefill_replay_matches_a_loop_reference(pretrained_run):
-    prior = load_dataset(pretrained_run / "data")
-    n = len(prior.reward)
-    assert n == 2 * 200  # every step of both tasks is a stored transition
-    # 2 target tasks, buffer wider than the data (obs 41, act 5) and large enough
-    buffer = sac_brc.replay_buffer_init(2, n + 10, 41, 5)
-    filled = jax.tree.map(np.asarray, sac_brc.prefill_replay(buffer, prior, np.random.default_rng(0)))
-    for task in range(2):
-        for row in range(n):
-            np.testing.assert_array_equal(filled.obs[task, row, :39], prior.obs[row])
-            assert not filled.obs[task, row, 39:].any()
-            np.testing.assert_array_equal(filled.action[task, row, :4], prior.action[row])
-            assert filled.reward[task, row] == prior.reward[row]
-            assert filled.terminated[task, row] == float(prior.terminated[row])
-    assert filled.size.tolist() == [n, n] and filled.position.tolist() == [n, n]
-    # capacity below the data: a subset in recorded order, the buffer full
-    small = sac_brc.prefill_replay(sac_brc.replay_buffer_init(1, 50, 39, 4), prior, np.random.default_rng(0))
-    rows = [int(np.flatnonzero((prior.obs == np.asarray(small.obs[0, i])).all(axis=1))[0]) for i in range(50)]
-    assert rows == sorted(rows) and len(set(rows)) == 50 and small.size.tolist() == [50]
+def toy_transfer_data(num_tasks=2, capacity=16, num_prior=37, obs_dim=5, act_dim=2):
+    """An online replay whose obs[0] is +1 (+ the task) and prior data whose obs[0] is -(row + 1),
+    so every sampled row says where it came from; 3 pretraining tasks."""
+    rng = np.random.default_rng(0)
+    buffer = sac_brc.replay_buffer_init(num_tasks, capacity, obs_dim, act_dim)
+    for _ in range(capacity // 2):  # half full: sampling must stay within `size`
+        obs = rng.normal(size=(num_tasks, obs_dim)).astype(np.float32)
+        obs[:, 0] = 1 + np.arange(num_tasks)
+        buffer = sac_brc.insert(buffer, jnp.asarray(obs), jnp.asarray(rng.uniform(-1, 1, (num_tasks, act_dim)), jnp.float32),
+                                jnp.asarray(rng.normal(size=num_tasks), jnp.float32), jnp.asarray(obs),
+                                jnp.zeros(num_tasks, bool))  # fmt: skip
+    obs = rng.normal(size=(num_prior, obs_dim)).astype(np.float32)
+    obs[:, 0] = -(np.arange(num_prior) + 1)
+    prior = sac_brc.PriorData(
+        jnp.asarray(obs), jnp.asarray(rng.uniform(-1, 1, (num_prior, act_dim)), jnp.float32),
+        jnp.asarray(rng.normal(size=num_prior), jnp.float32), jnp.asarray(obs + 0.5),
+        jnp.asarray(rng.random(num_prior) < 0.3, jnp.float32), jnp.asarray(np.arange(num_prior) % 3, jnp.int32),
+    )  # fmt: skip
+    return buffer, prior
+
+
+@pytest.mark.parametrize("batch_size", [64, 33])
+def test_every_data_transfer_batch_is_half_prior_half_online(batch_size):
+    """Ball et al.'s symmetric sampling, row by row: exactly batch_size // 2 prior rows in every
+    minibatch and in each half of it (the shards of two devices), each a whole prior transition
+    with its pretraining task's normaliser row; the others from the new tasks' own buffers."""
+    num_tasks = 2
+    buffer, prior = toy_transfer_data(num_tasks)
+    host = jax.tree.map(np.asarray, prior)
+    prior_tasks, seen_rows = [], set()
+    for seed in range(40):
+        batch = jax.tree.map(np.asarray, sac_brc.sample_symmetric(buffer, prior, batch_size, jax.random.key(seed)))
+        from_prior = batch.obs[:, 0] < 0
+        assert from_prior.sum() == batch_size // 2
+        for half in np.array_split(from_prior[: batch_size // 2 * 2], 2):
+            assert half.sum() == len(half) // 2
+        for i in np.flatnonzero(from_prior):
+            row = int(-batch.obs[i, 0]) - 1
+            seen_rows.add(row)
+            np.testing.assert_array_equal(batch.action[i], host.action[row])
+            np.testing.assert_array_equal(batch.next_obs[i], host.next_obs[row])
+            assert batch.reward[i] == host.reward[row] and batch.terminated[i] == host.terminated[row]
+            assert batch.reward_task[i] == num_tasks + host.source[row]
+            prior_tasks.append(batch.task[i])
+        online = ~from_prior
+        np.testing.assert_array_equal(batch.obs[online, 0], 1 + batch.task[online])  # its own task's buffer
+        np.testing.assert_array_equal(batch.reward_task[online], batch.task[online])
+    assert len(seen_rows) == 37  # uniform over all prior transitions
+    assert 0.4 < np.mean(prior_tasks) < 0.6  # prior rows go to each new task equally often
+
+
+def test_data_transfer_update_samples_symmetrically_and_scales_prior_rewards_by_their_own_g():
+    """`update(..., prior)` is `update_on` on `sample_symmetric`'s minibatches; a prior row's
+    reward is scaled by its pretraining task's G (the entries after the new tasks'): the same
+    batch with those rows relabelled as a new task of that G gives the same update."""
+    args = sac_brc.Args(width=32, actor_width=16, num_atoms=11, batch_size=8, utd=2)
+    num_tasks, obs_dim, act_dim = 2, 5, 2
+    state, fns, batch_size = sac_brc.make_agent(args, num_tasks, obs_dim, act_dim, jax.random.key(0))
+    buffer, prior = toy_transfer_data(num_tasks, obs_dim=obs_dim, act_dim=act_dim)
+    max_abs_return = jnp.asarray([3.0, 7.0, 20.0, 40.0, 80.0])  # 2 new tasks, then 3 pretraining tasks
+    key = jax.random.key(5)
+    keys = jax.random.split(jax.random.fold_in(key, state.step), (args.utd, 2))
+    batches = jax.vmap(lambda k: sac_brc.sample_symmetric(buffer, prior, batch_size, k))(keys[:, 0])
+    noises = jax.vmap(lambda k: sac_brc.sample_noise(batch_size, act_dim, k))(keys[:, 1])
+    by_update, _ = fns.update(state, buffer, max_abs_return, key, prior)
+    by_update_on, _ = fns.update_on(state, batches, noises, max_abs_return)
+    for a, b in zip(jax.tree.leaves(by_update), jax.tree.leaves(by_update_on)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    # each row's reward is scaled by v_max / (G[reward_task] + lambda): with lambda ~ 0 (alpha
+    # 1e-9), relabelling every row to a task of G 10 and multiplying its reward by 10 / G gives
+    # the same update, so prior rows were scaled by their own pretraining task's G
+    tiny = eqx.tree_at(lambda s: s.log_alpha, state, jnp.log(jnp.asarray(1e-9, jnp.float32)))
+    g = np.asarray(max_abs_return)[np.asarray(batches.reward_task)]
+    relabelled = batches._replace(reward=batches.reward * jnp.asarray(10.0 / g), reward_task=batches.task)
+    a = fns.update_on(tiny, batches, noises, max_abs_return)[0]
+    b = fns.update_on(tiny, relabelled, noises, jnp.asarray([10.0, 10.0]))[0]
+    for x, y in zip(leaves(a.critic), leaves(b.critic)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-6)
+    c = fns.update_on(tiny, batches._replace(reward_task=batches.task), noises, max_abs_return)[0]
+    assert not all(np.allclose(np.asarray(x), np.asarray(y)) for x, y in zip(leaves(a.critic), leaves(c.critic)))
 
 
 @pytest.mark.parametrize("mode", ["zero-shot", "few-shot", "tune"])
@@ -250,9 +311,14 @@ def test_sac_brc_model_and_data_transfer_end_to_end(pretrained_run, tmp_path):
         "--run-name", "both", cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "model transfer: actor and critic from" in out.stdout and "data transfer:" in out.stdout
+    assert "model transfer: actor and critic from" in out.stdout and "data transfer: 400 of 400" in out.stdout
+    assert "prior data 0.00 GiB" in out.stdout  # the prior buffer is in the memory plan
     record = json.loads((tmp_path / "runs/both/metrics.jsonl").read_text().splitlines()[-1])
     assert record["step"] == 120 and np.isfinite(record["critic_loss"])
+    # the run's own replay holds only its own 120 transitions: the prior data is a buffer apart
+    with np.load(next((tmp_path / "runs/both/checkpoints").glob("step_*")) / "replay.npz") as replay:
+        assert replay["size"].tolist() == [120] and replay["obs"].shape[1] == 120
+    assert "warning" not in out.stderr
 
 
 def test_a_target_that_was_a_pretraining_task_is_named_in_a_warning(pretrained_run, monkeypatch, capsys):
