@@ -387,11 +387,12 @@ def dataset_info(dataset: Dataset, gamma: float) -> str:
     """Tasks, sizes and return statistics (undiscounted returns of finished episodes), of every
     transition in the files (common/dataset.py gathers them while streaming)."""
     lines = [
-        f"dataset: {len(dataset.tasks)} tasks, {sum(s.transitions for s in dataset.stats):,} transitions "
-        f"({int(dataset.offsets[-1]):,} loaded), obs {dataset.obs.shape[1]} / action {dataset.action.shape[1]} "
-        f"(padded); source {dataset.metadata.get('source', '?')}",
-        "| task | obs | act | transitions | episodes (term. / trunc.) | return mean | min | max | G (gamma "
-        f"{gamma}) |",
+        (
+            f"dataset: {len(dataset.tasks)} tasks, {sum(s.transitions for s in dataset.stats):,} transitions "
+            f"({int(dataset.offsets[-1]):,} loaded), obs {dataset.obs.shape[1]} / action "
+            f"{dataset.action.shape[1]} (padded); source {dataset.metadata.get('source', '?')}"
+        ),
+        f"| task | obs | act | transitions | episodes (term. / trunc.) | return mean | min | max | G (gamma {gamma}) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for task, stats in zip(dataset.tasks, dataset.stats):

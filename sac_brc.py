@@ -1249,7 +1249,7 @@ def load_prior_data(args: Args) -> Dataset:
 
 def prior_data(prior: Dataset, obs_dim: int, act_dim: int) -> PriorData:
     """The loaded dataset as data transfer's prior buffer, zero-padded to this run's sizes."""
-    pad = lambda x, dim: np.pad(x, ((0, 0), (0, dim - x.shape[1])))
+    pad = lambda x, dim: x if x.shape[1] == dim else np.pad(x, ((0, 0), (0, dim - x.shape[1])))
     source = np.repeat(np.arange(len(prior.tasks), dtype=np.int32), np.diff(prior.offsets))
     return PriorData(pad(prior.obs, obs_dim), pad(prior.action, act_dim), prior.reward,
                      pad(prior.next_obs, obs_dim), prior.terminated.astype(np.float32), source)  # fmt: skip
@@ -1439,7 +1439,7 @@ def main(args: Args) -> None:
                       shadowhand_assets=args.shadowhand_assets)  # fmt: skip
     eval_copies, eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)
     task_ids = jnp.asarray(np.arange(num_tasks, dtype=np.int32))  # one env per task
-    stored = int(np.asarray(buffer.size).min())  # transitions per task in the buffer (prefilled, restored)
+    stored = int(np.asarray(buffer.size).min())  # transitions per task in the replay (restored on resume)
     episode_return = np.zeros(num_tasks)
     recent_returns = [deque(maxlen=10) for _ in range(num_tasks)]
     metrics, start_time, start_step = None, time.time(), env_step

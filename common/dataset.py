@@ -18,6 +18,7 @@ Chunks are small and written atomically (temporary file, then rename), so a 1e6-
 buffer is never held twice in memory, and a crash never leaves a half-written chunk.
 """
 
+import itertools
 import json
 import os
 import re
@@ -305,7 +306,7 @@ def index_dataset(path: Path) -> DatasetIndex:
                 f"{task_dir}: {strays[0]} is not a chunk name; chunks are named "
                 f"chunk_<first: 12 digits>_<count: 8 digits>.npz (docs/dataset-format.md): rename or remove it"
             )
-        for (first, count, a), (next_first, _, b) in zip(task_chunks, task_chunks[1:]):
+        for (first, count, a), (next_first, _, b) in itertools.pairwise(task_chunks):
             if next_first < first + count:
                 raise DatasetError(
                     f"{task_dir}: chunks {a.name} and {b.name} overlap ({a.name} holds steps {first} to "
@@ -319,6 +320,10 @@ def index_dataset(path: Path) -> DatasetIndex:
 def dataset_bytes(transitions: int, obs_dim: int, act_dim: int) -> int:
     """Host bytes of `transitions` padded rows: obs, next_obs, action, reward float32, two flags."""
     return transitions * (4 * (2 * obs_dim + act_dim + 1) + 2)
+
+
+def memory_text(size: int) -> str:
+    return f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
 
 
 def available_memory() -> int:
@@ -441,10 +446,9 @@ def load_dataset(
     if need > limit:
         per_row = dataset_bytes(1, obs_dim, act_dim)
         fit = max((limit - streaming) // (per_row * len(tasks)), 0)
-        gib = lambda b: f"{b / 2**30:.2f} GiB"
         raise DatasetError(
             f"{index.path}: {sum(kept):,} transitions ({len(tasks)} tasks, padded to obs {obs_dim} / action "
-            f"{act_dim}) need {gib(need)} of host memory, more than the {gib(limit)} allowed; "
+            f"{act_dim}) need {memory_text(need)} of host memory, more than the {memory_text(limit)} allowed; "
             + fix.format(fit=fit)
         )
     offsets = np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)

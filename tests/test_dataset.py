@@ -2,11 +2,10 @@
 dataset that `sac_brc.py --save-buffer` records (compared with the run's own replay buffer)."""
 
 import json
+import tracemalloc
 
 import numpy as np
 import pytest
-
-import tracemalloc
 
 import sac_brc
 from common.dataset import (
@@ -299,11 +298,11 @@ def test_episode_statistics_are_of_every_transition_even_in_a_subset(tmp_path):
 
 
 def test_a_dataset_larger_than_the_memory_cap_loads_by_streaming_a_subset(tmp_path):
-    """2 tasks x 8,000 transitions (5.3 MB padded) under a 2 MB cap: loading all is refused
+    """2 tasks x 40,000 transitions (25.5 MiB padded) under a 10 MB cap: loading all is refused
     before anything is allocated, with the numbers and the subset that fits; that subset
     streams in with a measured peak below the cap, exactly the kept rows, in time order."""
-    n, cap = 8000, 2_000_000
-    per_task = write_counted(tmp_path / "d", n, 500, {i: "truncated" for i in range(199, n, 200)})
+    n, cap = 40_000, 10_000_000
+    per_task = write_counted(tmp_path / "d", n, 2000, {i: "truncated" for i in range(199, n, 200)})
     assert dataset_bytes(2 * n, 39, 4) > 2.5 * cap
     tracemalloc.start()
     with pytest.raises(DatasetError) as error:
@@ -311,9 +310,10 @@ def test_a_dataset_larger_than_the_memory_cap_loads_by_streaming_a_subset(tmp_pa
     refused_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     message = str(error.value)
-    assert "16,000 transitions (2 tasks, padded to obs 39 / action 4) need 0.01 GiB" in message
+    assert "80,000 transitions (2 tasks, padded to obs 39 / action 4) need 28.3 MiB" in message, message  # 25.5 + streaming
+    assert "more than the 9.5 MiB allowed" in message
     fit = int(message.split("max_per_task=")[1].split(" ")[0])
-    assert 1500 <= fit < n and refused_peak < 100_000  # nothing large was allocated
+    assert n / 5 <= fit < n / 2 and refused_peak < 500_000  # nothing large was allocated
     tracemalloc.start()
     dataset = load_dataset(tmp_path / "d", max_per_task=fit, seed=3, memory_limit=cap)
     peak = tracemalloc.get_traced_memory()[1]

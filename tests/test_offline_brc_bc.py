@@ -7,7 +7,6 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import offline_brc_bc as off
 import sac_brc

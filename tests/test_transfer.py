@@ -15,7 +15,6 @@ import pytest
 
 import sac_brc
 import transfer_embedding as te
-from common.dataset import load_dataset
 from common.envs import MultiTaskEnv
 from common.suites import resolve_tasks
 from tests.conftest import run_script
@@ -319,6 +318,15 @@ def test_sac_brc_model_and_data_transfer_end_to_end(pretrained_run, tmp_path):
     with np.load(next((tmp_path / "runs/both/checkpoints").glob("step_*")) / "replay.npz") as replay:
         assert replay["size"].tolist() == [120] and replay["obs"].shape[1] == 120
     assert "warning" not in out.stderr
+
+
+def test_sac_brc_transfer_to_a_pretraining_task_warns(capsys):
+    tasks = resolve_tasks("", ("reach", "window-open"))
+    sac_brc.warn_if_seen(tasks, resolve_tasks("", tuple(PRETRAIN_TASKS.split(","))), "--init-buffer runs/pre")
+    assert capsys.readouterr().err.startswith("warning: target task(s) window-open were pretraining tasks of "
+                                               "--init-buffer runs/pre")  # fmt: skip
+    sac_brc.warn_if_seen(tasks[:1], resolve_tasks("", tuple(PRETRAIN_TASKS.split(","))), "--init-from runs/pre")
+    assert capsys.readouterr().err == ""
 
 
 def test_a_target_that_was_a_pretraining_task_is_named_in_a_warning(pretrained_run, monkeypatch, capsys):
