@@ -34,11 +34,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tyro
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, UInt8
 
 from common.bronet import count_parameters, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
+from common.cli import parse_args
 from common.envs import env_seeds
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 from common.video import write_mp4
@@ -1204,7 +1204,7 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    cli_args = tyro.cli(Args)
+    cli_args = parse_args(Args)  # --resume RUN_DIR alone: its config.json gives the rest
     try:
         main(cli_args)
     except (ConfigError, FloatingPointError) as error:

@@ -42,11 +42,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tyro
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
+from common.cli import parse_args
 from common.dataset import Dataset, DatasetError, dataset_bytes, index_dataset, load_dataset
 from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, run_episodes, with_shadowhand_assets
 from common.suites import normalized_score
@@ -867,7 +867,7 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    cli_args = tyro.cli(Args)
+    cli_args = parse_args(Args)  # --resume RUN_DIR alone: its config.json gives the rest
     try:
         main(cli_args)
     except (ConfigError, FloatingPointError, EnvError) as error:

@@ -31,11 +31,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tyro
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
+from common.cli import parse_args, saved_args
 from common.dataset import Dataset, DatasetError, DatasetWriter, index_dataset, load_dataset, make_metadata
 from common.envs import (
     EnvError, MultiTaskEnv, env_seeds, eval_envs_and_episodes, require_packages, run_episodes,
@@ -1166,9 +1166,7 @@ def read_pretrained_config(args: Args, obs_dim: int, act_dim: int):
             f"--init-from {path}: give a sac_brc.py run directory (config.json and checkpoints/latest) "
             "or one of its checkpoints/step_N folders"
         )
-    saved = json.loads((run_dir / "config.json").read_text())
-    known = {f.name for f in dataclasses.fields(Args)}
-    pre_args = Args(**{k: tuple(v) if k == "tasks" else v for k, v in saved.items() if k in known})
+    pre_args = saved_args(Args, run_dir)
     diffs = [f"--{k.replace('_', '-')} {getattr(pre_args, k)!r} (checkpoint) vs {getattr(args, k)!r} (now)"
              for k in NETWORK_FIELDS if getattr(pre_args, k) != getattr(args, k)]  # fmt: skip
     if diffs:
@@ -1569,7 +1567,7 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    cli_args = tyro.cli(Args)
+    cli_args = parse_args(Args)  # --resume RUN_DIR alone: its config.json gives the rest
     try:
         main(cli_args)
     except (ConfigError, FloatingPointError, EnvError) as error:

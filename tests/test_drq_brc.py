@@ -328,13 +328,13 @@ def test_end_to_end_multi_task_run_and_resume(run, tmp_path):
     assert {p.name for p in (ckpt / "step_000000120").iterdir()} == {"state.eqx", "replay.npz", "host.json"}
     assert not list(ckpt.glob(".tmp*")) and not list(ckpt.glob("step_000000060"))
 
-    resumed = run("drq_brc.py", *common, "--total-steps", "180", "--resume", str(run_dir))
+    resumed = run("drq_brc.py", "--resume", str(run_dir), "--total-steps", "180")  # the rest from config.json
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "at step 120; replay buffer restored" in resumed.stdout
     assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")] == [60, 120, 180]
     assert json.loads((ckpt / "step_000000180" / "host.json").read_text())["env_step"] == 180
 
-    other = run("drq_brc.py", *common, "--width", "32", "--total-steps", "240", "--resume", str(run_dir))
+    other = run("drq_brc.py", "--resume", str(run_dir), "--width", "32", "--total-steps", "240")
     assert other.returncode == 2
     lines = other.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot resume") and "--width 16" in lines[0]

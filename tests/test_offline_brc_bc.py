@@ -153,13 +153,13 @@ def test_end_to_end_info_run_resume_and_bad_input(run, tmp_path, monkeypatch):
     assert all(np.isfinite(records[0][k]) for k in ("critic_loss", "actor_loss", "bc_loss", "sps", "data_wait"))
     assert (run_dir / "checkpoints" / "latest").read_text() == "step_000000040"
 
-    resumed = run("offline_brc_bc.py", *common, "--num-updates", "80", "--resume", str(run_dir))
+    resumed = run("offline_brc_bc.py", "--resume", str(run_dir), "--num-updates", "80")  # the rest from config.json
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed" in resumed.stdout and "at update 40" in resumed.stdout
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [40, 80]
 
-    other = run("offline_brc_bc.py", *common, "--bc-weight", "0", "--num-updates", "120", "--resume", str(run_dir))
+    other = run("offline_brc_bc.py", "--resume", str(run_dir), "--bc-weight", "0", "--num-updates", "120")
     assert other.returncode == 2 and "--bc-weight 1.0 (checkpoint) vs 0.0 (now)" in other.stderr
 
     _, _, chunk = list_chunks(tmp_path / "data" / "reach")[0]

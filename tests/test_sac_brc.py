@@ -116,14 +116,14 @@ def test_end_to_end_run_and_resume(run, tmp_path):
     assert {p.name for p in (ckpt / "step_000000300").iterdir()} == {"state.eqx", "replay.npz", "host.json"}
     assert not list(ckpt.glob(".tmp*")) and not list(ckpt.glob("step_000000150"))
 
-    resumed = run("sac_brc.py", *common, "--total-steps", "450", "--resume", str(run_dir))
+    resumed = run("sac_brc.py", "--resume", str(run_dir), "--total-steps", "450")  # the rest from config.json
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed" in resumed.stdout and "at step 300; replay buffer restored" in resumed.stdout
     assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")] == [150, 300, 450]
     host = json.loads((ckpt / "step_000000450" / "host.json").read_text())
     assert host["env_step"] == 450
 
-    other = run("sac_brc.py", *common, "--width", "64", "--total-steps", "600", "--resume", str(run_dir))
+    other = run("sac_brc.py", "--resume", str(run_dir), "--width", "64", "--total-steps", "600")
     assert other.returncode == 2
     assert other.stderr.strip().startswith("error: cannot resume") and "--width 32" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1

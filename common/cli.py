@@ -1,0 +1,42 @@
+"""The command line of the training scripts: tyro, plus `--resume RUN_DIR` on its own.
+
+With `--resume RUN_DIR`, the run's config.json supplies every default, so `--resume RUN_DIR`
+alone continues the run as it was started and any flag given overrides its saved value;
+each script's main then refuses a flag outside its RESUMABLE_FIELDS that differs from the
+checkpoint's, as it always has.
+"""
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import tyro
+
+
+def resume_dir_in(argv: list[str]) -> str | None:
+    """The value of the last `--resume DIR` or `--resume=DIR` in argv, if any."""
+    found = None
+    for i, arg in enumerate(argv):
+        if arg == "--resume" and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif arg.startswith("--resume="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
+def saved_args(args_class: type, run_dir: Path):
+    """The Args a run directory's config.json records (JSON lists back to tuples; fields this
+    version no longer has are dropped, fields it added keep their defaults)."""
+    saved = json.loads((Path(run_dir) / "config.json").read_text())
+    known = {f.name for f in dataclasses.fields(args_class)}
+    return args_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in known})
+
+
+def parse_args(args_class: type, argv: list[str] | None = None):
+    argv = sys.argv[1:] if argv is None else argv
+    resume = resume_dir_in(argv)
+    default = None
+    if resume is not None and (Path(resume) / "config.json").exists():  # else main says what is wrong
+        default = dataclasses.replace(saved_args(args_class, Path(resume)), resume=resume)
+    return tyro.cli(args_class, args=argv, default=default)
