@@ -563,23 +563,176 @@ def resolve_batch_size(args: Args, num_tasks: int) -> int:
     return args.batch_size or (1024 if num_tasks > 1 else 256)
 
 
+class Optimizers(NamedTuple):
+    actor: optax.GradientTransformation
+    critic: optax.GradientTransformation
+    temperature: optax.GradientTransformation
+
+
+def make_optimizers(args: Args) -> Optimizers:
+    return Optimizers(
+        optax.adamw(args.learning_rate, weight_decay=args.weight_decay),
+        optax.adamw(args.learning_rate, weight_decay=args.weight_decay),
+        optax.adam(args.temperature_learning_rate, b1=0.5),  # ref. code
+    )
+
+
+# ---------------------------------------------------------------- the update (paper Appendix C.2)
+# Pure functions of the state, a minibatch and its noise; `args` and `support` are constants
+# of the run. make_agent below only jits and shards them; the diagnostics reuse them.
+
+
+def policy(state: TrainState, obs: Float[Array, " obs"], task_id: Int[Array, ""]):
+    """pi(.|s, task): the actor reads the critic's task embedding, with no gradient to it."""
+    embedding = state.critic.embed(task_id)
+    return state.actor(obs, jax.lax.stop_gradient(embedding), task_id)
+
+
+def td_target(
+    state: TrainState,
+    batch: Batch,
+    reward: Float[Array, " batch"],
+    next_noise: Float[Array, "batch act"],
+    args: Args,
+    support: Float[Array, " atoms"],
+) -> Float[Array, "batch atoms"] | Float[Array, " batch"]:
+    """The soft TD target of (already scaled) rewards: next action from the current actor,
+    next-state value from the target critics. ce: projected probabilities; mse: scalars."""
+    alpha = jnp.exp(state.log_alpha)
+    mask = 1.0 - batch.terminated  # a time-limit truncation bootstraps
+    next_mean, next_log_std = jax.vmap(policy, in_axes=(None, 0, 0))(state, batch.next_obs, batch.task)
+    next_action, next_log_prob = jax.vmap(sample_tanh_gaussian)(next_mean, next_log_std, next_noise)
+    target_out = compute_view(state.target_critic, args.precision)(batch.next_obs, next_action, batch.task)
+    if args.loss == "ce":
+        target = categorical_td_target(reward, mask, next_log_prob, target_out, alpha, args.gamma, support)
+    else:  # mean of both target critics, as the ce target's mean of probabilities
+        target = reward + args.gamma * mask * (target_out[..., 0].mean(axis=1) - alpha * next_log_prob)
+    return jax.lax.stop_gradient(target)
+
+
+def critic_losses(critic: Critic, batch: Batch, target, args: Args) -> Float[Array, "batch members"]:
+    """Per sample and ensemble member: cross-entropy to the projected target (ce) or the
+    squared TD error (mse)."""
+    out = compute_view(critic, args.precision)(batch.obs, batch.action, batch.task)
+    if args.loss == "ce":
+        return jax.vmap(jax.vmap(cross_entropy, in_axes=(None, 0)))(target, out)
+    return (out[..., 0] - target[:, None]) ** 2
+
+
+def critic_loss(critic: Critic, batch: Batch, target, args: Args) -> Float[Array, ""]:
+    """Mean over the batch, sum over the ensemble."""
+    return critic_losses(critic, batch, target, args).mean(axis=0).sum()
+
+
+def actor_loss(
+    actor: Actor,
+    critic: Critic,
+    batch: Batch,
+    noise: Float[Array, "batch act"],
+    alpha: Float[Array, ""],
+    args: Args,
+    support: Float[Array, " atoms"],
+) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    """alpha * log pi(a|s) - Q(s, a), Q under the mean of both critics' distributions; and the
+    policy entropy estimate -E[log pi] for the temperature."""
+    embedding = jax.lax.stop_gradient(jax.vmap(critic.embed)(batch.task))
+    mean, log_std = jax.vmap(actor)(batch.obs, embedding, batch.task)
+    action, log_prob = jax.vmap(sample_tanh_gaussian)(mean, log_std, noise)
+    out = compute_view(critic, args.precision)(batch.obs, action, batch.task)
+    if args.loss == "ce":
+        q = jnp.sum(jax.nn.softmax(out, axis=-1).mean(axis=1) * support, axis=-1)
+    else:
+        q = out[..., 0].mean(axis=1)
+    return jnp.mean(alpha * log_prob - q), -jnp.mean(log_prob)
+
+
+def temperature_loss(log_alpha: Float[Array, ""], entropy: Float[Array, ""], act_dim: int) -> Float[Array, ""]:
+    """alpha * (entropy - target entropy), target -|A| / 2 (ref. code; the paper's table omits
+    the sign), |A| the padded action size."""
+    return jnp.exp(log_alpha) * (entropy - (-act_dim / 2))
+
+
+def update_once(
+    state: TrainState,
+    scale: Float[Array, " normalizers"],
+    batch: Batch,
+    noise: Noise,
+    *,
+    args: Args,
+    support: Float[Array, " atoms"],
+    optimizers: Optimizers,
+) -> tuple[TrainState, dict]:
+    """One gradient step of the critic, its target, the actor and the temperature."""
+    reward = batch.reward * scale[batch.reward_task]  # paper eq. 3
+
+    # critic: cross-entropy (or squared error) to the soft TD target
+    target = td_target(state, batch, reward, noise.next_action, args, support)
+    loss_c, critic_grads = eqx.filter_value_and_grad(critic_loss)(state.critic, batch, target, args)
+    updates, critic_opt_state = optimizers.critic.update(
+        critic_grads, state.critic_opt_state, eqx.filter(state.critic, eqx.is_inexact_array)
+    )
+    critic = eqx.apply_updates(state.critic, updates)
+
+    # target critic: Polyak after every critic update
+    online, _ = eqx.partition(critic, eqx.is_inexact_array)
+    target_params, static = eqx.partition(state.target_critic, eqx.is_inexact_array)
+    target_params = jax.tree.map(lambda t, o: (1 - args.tau) * t + args.tau * o, target_params, online)
+    target_critic = eqx.combine(target_params, static)
+
+    # actor: against the updated critic
+    alpha = jnp.exp(state.log_alpha)
+    (loss_a, entropy), actor_grads = eqx.filter_value_and_grad(actor_loss, has_aux=True)(
+        state.actor, critic, batch, noise.action, alpha, args, support
+    )
+    updates, actor_opt_state = optimizers.actor.update(
+        actor_grads, state.actor_opt_state, eqx.filter(state.actor, eqx.is_inexact_array)
+    )
+    actor = eqx.apply_updates(state.actor, updates)
+
+    # temperature, on log(alpha)
+    alpha_grad = jax.grad(temperature_loss)(state.log_alpha, entropy, batch.action.shape[-1])
+    updates, alpha_opt_state = optimizers.temperature.update(alpha_grad, state.alpha_opt_state)
+    log_alpha = optax.apply_updates(state.log_alpha, updates)
+
+    new_state = TrainState(actor, critic, target_critic, log_alpha, actor_opt_state, critic_opt_state,
+                           alpha_opt_state, state.step + 1)  # fmt: skip
+    metrics = {"critic_loss": loss_c, "actor_loss": loss_a, "entropy": entropy, "temperature": jnp.exp(log_alpha)}
+    return new_state, metrics
+
+
+def update_on(
+    state: TrainState,
+    batches: Batch,
+    noises: Noise,
+    max_abs_return: Float[Array, " normalizers"],
+    *,
+    args: Args,
+    support: Float[Array, " atoms"],
+    optimizers: Optimizers,
+) -> tuple[TrainState, dict]:
+    """One gradient update per minibatch of `batches` (stacked on axis 0), as one lax.scan."""
+    # reward scale of paper eq. 3, with lambda from the alpha at the start of the step (ref. code)
+    act_dim = batches.action.shape[-1]
+    scale = reward_scale(max_abs_return, jnp.exp(state.log_alpha), act_dim, args.gamma, args.v_max)
+    step = partial(update_once, args=args, support=support, optimizers=optimizers)
+    state, metrics = jax.lax.scan(lambda s, bn: step(s, scale, *bn), state, (batches, noises))
+    return state, jax.tree.map(jnp.mean, metrics)
+
+
 def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNGKeyArray):
-    """Initial TrainState and the jitted functions for one configuration."""
-    gamma, tau = args.gamma, args.tau
+    """Initial TrainState and the jitted, sharded entry points for one configuration."""
     batch_size = resolve_batch_size(args, num_tasks)
     support = make_support(args.num_atoms, args.v_max)
-    target_entropy = -act_dim / 2  # ref. code (the paper's table omits the sign)
-
-    actor_optimizer = optax.adamw(args.learning_rate, weight_decay=args.weight_decay)
-    critic_optimizer = optax.adamw(args.learning_rate, weight_decay=args.weight_decay)
-    alpha_optimizer = optax.adam(args.temperature_learning_rate, b1=0.5)  # ref. code
+    optimizers = make_optimizers(args)
+    constants = {"args": args, "support": support, "optimizers": optimizers}
 
     actor_key, critic_key = jax.random.split(key)
     # data parallel: every device holds the parameters, optimiser states and replay buffer;
     # each minibatch is split across devices and XLA all-reduces the gradients
     mesh = make_mesh(args.num_devices)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    batch_sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+    # stacked minibatches (updates, batch, ...): each minibatch split across devices
+    batch_sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "batch"))
 
     @partial(jax.jit, out_shardings=replicated)
     def init(actor_key, critic_key):
@@ -592,17 +745,13 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
             critic,
             critic,  # the target starts identical to the critic
             log_alpha,
-            actor_optimizer.init(eqx.filter(actor, eqx.is_inexact_array)),
-            critic_optimizer.init(eqx.filter(critic, eqx.is_inexact_array)),
-            alpha_optimizer.init(log_alpha),
+            optimizers.actor.init(eqx.filter(actor, eqx.is_inexact_array)),
+            optimizers.critic.init(eqx.filter(critic, eqx.is_inexact_array)),
+            optimizers.temperature.init(log_alpha),
             jnp.zeros((), jnp.int32),
         )
 
     state = init(actor_key, critic_key)
-
-    def policy(state: TrainState, obs, task_id):
-        embedding = state.critic.embed(task_id)  # actor reads the embedding, no gradient to it
-        return state.actor(obs, jax.lax.stop_gradient(embedding), task_id)
 
     @jax.jit
     @eqx.debug.assert_max_traces(max_traces=1)
@@ -620,97 +769,9 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
         mean, _ = jax.vmap(policy, in_axes=(None, 0, 0))(state, obs, task_ids)
         return jnp.tanh(mean)
 
-    def critic_loss_fn(critic: Critic, batch: Batch, target):
-        """`target`: projected probabilities (ce, batch x atoms) or TD targets (mse, batch)."""
-        out = compute_view(critic, args.precision)(batch.obs, batch.action, batch.task)
-        if args.loss == "ce":  # cross-entropy, mean over batch, sum over the ensemble
-            per_sample = jax.vmap(jax.vmap(cross_entropy, in_axes=(None, 0)))(target, out)
-            return per_sample.mean(axis=0).sum()
-        td_error = out[..., 0] - target[:, None]
-        return (td_error**2).mean(axis=0).sum()
-
-    def update_once(state: TrainState, scale, batch: Batch, noise: Noise):
-        """One gradient step of the critic, its target, the actor and the temperature: a pure
-        function of the state, the minibatch and the noise."""
-        batch = jax.lax.with_sharding_constraint(batch, batch_sharded)
-        reward = batch.reward * scale[batch.reward_task]  # paper eq. 3
-        alpha = jnp.exp(state.log_alpha)
-        mask = 1.0 - batch.terminated  # a time-limit truncation bootstraps
-
-        # critic: next action from the current actor, target = mean of both target critics
-        next_mean, next_log_std = jax.vmap(policy, in_axes=(None, 0, 0))(state, batch.next_obs, batch.task)
-        next_action, next_log_prob = jax.vmap(sample_tanh_gaussian)(next_mean, next_log_std, noise.next_action)
-        target_out = compute_view(state.target_critic, args.precision)(batch.next_obs, next_action, batch.task)
-        if args.loss == "ce":
-            target = categorical_td_target(reward, mask, next_log_prob, target_out, alpha, gamma, support)
-        else:
-            target = reward + gamma * mask * (target_out[..., 0].mean(axis=1) - alpha * next_log_prob)
-        target = jax.lax.stop_gradient(target)
-        critic_loss, critic_grads = eqx.filter_value_and_grad(critic_loss_fn)(state.critic, batch, target)
-        updates, critic_opt_state = critic_optimizer.update(
-            critic_grads, state.critic_opt_state, eqx.filter(state.critic, eqx.is_inexact_array)
-        )
-        critic = eqx.apply_updates(state.critic, updates)
-
-        # target critic: Polyak after every critic update
-        online, _ = eqx.partition(critic, eqx.is_inexact_array)
-        target_params, static = eqx.partition(state.target_critic, eqx.is_inexact_array)
-        target_params = jax.tree.map(lambda t, o: (1 - tau) * t + tau * o, target_params, online)
-        target_critic = eqx.combine(target_params, static)
-
-        # actor: alpha * log_pi - Q, Q under the mean of both (updated) critics' distributions
-        critic_view = compute_view(critic, args.precision)
-
-        def actor_loss_fn(actor: Actor):
-            embedding = jax.lax.stop_gradient(jax.vmap(critic.embed)(batch.task))
-            mean, log_std = jax.vmap(actor)(batch.obs, embedding, batch.task)
-            action, log_prob = jax.vmap(sample_tanh_gaussian)(mean, log_std, noise.action)
-            out = critic_view(batch.obs, action, batch.task)
-            if args.loss == "ce":
-                q = jnp.sum(jax.nn.softmax(out, axis=-1).mean(axis=1) * support, axis=-1)
-            else:
-                q = out[..., 0].mean(axis=1)
-            return jnp.mean(alpha * log_prob - q), -jnp.mean(log_prob)
-
-        (actor_loss, entropy), actor_grads = eqx.filter_value_and_grad(actor_loss_fn, has_aux=True)(
-            state.actor
-        )
-        updates, actor_opt_state = actor_optimizer.update(
-            actor_grads, state.actor_opt_state, eqx.filter(state.actor, eqx.is_inexact_array)
-        )
-        actor = eqx.apply_updates(state.actor, updates)
-
-        # temperature: alpha * (entropy - target_entropy), on log(alpha)
-        alpha_grad = jax.grad(lambda la: jnp.exp(la) * (entropy - target_entropy))(state.log_alpha)
-        updates, alpha_opt_state = alpha_optimizer.update(alpha_grad, state.alpha_opt_state)
-        log_alpha = optax.apply_updates(state.log_alpha, updates)
-
-        new_state = TrainState(
-            actor,
-            critic,
-            target_critic,
-            log_alpha,
-            actor_opt_state,
-            critic_opt_state,
-            alpha_opt_state,
-            state.step + 1,
-        )
-        metrics = {
-            "critic_loss": critic_loss,
-            "actor_loss": actor_loss,
-            "entropy": entropy,
-            "temperature": jnp.exp(log_alpha),
-        }
-        return new_state, metrics
-
-    def update_on(
-        state: TrainState, batches: Batch, noises: Noise, max_abs_return: Float[Array, " normalizers"]
-    ) -> tuple[TrainState, dict]:
-        """One gradient update per minibatch of `batches` (stacked on axis 0), as one lax.scan."""
-        # reward scale of paper eq. 3, with lambda from the alpha at the start of the step (ref. code)
-        scale = reward_scale(max_abs_return, jnp.exp(state.log_alpha), act_dim, gamma, args.v_max)
-        state, metrics = jax.lax.scan(lambda s, bn: update_once(s, scale, *bn), state, (batches, noises))
-        return state, jax.tree.map(jnp.mean, metrics)
+    def sharded_update_on(state, batches, noises, max_abs_return):
+        batches = jax.lax.with_sharding_constraint(batches, batch_sharded)
+        return update_on(state, batches, noises, max_abs_return, **constants)
 
     @jax.jit
     @eqx.debug.assert_max_traces(max_traces=1)
@@ -731,14 +792,14 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
             draw = lambda k: sample_symmetric(buffer, prior, batch_size, k)
         batches = jax.vmap(draw)(keys[:, 0])
         noises = jax.vmap(lambda k: sample_noise(batch_size, act_dim, k))(keys[:, 1])
-        return update_on(state, batches, noises, max_abs_return)
+        return sharded_update_on(state, batches, noises, max_abs_return)
 
     fns = AgentFns(
         act,
         act_deterministic,
         jax.jit(eqx.debug.assert_max_traces(insert, max_traces=1), donate_argnums=0),
         update,
-        jax.jit(update_on),
+        jax.jit(sharded_update_on),
         lambda tree: jax.device_put(tree, replicated),
     )
     return state, fns, batch_size
@@ -809,12 +870,8 @@ def make_diagnostics(args: Args, num_tasks: int, act_dim: int):
     from other tasks, so they add nothing to `<g_i, g_j>` and the conflict rate equals the one
     on the shared parameters that PCGrad uses.
     """
-    gamma, per_task = args.gamma, args.diagnostics_batch_size
+    per_task = args.diagnostics_batch_size
     support = make_support(args.num_atoms, args.v_max)
-
-    def policy(state: TrainState, obs, task_id):  # as in make_agent
-        embedding = jax.lax.stop_gradient(state.critic.embed(task_id))
-        return state.actor(obs, embedding, task_id)
 
     @jax.jit
     @eqx.debug.assert_max_traces(max_traces=1)
@@ -825,47 +882,33 @@ def make_diagnostics(args: Args, num_tasks: int, act_dim: int):
         task = jnp.repeat(jnp.arange(num_tasks), per_task)  # tasks x per_task, task-major
         uniform = jax.random.uniform(index_key, (num_tasks * per_task,))
         index = jnp.floor(uniform * buffer.size[task]).astype(jnp.int32)
-        obs, action = buffer.obs[task, index], buffer.action[task, index]
-        next_obs, mask = buffer.next_obs[task, index], 1.0 - buffer.terminated[task, index]
-        alpha = jnp.exp(state.log_alpha)
-        scale = reward_scale(max_abs_return, alpha, act_dim, gamma, args.v_max)
-        reward = buffer.reward[task, index] * scale[task]  # paper eq. 3
-
-        # TD target exactly as in update_once
-        next_mean, next_log_std = jax.vmap(policy, in_axes=(None, 0, 0))(state, next_obs, task)
-        next_action, next_log_prob = jax.vmap(sample_tanh_gaussian)(
-            next_mean, next_log_std, jax.random.normal(next_key, next_mean.shape)
-        )
-        target_out = state.target_critic(next_obs, next_action, task)
-        if args.loss == "ce":
-            target = categorical_td_target(reward, mask, next_log_prob, target_out, alpha, gamma, support)
-        else:
-            target = reward + gamma * mask * (target_out[..., 0].mean(axis=1) - alpha * next_log_prob)
-        target = jax.lax.stop_gradient(target)
+        batch = Batch(task, buffer.obs[task, index], buffer.action[task, index], buffer.reward[task, index],
+                      buffer.next_obs[task, index], buffer.terminated[task, index], task)  # fmt: skip
+        scale = reward_scale(max_abs_return, jnp.exp(state.log_alpha), act_dim, args.gamma, args.v_max)
+        # the update's own TD target and critic loss (update_once), so the two cannot drift
+        next_noise = jax.random.normal(next_key, batch.action.shape)
+        target = td_target(state, batch, batch.reward * scale[task], next_noise, args, support)
 
         params, static = eqx.partition(state.critic, eqx.is_inexact_array)
         split = lambda x: x.reshape(num_tasks, per_task, *x.shape[1:])
 
-        def sample_losses(params, obs, action, task_id, target):
+        def sample_losses(params, rows: Batch, target):
             """update_once's critic loss per row (summed over the ensemble; its mean is the loss)."""
-            out = eqx.combine(params, static)(obs, action, task_id)
-            if args.loss == "ce":
-                return jax.vmap(jax.vmap(cross_entropy, in_axes=(None, 0)))(target, out).sum(axis=1)
-            return ((out[..., 0] - target[:, None]) ** 2).sum(axis=1)
+            return critic_losses(eqx.combine(params, static), rows, target, args).sum(axis=1)
 
         def all_task_losses(params):
-            return split(sample_losses(params, obs, action, task, target)).mean(axis=1)
+            return split(sample_losses(params, batch, target)).mean(axis=1)
 
         def task_loss(params, i):  # only task i's rows
             rows = lambda x: split(x)[i]
-            return sample_losses(params, rows(obs), rows(action), rows(task), rows(target)).mean()
+            return sample_losses(params, jax.tree.map(rows, batch), rows(target)).mean()
 
         td_loss = all_task_losses(params)
         gram = task_gradient_gram(params, task_loss, all_task_losses, num_tasks)
         grad_norm, conflict_rate = gradient_conflicts(gram)
 
         # policy entropy per task: -E[log pi(a|s)] over the task's states, as the update's metric
-        mean, log_std = jax.vmap(policy, in_axes=(None, 0, 0))(state, obs, task)
+        mean, log_std = jax.vmap(policy, in_axes=(None, 0, 0))(state, batch.obs, task)
         _, log_prob = jax.vmap(sample_tanh_gaussian)(mean, log_std, jax.random.normal(entropy_key, mean.shape))
         entropy = -split(log_prob).mean(axis=1)
         return {
