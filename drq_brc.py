@@ -445,8 +445,9 @@ def sample(buffer: ReplayBuffer, batch_size: int, n_step: int, gamma: float, key
 
 
 def discounted_returns(rewards: np.ndarray, gamma: float, truncated: bool) -> np.ndarray:
-    """Monte-Carlo return of every state of one episode; a truncated episode bootstraps its
-    tail with `mean(rewards) / (1 - gamma)` (ref. code, as in sac_brc.py)."""
+    """Monte-Carlo return of every state of one episode; a truncated episode bootstraps
+    its tail with `mean(rewards) / (1 - gamma)` (ref. code; the paper says "with the
+    critic output")."""
     tail = float(np.mean(rewards)) / (1.0 - gamma) if truncated else 0.0
     returns = np.empty(len(rewards))
     for t in reversed(range(len(rewards))):
@@ -1064,7 +1065,7 @@ def main(args: Args) -> None:
         normalizer.truncate_all()  # the envs restart from a reset
         rng.bit_generator.state = host["numpy_rng"]
         act_key = jax.random.wrap_key_data(jnp.asarray(host["act_key"], jnp.uint32))
-        # without the saved replay, collect `learning_starts` steps with the restored policy first
+        # without the saved replay, collect `learning_starts` steps of uniform random actions first
         refill_until = env_step if restored_replay else env_step + args.learning_starts
         print(
             f"resumed {run_dir} at step {env_step}; "

@@ -361,9 +361,3 @@ def test_bad_input_gives_one_clear_message(run, script, argv, message):
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr[-2000:]
-
-
-def test_console_clock_is_sac_brc_s():
-    import sac_brc
-
-    assert inspect.getsource(drq_brc.clock) == inspect.getsource(sac_brc.clock)

@@ -1,0 +1,94 @@
+"""Code copied between scripts on purpose (each script reads as one file): every top-level
+definition that two scripts share by name is either an identical copy of sac_brc.py's,
+checked here so that a copy cannot drift, or different on purpose, with the reason. A new
+shared name fails the last test until it is put in one of the two tables."""
+
+import ast
+import itertools
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = ("sac_brc", "drq_brc", "offline_brc_bc", "transfer_embedding")
+DRQ, OFFLINE, TRANSFER = SCRIPTS[1:]
+
+# name -> the scripts whose copy is identical to sac_brc.py's. transfer_embedding.py's networks
+# take `PretrainConfig` (the pretraining run's fields it reads) where sac_brc.py's take `Args`;
+# that one word is the only difference allowed.
+IDENTICAL = {
+    "ConfigError": (DRQ, OFFLINE, TRANSFER),
+    "atomic_write_text": (DRQ, OFFLINE, TRANSFER),
+    "make_mesh": (DRQ, OFFLINE),
+    "clock": (DRQ,),
+    "check_finite": (DRQ,),
+    "load_checkpoint": (DRQ,),
+    "discounted_returns": (DRQ, TRANSFER),
+    "CriticMember": (OFFLINE, TRANSFER),
+    "Critic": (OFFLINE, TRANSFER),
+    "Actor": (OFFLINE, TRANSFER),
+    "TrainState": (OFFLINE, TRANSFER),
+    "sample_tanh_gaussian": (OFFLINE, TRANSFER),
+    "categorical_td_target": (OFFLINE, TRANSFER),
+    "reward_scale": (OFFLINE, TRANSFER),
+    "compute_view": (OFFLINE,),
+    "evaluate": (OFFLINE,),
+    "resolve_batch_size": (OFFLINE,),
+}
+
+# (name, script) -> why that script's definition differs from sac_brc.py's
+DIFFERENT = {
+    **{("Args", s): "each script's own flags" for s in SCRIPTS[1:]},
+    **{("main", s): "each script's own loop" for s in SCRIPTS[1:]},
+    **{("validate", s): "each script's own flags to check" for s in SCRIPTS[1:]},
+    **{("make_agent", s): "another learner (DrQ's Q-network; offline's BC actor loss)" for s in (DRQ, OFFLINE)},
+    **{("AgentFns", s): "the entry points of that learner" for s in (DRQ, OFFLINE)},
+    ("Batch", DRQ): "stacked uint8 frames and discrete actions",
+    ("Batch", OFFLINE): "minibatches stacked (updates, batch), gathered on the host from the dataset",
+    **{(n, DRQ): "a replay of uint8 frame timelines (frames stored once, stacks rebuilt at sampling)"
+       for n in ("ReplayBuffer", "replay_buffer_init", "replay_buffer_bytes", "insert", "sample", "restore_replay")},
+    ("save_checkpoint", DRQ): "its replay holds other fields (frame timelines)",
+    ("save_checkpoint", OFFLINE): "no replay buffer; the step is an update count",
+    ("load_checkpoint", OFFLINE): "no replay buffer to restore",
+    ("check_finite", OFFLINE): "names an update, not an env step",
+    ("check_memory", DRQ): "frames and one Q-network",
+    ("ReturnNormalizer", DRQ): "clipped rewards, life-loss episodes, cut on resume (truncate_all)",
+    ("TrainState", DRQ): "one Q-network and its target, no actor or temperature",
+    ("compute_view", DRQ): "a convolutional Q-network: encoder and dense layers cast",
+    ("evaluate", DRQ): "games, with their own episode ends",
+    ("evaluate", TRANSFER): "acts with a chosen embedding per task",
+    ("uses_task_embedding", OFFLINE): "no --init-from: an offline learner always starts fresh",
+    ("uses_task_embedding", TRANSFER): "reads a multi-task checkpoint only",
+}
+
+
+def definitions(script: str) -> dict[str, str]:
+    source = (REPO / f"{script}.py").read_text()
+    nodes = ast.parse(source).body
+    return {n.name: ast.get_source_segment(source, n) for n in nodes if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+
+
+DEFINITIONS = {s: definitions(s) for s in SCRIPTS}
+
+
+@pytest.mark.parametrize("name", sorted(IDENTICAL))
+def test_copies_are_identical_to_sac_brc_s(name):
+    original = DEFINITIONS["sac_brc"][name]
+    for script in IDENTICAL[name]:
+        copy = DEFINITIONS[script][name]
+        if script == TRANSFER:
+            copy = copy.replace("args: PretrainConfig", "args: Args")
+        assert copy == original, f"{script}.py's {name} differs from sac_brc.py's: copy the change over"
+
+
+def test_every_shared_name_is_listed():
+    listed = {(n, s) for n, scripts in IDENTICAL.items() for s in scripts} | set(DIFFERENT)
+    shared = set()
+    for a, b in itertools.combinations(SCRIPTS, 2):
+        for name in DEFINITIONS[a].keys() & DEFINITIONS[b].keys():
+            shared |= {(name, s) for s in (a, b) if s != "sac_brc"}
+            if "sac_brc" not in (a, b) and name not in DEFINITIONS["sac_brc"]:
+                pytest.fail(f"{name} is shared by {a}.py and {b}.py but not sac_brc.py: list it here")
+    assert shared == listed, f"unlisted: {sorted(shared - listed)}; stale: {sorted(listed - shared)}"
+    for (name, script), why in DIFFERENT.items():
+        assert DEFINITIONS[script][name] != DEFINITIONS["sac_brc"][name], f"{script}.{name} is now a copy: {why}?"
