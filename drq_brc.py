@@ -489,7 +489,7 @@ class ReturnNormalizer:
             if rewards:
                 self._end_episode(i, truncated=True)
 
-    def scale(self, v_max: float) -> np.ndarray:
+    def reward_scale(self, v_max: float) -> np.ndarray:
         """The reward scale `v_max / G_i` per game, float32, for the update."""
         g = self.max_abs_return.copy()
         for i in np.flatnonzero(~self.episode_ended):
@@ -1113,7 +1113,7 @@ def main(args: Args) -> None:
                 # dispatched before the env step, so the device computes while envpool steps the
                 # games; it samples the buffer as it was before this step's transition
                 state, metrics = fns.update(
-                    state, buffer, jnp.asarray(normalizer.scale(args.v_max)), update_key
+                    state, buffer, jnp.asarray(normalizer.reward_scale(args.v_max)), update_key
                 )
             out = env.step(action)
             valid = ~out.reset_step  # o_t was a final observation: nothing was learned from this step
@@ -1132,7 +1132,7 @@ def main(args: Args) -> None:
 
             if learning and not args.overlap:
                 state, metrics = fns.update(
-                    state, buffer, jnp.asarray(normalizer.scale(args.v_max)), update_key
+                    state, buffer, jnp.asarray(normalizer.reward_scale(args.v_max)), update_key
                 )
 
             if env_step % args.log_interval == 0:

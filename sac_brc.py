@@ -463,14 +463,14 @@ class ReturnNormalizer:
                 self.episode_ended[i] = True
                 self.current_rewards[i] = []
 
-    def scale(self) -> np.ndarray:
-        """G_i per task, float32, for the update."""
-        scale = self.max_abs_return.copy()
+    def g(self) -> np.ndarray:
+        """G_i per task (with the start-up rule), float32, for the update's reward scale."""
+        g = self.max_abs_return.copy()
         for i in np.flatnonzero(~self.episode_ended):
             if self.current_rewards[i]:
                 partial = discounted_returns(np.array(self.current_rewards[i]), self.gamma, True)
-                scale[i] = np.abs(partial).max()
-        return scale.astype(np.float32)
+                g[i] = np.abs(partial).max()
+        return g.astype(np.float32)
 
     def state_dict(self) -> dict:
         return {
@@ -1431,7 +1431,7 @@ def main(args: Args) -> None:
     del prior  # the host copy (on a CPU backend the device copy is host memory too)
     state, buffer = fns.place((state, buffer))
     normalizer = ReturnNormalizer(num_tasks, args.gamma)
-    max_abs_return = lambda: jnp.asarray(np.concatenate([normalizer.scale(), prior_g]))  # G per reward_task
+    max_abs_return = lambda: jnp.asarray(np.concatenate([normalizer.g(), prior_g]))  # G per reward_task
     env_step, refill_until, rng = 0, 0, np.random.default_rng(args.seed)
     if resume_dir is not None:
         state, buffer, host, restored_replay = load_checkpoint(run_dir, state, buffer)
@@ -1568,7 +1568,7 @@ def main(args: Args) -> None:
                     record["videos"] = film(fns, state, video, eval_env, run_dir / "videos", env_step)
                     record["video_seconds"] = time.time() - video_start
                 if diagnose is not None:
-                    diagnostics = diagnose(state, buffer, jnp.asarray(normalizer.scale()),
+                    diagnostics = diagnose(state, buffer, jnp.asarray(normalizer.g()),
                                            jax.random.fold_in(diagnostics_key, env_step))  # fmt: skip
                     record["diagnostics"] = diagnostics_record(diagnostics, [t.name for t in tasks])
                     if state.critic.task_embedding is not None and num_tasks > 1:

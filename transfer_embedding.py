@@ -379,7 +379,7 @@ def load_pretrained(path: Path) -> Pretrained:
 
 
 def normalizer_g(normalizer: dict, gamma: float) -> np.ndarray:
-    """G_i from a checkpoint's `ReturnNormalizer.state_dict()`, as its `scale()` gives them: a
+    """G_i from a checkpoint's `ReturnNormalizer.state_dict()`, as its `g()` gives them: a
     task whose first episode had not ended counts its episode so far as truncated."""
     g = np.array(normalizer["max_abs_return"], np.float64)
     for i, ended in enumerate(normalizer["episode_ended"]):

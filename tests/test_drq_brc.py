@@ -226,14 +226,14 @@ def test_jitted_entry_points_trace_once():
 def test_return_normalizer_start_up_and_scale():
     norm = drq_brc.ReturnNormalizer(2, gamma=0.5)
     no = np.zeros(2, bool)
-    np.testing.assert_array_equal(norm.scale(10.0), [1.0, 1.0])  # nothing seen: finite, not inf
+    np.testing.assert_array_equal(norm.reward_scale(10.0), [1.0, 1.0])  # nothing seen: finite, not inf
     norm.add(np.array([0.0, 1.0]), no, no, np.ones(2, bool))
     # game 0: only zero rewards so far -> scale 1; game 1: partial episode [1] counts as
     # truncated, tail mean/(1 - gamma) = 2: return 1 + 0.5 * 2 = 2
-    np.testing.assert_allclose(norm.scale(10.0), [1.0, 10.0 / 2.0])
+    np.testing.assert_allclose(norm.reward_scale(10.0), [1.0, 10.0 / 2.0])
     norm.add(np.array([1.0, -1.0]), np.array([True, True]), no, np.ones(2, bool))
     # game 0 episode [0, 1] terminated: returns 0.5, 1 -> G 1; game 1 [1, -1]: 0.5, -1 -> G 1
-    np.testing.assert_allclose(norm.scale(10.0), [10.0, 10.0])
+    np.testing.assert_allclose(norm.reward_scale(10.0), [10.0, 10.0])
     assert norm.episode_ended.all()
 
 

@@ -107,7 +107,7 @@ def test_scale_is_max_over_ended_episodes_per_task():
     ]
     normalizer = ReturnNormalizer(3, gamma)
     feed(normalizer, episodes, 3)
-    scale = normalizer.scale()
+    scale = normalizer.g()
     assert scale.dtype == np.float32
     assert scale.shape == (3,)
     want = [expected_scale(e, gamma) for e in episodes]
@@ -123,7 +123,7 @@ def test_terminated_not_bootstrapped_truncated_is():
         normalizer.add(
             np.array([r, r]), np.array([last, False]), np.array([False, last])
         )
-    scale = normalizer.scale()
+    scale = normalizer.g()
     # terminal: G_0 = 1 + .5 + .25 = 1.75; truncated: constant 1 / (1 - .5) = 2
     np.testing.assert_allclose(scale, [1.75, 2.0], rtol=1e-6)
 
@@ -132,7 +132,7 @@ def test_terminated_and_truncated_together_counts_as_terminal():
     normalizer = ReturnNormalizer(1, 0.5)
     normalizer.add(np.array([1.0]), np.array([False]), np.array([False]))
     normalizer.add(np.array([1.0]), np.array([True]), np.array([True]))
-    np.testing.assert_allclose(normalizer.scale(), [1.5], rtol=1e-6)
+    np.testing.assert_allclose(normalizer.g(), [1.5], rtol=1e-6)
 
 
 def test_scale_only_grows():
@@ -140,20 +140,20 @@ def test_scale_only_grows():
     big, small = [2.0, 3.0, -1.0], [0.1, 0.1]
     normalizer = ReturnNormalizer(1, gamma)
     feed(normalizer, [[(big, "terminated")]], 1)
-    first = normalizer.scale().copy()
+    first = normalizer.g().copy()
     np.testing.assert_allclose(first, [max_abs_reference(big, gamma, False)], rtol=1e-6)
     feed(normalizer, [[(small, "terminated"), (small, "truncated")]], 1)
-    np.testing.assert_allclose(normalizer.scale(), first)
+    np.testing.assert_allclose(normalizer.g(), first)
     # a partial (unfinished) small episode after the first has ended doesn't lower it either
     normalizer.add(np.array([0.01]), np.array([False]), np.array([False]))
-    np.testing.assert_allclose(normalizer.scale(), first)
+    np.testing.assert_allclose(normalizer.g(), first)
     # a partial large episode doesn't count until it ends
     for _ in range(3):
         normalizer.add(np.array([50.0]), np.array([False]), np.array([False]))
-    np.testing.assert_allclose(normalizer.scale(), first)
+    np.testing.assert_allclose(normalizer.g(), first)
     normalizer.add(np.array([50.0]), np.array([True]), np.array([False]))
     np.testing.assert_allclose(
-        normalizer.scale(), [max_abs_reference([0.01, 50, 50, 50, 50], gamma, False)], rtol=1e-6
+        normalizer.g(), [max_abs_reference([0.01, 50, 50, 50, 50], gamma, False)], rtol=1e-6
     )
 
 
@@ -162,7 +162,7 @@ def test_negative_rewards_use_absolute_value():
     rewards = [-1.0, -2.0, -0.5, -3.0]
     normalizer = ReturnNormalizer(2, gamma)
     feed(normalizer, [[(rewards, "terminated")], [(rewards, "truncated")]], 2)
-    scale = normalizer.scale()
+    scale = normalizer.g()
     assert (scale > 0).all()
     np.testing.assert_allclose(
         scale, [max_abs_reference(rewards, gamma, False), max_abs_reference(rewards, gamma, True)], rtol=1e-6
@@ -173,13 +173,13 @@ def test_negative_rewards_use_absolute_value():
     feed(normalizer, [[(rewards, "terminated")]], 1)
     g = returns_reference(rewards, gamma, False)
     assert np.abs(g).argmax() != g.argmax()  # the test case does exercise |.|
-    np.testing.assert_allclose(normalizer.scale(), [np.abs(g).max()], rtol=1e-6)
+    np.testing.assert_allclose(normalizer.g(), [np.abs(g).max()], rtol=1e-6)
 
 
 def test_start_up_before_first_episode_ends():
     gamma = 0.99
     normalizer = ReturnNormalizer(3, gamma)
-    scale = normalizer.scale()
+    scale = normalizer.g()
     np.testing.assert_array_equal(scale, np.zeros(3))
     rewards = [[0.5, 1.5, -0.25, 2.0, 0.0], [-1.0, -1.0, -3.0, 0.5, 0.25]]
     for t in range(5):
@@ -188,7 +188,7 @@ def test_start_up_before_first_episode_ends():
             np.zeros(3, bool),
             np.zeros(3, bool),
         )  # task 2 has had only zero rewards
-        scale = normalizer.scale()
+        scale = normalizer.g()
         assert np.isfinite(scale).all()
         want = [
             max_abs_reference(rewards[0][: t + 1], gamma, True),
@@ -203,7 +203,7 @@ def test_start_up_before_first_episode_ends():
         np.zeros(3, bool),
     )
     np.testing.assert_allclose(
-        normalizer.scale()[0], max_abs_reference(rewards[0] + [1.0], gamma, False), rtol=1e-5
+        normalizer.g()[0], max_abs_reference(rewards[0] + [1.0], gamma, False), rtol=1e-5
     )
 
 
@@ -211,7 +211,7 @@ def test_start_up_zero_rewards_give_zero_scale():
     normalizer = ReturnNormalizer(1, 0.99)
     for _ in range(4):
         normalizer.add(np.array([0.0]), np.array([False]), np.array([False]))
-        scale = normalizer.scale()
+        scale = normalizer.g()
         assert np.isfinite(scale).all()
         np.testing.assert_array_equal(scale, [0.0])
 
@@ -227,7 +227,7 @@ def test_state_dict_round_trip():
     state = json.loads(json.dumps(a.state_dict()))  # survives a JSON round trip
     b = ReturnNormalizer(3, gamma)
     b.load_state_dict(state)
-    np.testing.assert_array_equal(b.scale(), a.scale())
+    np.testing.assert_array_equal(b.g(), a.g())
     np.testing.assert_array_equal(b.max_abs_return, a.max_abs_return)
     np.testing.assert_array_equal(b.episode_ended, a.episode_ended)
     assert b.current_rewards == a.current_rewards
@@ -238,8 +238,8 @@ def test_state_dict_round_trip():
         trunc = np.array([False, step == 3, False])
         for n in (a, b):
             n.add(r, term, trunc)
-        np.testing.assert_array_equal(b.scale(), a.scale())
+        np.testing.assert_array_equal(b.g(), a.g())
     # the loaded state is a copy: mutating b doesn't touch a
-    before = a.scale().copy()
+    before = a.g().copy()
     b.add(np.full(3, 1e3), np.ones(3, bool), np.zeros(3, bool))
-    np.testing.assert_array_equal(a.scale(), before)
+    np.testing.assert_array_equal(a.g(), before)
