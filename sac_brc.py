@@ -206,16 +206,16 @@ class Critic(eqx.Module):
     task_embedding: Float[Array, "tasks embedding"] | None
     num_tasks: int = eqx.field(static=True)
     num_outputs: int = eqx.field(static=True)
-    heads: bool = eqx.field(static=True)
+    num_heads: int = eqx.field(static=True)  # one output head per task (--task-conditioning heads)
 
     def __init__(self, obs_dim, act_dim, num_tasks, args: Args, key):
         member_key, embedding_key = jax.random.split(key)
         use_embedding = uses_task_embedding(args, num_tasks)
-        self.heads = num_tasks > 1 and args.task_conditioning == "heads"
+        self.num_heads = num_tasks if (num_tasks > 1 and args.task_conditioning == "heads") else 1
         self.num_tasks = num_tasks
         self.num_outputs = args.num_atoms if args.loss == "ce" else 1
         in_features = obs_dim + act_dim + (args.embedding_dim if use_embedding else 0)
-        out_features = self.num_outputs * (num_tasks if self.heads else 1)
+        out_features = self.num_outputs * self.num_heads
         self.members = make_ensemble(
             lambda k: CriticMember(in_features, args.width, args.depth, out_features, k),
             2,
@@ -245,7 +245,7 @@ class Critic(eqx.Module):
         # leave in float32 for the softmax and the loss
         x = x.astype(self.members.head.weight.dtype)
         out = eqx.filter_vmap(lambda member: jax.vmap(member)(x))(self.members).astype(jnp.float32)
-        if self.heads:  # one output head per task (paper Figure 5 ablation)
+        if self.num_heads > 1:  # one output head per task (paper Figure 5 ablation)
             out = out.reshape(2, len(task_id), self.num_tasks, self.num_outputs)
             out = out[:, jnp.arange(len(task_id)), task_id]
         return out.transpose(1, 0, 2)
