@@ -1197,9 +1197,19 @@ NETWORK_FIELDS = ("width", "depth", "actor_width", "actor_depth", "embedding_dim
                   "loss", "task_conditioning")  # fmt: skip
 
 
-def read_pretrained_config(args: Args, obs_dim: int, act_dim: int):
-    """(checkpoint folder, its run's Args, its tasks, its padded obs and action sizes) for --init-from,
-    after checking that this run's networks have the same shapes and the new tasks fit its inputs."""
+class Pretrained(NamedTuple):
+    """--init-from: the checkpoint to start from and the run that wrote it."""
+
+    checkpoint: Path
+    args: Args
+    tasks: list[TaskSpec]
+    obs_dim: int  # the padded sizes its networks read; the new tasks are read at them
+    act_dim: int
+
+
+def read_pretrained_config(args: Args, obs_dim: int, act_dim: int) -> Pretrained:
+    """The --init-from checkpoint, after checking that this run's networks have the same shapes
+    and the new tasks fit its inputs."""
     path = Path(args.init_from)
     run_dir, ckpt = (path.parent.parent, path) if (path / "state.eqx").exists() else (path, None)
     if ckpt is None and (run_dir / "checkpoints" / "latest").exists():
@@ -1231,10 +1241,10 @@ def read_pretrained_config(args: Args, obs_dim: int, act_dim: int):
             f"these tasks need observations {obs_dim} / actions {act_dim}, more than the --init-from network "
             f"reads ({pre_obs} / {pre_act}); transfer to tasks no larger than the pretraining suite's"
         )
-    return ckpt, pre_args, pre_tasks, pre_obs, pre_act
+    return Pretrained(ckpt, pre_args, pre_tasks, pre_obs, pre_act)
 
 
-def init_from_checkpoint(pretrained, state: TrainState, keep_temperature: bool = True) -> TrainState:
+def init_from_checkpoint(pretrained: Pretrained, state: TrainState, keep_temperature: bool = True) -> TrainState:
     """Model transfer (paper Section 4; the paper states only that the weights are
     transferred): the pretrained actor, critic ensemble and, by default, temperature in a fresh
     TrainState. The temperature is kept because the critic's soft values were learned at it:
@@ -1356,11 +1366,11 @@ def main(args: Args) -> None:
     pretrained = read_pretrained_config(args, obs_dim, act_dim) if args.init_from else None
     prior = load_prior_data(args) if args.init_buffer else None
     if pretrained is not None:  # the suites' padding rule: the new tasks are read at the checkpoint's sizes
-        obs_dim, act_dim = pretrained[3], pretrained[4]
-        warn_if_seen(tasks, pretrained[2], f"--init-from {args.init_from}")
+        obs_dim, act_dim = pretrained.obs_dim, pretrained.act_dim
+        warn_if_seen(tasks, pretrained.tasks, f"--init-from {args.init_from}")
     if prior is not None:
         obs_dim, act_dim = max(obs_dim, prior.obs.shape[1]), max(act_dim, prior.action.shape[1])
-        if pretrained is not None and (obs_dim, act_dim) != (pretrained[3], pretrained[4]):
+        if pretrained is not None and (obs_dim, act_dim) != (pretrained.obs_dim, pretrained.act_dim):
             raise ConfigError(
                 f"--init-buffer {args.init_buffer} has larger observations or actions than the --init-from "
                 "checkpoint's network can read; use data from the checkpoint's suite"
