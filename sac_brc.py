@@ -11,6 +11,19 @@ and learnable task embeddings read by the actor. Defaults are paper Appendix F.
 
 Where the paper text and the authors' code (ref. code) differ, this follows the code
 and says so next to the line.
+
+The file, in reading order (section headers `# ---- name`); the method is the first six:
+    Args                   the flags: method first, then environments and logging, transfer, speed
+    networks               CriticMember, Critic (two-member ensemble + task embeddings), Actor
+    replay buffer          per-task ring buffers on the device; data transfer's prior buffer
+    return normalisation   G_i (paper eq. 2), the categorical TD target, the reward scale (eq. 3-4)
+    agent                  TrainState, bf16 compute view, optimisers
+    the update             td_target, critic_loss, actor_loss, temperature_loss, update_once,
+                           then make_agent, which only jits and shards them
+    diagnostics            the paper's multi-task diagnostics (--diagnostics), from the update's losses
+    runs, transfer         run harness, not needed to learn the method: validation, memory plan,
+                           checkpoints and resume; --init-from and --init-buffer
+    evaluation, main       deterministic evaluation and the training loop
 """
 
 import dataclasses
