@@ -120,13 +120,13 @@ class Args:
 
     # environments, evaluation, logging
     mw_backend: Literal["metaworld", "envpool"] = "metaworld"
-    """MetaWorld backend: the metaworld package (one object/goal layout per env, drawn from its seed and frozen: the protocol of the published curves) or envpool (about 2x faster, but it redraws the layout at every reset: a harder task than the paper's, not comparable with its curves)"""
+    """MetaWorld backend: metaworld (one frozen layout per env, the published curves' protocol) or envpool (2x faster, a new layout at every reset: not comparable with the curves; docs/suites.md)"""
     env_workers: int | None = None
     """worker processes for the envs that run in Python (metaworld package, HumanoidBench, custom DMC tasks, ShadowHand); default one per CPU core"""
     shadowhand_assets: str | None = None
     """ShadowHand shape assets: a clone of the authors' repository or its dex_envs/assets (README: ShadowHand); default $BRC_SHADOWHAND_ASSETS"""
     eval_protocol: Literal["published", "layouts"] = "published"
-    """published (ref. code): one evaluation env per task, --eval-episodes episodes one after another (MetaWorld: one frozen layout, other than the training one); layouts: --eval-episodes envs per task with their own seeds, one episode each (MetaWorld: that many unseen layouts)"""
+    """published (ref. code): one eval env per task, --eval-episodes episodes in a row; layouts: --eval-episodes envs per task, one episode each (MetaWorld: that many unseen layouts); README"""
     eval_interval: int = 25_000
     """steps between evaluations (the published curves use 25k)"""
     eval_episodes: int = 10
@@ -148,7 +148,7 @@ class Args:
     video_tasks: int = 3
     """how many tasks --capture-video films, in the suite's order"""
     diagnostics: bool = False
-    """at each evaluation, log the paper's multi-task diagnostics (Figures 3, 5, 7): per-task TD loss, gradient norm and entropy, their spread, the gradient-conflict rate, and a PCA plot of the task embeddings"""
+    """at each evaluation, log the paper's multi-task diagnostics (Figures 3, 5, 7) and a PCA plot of the task embeddings (docs/plots-and-diagnostics.md)"""
     diagnostics_batch_size: int = 256
     """transitions per task sampled from the replay buffer for --diagnostics"""
 
@@ -157,11 +157,11 @@ class Args:
 
     # transfer (paper Section 4, "Transfer learning"; docs/transfer.md)
     init_from: str | None = None
-    """model transfer: start from this multi-task run's (or checkpoint folder's) actor, critic and temperature, with fresh task embeddings for these tasks; the target critic is the loaded critic; AdamW moments, return normaliser and step count start fresh (docs/transfer.md). Network flags must match the checkpoint's"""
+    """model transfer: start from this multi-task run's (or checkpoint folder's) actor, critic and temperature, with fresh task embeddings; network flags must match (docs/transfer.md)"""
     transfer_temperature: Literal["pretrained", "reset"] = "pretrained"
     """model transfer: keep the checkpoint's entropy temperature (the critic's soft values were learned at it) or reset it to --init-temperature"""
     init_buffer: str | None = None
-    """data transfer (after Ball et al. 2023): a fresh learner that draws half of every minibatch from this dataset's transitions, kept in a buffer of their own, and half from its own replay (a --save-buffer folder, or a run directory that wrote one; docs/transfer.md)"""
+    """data transfer (Ball et al. 2023): half of every minibatch from this --save-buffer dataset (or the run that wrote one), half from the run's own replay (docs/transfer.md)"""
     init_buffer_per_task: int | None = None
     """data transfer: keep a uniformly random subset of at most this many transitions per pretraining task (default all; a dataset that does not fit is refused with the size that does)"""
 
