@@ -59,6 +59,7 @@ DIFFERENT = {
     ("evaluate", TRANSFER): "acts with a chosen embedding per task",
     ("uses_task_embedding", OFFLINE): "no --init-from: an offline learner always starts fresh",
     ("uses_task_embedding", TRANSFER): "reads a multi-task checkpoint only",
+    ("Pretrained", TRANSFER): "the frozen checkpoint it acts with (state, G), not --init-from's start point",
 }
 
 

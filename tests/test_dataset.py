@@ -336,6 +336,7 @@ def test_a_dataset_larger_than_the_memory_cap_loads_by_streaming_a_subset(tmp_pa
     np.testing.assert_array_equal(again.obs, dataset.obs)
 
 
+@pytest.mark.slow
 def test_sac_brc_save_buffer_round_trip_and_resume(run, tmp_path):
     """A tiny online run (random actions only: no update compiles) records exactly the
     transitions of its replay buffer; a resumed run appends without repeating a step and

@@ -140,6 +140,7 @@ def test_embedding_pca_matches_a_covariance_eigendecomposition():
         assert explained[k] == pytest.approx(eigenvalues[-1 - k] / eigenvalues.sum())
 
 
+@pytest.mark.slow
 def test_diagnostics_end_to_end_and_plot(run, tmp_path):
     """--diagnostics logs into metrics.jsonl and draws the embedding PCA; plot.py draws them."""
     out = run(

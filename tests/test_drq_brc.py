@@ -303,6 +303,7 @@ def read_metrics(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_end_to_end_multi_task_run_and_resume(run, tmp_path):
     common = [*TINY_CLI, "--tasks", "pong,breakout", "--learning-starts", "40", "--eval-interval", "60",
               "--eval-episodes", "1", "--max-episode-steps", "40", "--log-interval", "30",
@@ -341,6 +342,7 @@ def test_end_to_end_multi_task_run_and_resume(run, tmp_path):
     assert (ckpt / "latest").read_text() == "step_000000180"  # nothing written by the refused run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "script, argv, message",
     [

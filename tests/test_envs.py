@@ -442,6 +442,7 @@ def package_expert_success() -> dict[str, np.ndarray]:
     return results
 
 
+@pytest.mark.slow
 def test_expert_solves_through_multitask_env_what_it_solves_in_package(package_expert_success):
     solved_by_package = [n for n in MT50 if package_expert_success[n].any()]
     assert len(solved_by_package) >= 45, package_expert_success  # sanity: the experts work

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from common.envs import MultiTaskEnv
 from common.suites import resolve_tasks
@@ -22,6 +23,7 @@ def random_policy_returns(episodes: int, seed: int = 123) -> np.ndarray:
     return returns
 
 
+@pytest.mark.slow
 def test_reach_learns_beyond_random(run, tmp_path):
     """About 4.5 minutes on 2 cores. Measured (seed 0, --overlap, metaworld backend):
     evaluation returns 232, 230, 326, 670, 647, 1,034 at 2k..12k steps on 10 unseen layouts;

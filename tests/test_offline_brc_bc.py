@@ -6,6 +6,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import offline_brc_bc as off
 from common.dataset import Dataset, list_chunks, make_metadata, write_dataset
@@ -123,6 +124,7 @@ def write_tiny_dataset(path, n=300):
     write_dataset(path, tasks, per_task, make_metadata(tasks, "test"), chunk_size=128)
 
 
+@pytest.mark.slow
 def test_end_to_end_info_run_resume_and_bad_input(run, tmp_path, monkeypatch):
     # the resumed run reuses the first run's compiled update (compiling dominates on a busy CPU)
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax_cache"))

@@ -134,6 +134,7 @@ def test_real_reference_layout():
     assert 0.80 < np.mean(final) < 0.87  # 0.838 over the 85 shapes at 1M steps
 
 
+@pytest.mark.slow
 def test_plot_writes_pngs_and_refuses_bad_input(run, tmp_path):
     two_configs(tmp_path / "runs")
     ref = fake_reference(tmp_path / "ref")

@@ -88,6 +88,7 @@ def read_metrics(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_end_to_end_run_and_resume(run, tmp_path):
     common = [*TINY, "--tasks", "reach,cartpole-swingup", "--learning-starts", "100", "--eval-interval", "150",
               "--eval-episodes", "2", "--eval-protocol", "layouts", "--log-interval", "50", "--checkpoint-interval", "150",
@@ -132,6 +133,7 @@ def test_end_to_end_run_and_resume(run, tmp_path):
     assert (ckpt / "latest").read_text() == "step_000000450"  # nothing written by the refused run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -149,6 +151,7 @@ def test_bad_input_gives_one_clear_message(run, argv, message):
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_replay_that_cannot_fit_is_refused_before_compiling(run):
     out = run(
         "sac_brc.py",
@@ -218,6 +221,7 @@ def test_replay_restored_in_order_into_a_larger_buffer(tmp_path):
         sac_brc.restore_replay(tmp_path / "replay.npz", replay_buffer_init(num_tasks, 4, obs_dim, act_dim))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overlap, learning_starts", [(True, 150), (False, 150), (True, 0)])
 def test_every_step_stores_one_transition_per_task_and_runs_utd_updates(tmp_path, monkeypatch, overlap, learning_starts):
     """The ref. code's step count: N steps of a MetaWorld and a DMC task store N transitions per

@@ -109,6 +109,7 @@ def test_update_flops_match_xla_cost_analysis():
         assert 0.9 < ours / cost["flops"] < 1.02, (ours, cost["flops"])
 
 
+@pytest.mark.slow
 def test_bf16_without_overlap_end_to_end(run, tmp_path):
     out = run(
         "sac_brc.py", "--tasks", "cartpole-swingup,cheetah-run", "--width", "32", "--actor-width", "32",

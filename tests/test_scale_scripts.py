@@ -51,6 +51,7 @@ def off_one_update(args: off.Args):
     return state, {k: float(v) for k, v in metrics.items()}, devices
 
 
+@pytest.mark.slow
 def test_drq_bf16_loss_gradient_and_update_close_to_f32():
     """Stated tolerance: with bf16 convolutions and matmuls the cross-entropy loss is within 1e-2
     (relative) of float32 and its gradient within 5% (relative L2); one update call's loss
@@ -136,6 +137,7 @@ def test_data_parallel_updates_match_single_device(tmp_path):
             assert two["metrics"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), (script_name, name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "script, argv, message, two_devices",
     [
@@ -162,6 +164,7 @@ def test_bad_num_devices_gives_one_clear_message(run, tmp_path, monkeypatch, scr
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_drq_bf16_without_overlap_end_to_end(run, tmp_path):
     """The bf16 path through the whole run (acting, evaluation, update) with overlap off; the
     default run of tests/test_drq_brc.py covers overlap on."""

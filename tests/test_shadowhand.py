@@ -145,6 +145,7 @@ def test_missing_mesh_is_named_and_a_suite_goes_on_without_it(tmp_path, monkeypa
     assert with_shadowhand_assets(bundled, None, whole_suite=False) == bundled  # no assets needed
 
 
+@pytest.mark.slow
 def test_missing_assets_stop_sac_brc_before_training_with_one_line(run, tmp_path, monkeypatch):
     monkeypatch.delenv(shadowhand.ASSETS_ENV_VAR, raising=False)
     out = run("sac_brc.py", "--suite", "sh-cube")
@@ -154,6 +155,7 @@ def test_missing_assets_stop_sac_brc_before_training_with_one_line(run, tmp_path
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_sac_brc_on_a_bundled_shape_end_to_end(run, tmp_path):
     out = run(
         "sac_brc.py", "--suite", "sh-block", *TINY, "--total-steps", "300", "--learning-starts", "100",
@@ -166,6 +168,7 @@ def test_sac_brc_on_a_bundled_shape_end_to_end(run, tmp_path):
     assert -100.0 <= result["return"] <= 0.0 and result["success"] in (0.0, 0.5, 1.0)
 
 
+@pytest.mark.slow
 def test_a_shape_that_fails_in_its_worker_ends_the_run_with_one_message(run, tmp_path):
     """Every file is there, but one shape's model does not compile (a corrupt download): the
     worker's MuJoCo error ends the run with one line naming the shape, exit code 2, no

@@ -199,6 +199,7 @@ def test_hb_size_mismatch_is_one_clear_error(standin):
         env.reset()
 
 
+@pytest.mark.slow
 def test_sac_brc_hb_medium_end_to_end(tmp_path):
     out = run_sac(
         "--suite", "hb-medium", *TINY, "--total-steps", "200", "--learning-starts", "100",
@@ -216,6 +217,7 @@ def test_sac_brc_hb_medium_end_to_end(tmp_path):
         assert 0.0 <= result["return"] <= 2000.0  # the stand-in's reward is 1 + action[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fail_at, cause", [(0, "at construction"), (150, "at step 150")])
 def test_a_failing_env_worker_ends_the_run_with_one_message(tmp_path, fail_at, cause):
     """An exception inside one worker (the stand-in's h1-stand raises when built, or at its

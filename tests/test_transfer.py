@@ -44,6 +44,7 @@ def leaves(tree):
     return jax.tree.leaves(eqx.filter(tree, eqx.is_array))
 
 
+@pytest.mark.slow
 def test_tune_changes_only_the_embedding(pretrained_run, monkeypatch):
     """Every actor, critic and target-critic parameter is bit-identical after tuning; the
     embedding has moved."""
@@ -91,6 +92,7 @@ class CountingEnv(MultiTaskEnv):
         return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("budget", [7, 230])
 def test_few_shot_and_tune_never_exceed_the_budget(pretrained_run, budget):
     """Count the env steps and the target transitions that few-shot and tune collect: exactly
@@ -123,6 +125,7 @@ def test_few_shot_ranking_breaks_ties_at_random_with_the_seed():
     np.testing.assert_array_equal(ranking, te.few_shot_ranking(losses, np.random.default_rng(0))[0])
 
 
+@pytest.mark.slow
 def test_tuning_g_comes_from_the_checkpoint_for_a_known_domain(pretrained_run):
     """A target in a pretraining domain takes the mean of those tasks' G from the checkpoint
     (the start-up rule for a task whose first episode had not ended), not the estimate from
@@ -147,6 +150,7 @@ def test_tuning_g_comes_from_the_checkpoint_for_a_known_domain(pretrained_run):
     assert g[1] == 7.0 and source[1] == "collected"
 
 
+@pytest.mark.slow
 def test_rejects_a_checkpoint_of_another_width(pretrained_run, tmp_path):
     """A config.json that does not describe its checkpoint (width 64 vs 32) is refused."""
     copy = tmp_path / "other"
@@ -160,6 +164,7 @@ def test_rejects_a_checkpoint_of_another_width(pretrained_run, tmp_path):
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_init_from_rejects_other_networks_and_larger_tasks(pretrained_run, tmp_path):
     run = str(pretrained_run / "runs/pre")
     out = run_script("sac_brc.py", *TINY[:-2], "--embedding-dim", "16", "--suite", "reach", "--init-from", run,
@@ -171,6 +176,7 @@ def test_init_from_rejects_other_networks_and_larger_tasks(pretrained_run, tmp_p
         sac_brc.read_pretrained_config(args, 223, 38)
 
 
+@pytest.mark.slow
 def test_init_from_loads_the_pretrained_networks_and_starts_the_rest_fresh(pretrained_run):
     """Compared with transfer_embedding's independent loader: same actor and critic weights
     and temperature (or --init-temperature with --transfer-temperature reset); fresh one-row
@@ -276,6 +282,7 @@ def test_data_transfer_update_samples_symmetrically_and_scales_prior_rewards_by_
     assert not all(np.allclose(np.asarray(x), np.asarray(y)) for x, y in zip(leaves(a.critic), leaves(c.critic)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["zero-shot", "few-shot", "tune"])
 def test_transfer_embedding_end_to_end(pretrained_run, monkeypatch, mode):
     """Each mode on `reach`; 2 evaluation episodes, so scoring or collecting (one env) and
@@ -301,6 +308,7 @@ def test_transfer_embedding_end_to_end(pretrained_run, monkeypatch, mode):
         assert record["embedding"]["reach"] in ("drawer-close", "window-open") and record["step"] == 0
 
 
+@pytest.mark.slow
 def test_sac_brc_model_and_data_transfer_end_to_end(pretrained_run, tmp_path):
     """A single-task learner from the checkpoint's weights and with the recorded data."""
     out = run_script(
@@ -329,6 +337,7 @@ def test_sac_brc_transfer_to_a_pretraining_task_warns(capsys):
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.slow
 def test_a_target_that_was_a_pretraining_task_is_named_in_a_warning(pretrained_run, monkeypatch, capsys):
     monkeypatch.chdir(pretrained_run)
     te.main(transfer_args(tasks=("window-open",), mode="zero-shot", run_name="seen"))
@@ -337,6 +346,7 @@ def test_a_target_that_was_a_pretraining_task_is_named_in_a_warning(pretrained_r
     assert record["seen_tasks"] == ["window-open"]
 
 
+@pytest.mark.slow
 def test_few_shot_finds_a_pretraining_tasks_own_embedding(tmp_path, monkeypatch):
     """Paper Section 5's few-shot choice, checked where the answer is known: the targets are
     pretraining tasks themselves, two with dense rewards (cartpole-swingup, cheetah-run) and

@@ -52,6 +52,7 @@ def test_a_video_process_that_dies_is_one_clear_error(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_sac_brc_films_its_evaluations(run, tmp_path):
     """--capture-video on a ShadowHand shape (100-step episodes): one MP4 per evaluation, named
     in metrics.jsonl, of the whole episode."""
@@ -68,6 +69,7 @@ def test_sac_brc_films_its_evaluations(run, tmp_path):
         assert read_mp4(run_dir / "videos" / f"sh-block_step{step}.mp4").shape == (101, HEIGHT, WIDTH, 3)
 
 
+@pytest.mark.slow
 def test_drq_brc_films_the_first_evaluation_game(run, tmp_path):
     """drq_brc.py --capture-video: the agent's own 84x84 frames of the first evaluation game of
     the first --video-tasks games, shown at 168x168: one frame per step, --max-episode-steps here."""
