@@ -1022,6 +1022,8 @@ def validate(args: Args) -> list[TaskSpec]:
                 "video_tasks", "diagnostics_batch_size"]  # fmt: skip
     if args.init_buffer_per_task is not None and args.init_buffer_per_task <= 0:
         raise ConfigError(f"--init-buffer-per-task must be positive, got {args.init_buffer_per_task}")
+    if args.init_buffer_per_task is not None and not args.init_buffer:
+        raise ConfigError("--init-buffer-per-task subsamples --init-buffer's dataset; pass --init-buffer too")
     for name in positive:
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -1448,7 +1450,8 @@ def main(args: Args) -> None:
     if pretrained is not None and resume_dir is None:
         state = init_from_checkpoint(pretrained, state, args.transfer_temperature == "pretrained")
     # data transfer: the prior data on the devices (replicated), and the pretraining tasks' G
-    # from their own episodes, after the new tasks' in `max_abs_return`
+    # from their own episodes, after the new tasks' in `max_abs_return`. Our choice (the paper
+    # and Ball et al. do not say; docs/transfer.md): each task's returns on the fixed support
     prior_buffer = None if prior is None else fns.place(prior_data(prior, obs_dim, act_dim))
     prior_g = np.array([s.max_abs_return for s in prior.stats] if prior is not None else [], np.float32)
     del prior  # the host copy (on a CPU backend the device copy is host memory too)

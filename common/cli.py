@@ -38,5 +38,10 @@ def parse_args(args_class: type, argv: list[str] | None = None):
     resume = resume_dir_in(argv)
     default = None
     if resume is not None and (Path(resume) / "config.json").exists():  # else main says what is wrong
-        default = dataclasses.replace(saved_args(args_class, Path(resume)), resume=resume)
+        try:
+            default = dataclasses.replace(saved_args(args_class, Path(resume)), resume=resume)
+        except (json.JSONDecodeError, TypeError, ValueError) as error:
+            print(f"error: --resume {resume}: its config.json cannot be read ({error}); "
+                  "give a run directory this script wrote", file=sys.stderr)  # fmt: skip
+            sys.exit(2)
     return tyro.cli(args_class, args=argv, default=default)

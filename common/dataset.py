@@ -314,6 +314,9 @@ def index_dataset(path: Path) -> DatasetIndex:
                 )
         chunks.append(task_chunks)
     sizes = [sum(count for _, count, _ in task_chunks) for task_chunks in chunks]
+    empty = [t.name for t, n in zip(tasks, sizes) if n == 0]
+    if empty:
+        raise DatasetError(f"{path}: task {empty[0]} has no transitions (its chunks are empty); remove it from metadata.json")
     return DatasetIndex(path, meta, tasks, chunks, sizes)
 
 
@@ -380,6 +383,8 @@ class _EpisodeTracker:
 
     def add(self, path: Path, data: dict[str, np.ndarray]) -> None:
         obs, next_obs, reward, terminated = (data[f] for f in ("observations", "next_observations", "rewards", "terminated"))
+        if len(reward) == 0:  # an empty chunk continues nothing and ends nothing
+            return
         ends = terminated | data["truncated"]
         continues = lambda a, b: np.isclose(a, b, rtol=1e-5, atol=1e-6).all(axis=-1)
         if self.last_next_obs is not None and not continues(self.last_next_obs, obs[0]):
@@ -428,7 +433,7 @@ def load_dataset(
     fix: str = "keep a random subset of each task (max_per_task={fit} or less)",
 ) -> Dataset:
     """Validate a dataset and load it into padded host arrays, streaming one chunk at a time:
-    memory is the loaded rows plus one chunk, never the whole padded dataset. With
+    memory is the loaded rows plus a few chunks' buffers, never the whole padded dataset. With
     `max_per_task`, a uniformly random subset of at most that many transitions per task is
     kept (drawn with `seed`, kept in time order). Refuses, before allocating, a load that needs
     more than `memory_limit` bytes (default 80% of the available host memory), naming the
@@ -449,7 +454,7 @@ def load_dataset(
         raise DatasetError(
             f"{index.path}: {sum(kept):,} transitions ({len(tasks)} tasks, padded to obs {obs_dim} / action "
             f"{act_dim}) need {memory_text(need)} of host memory, more than the {memory_text(limit)} allowed; "
-            + fix.format(fit=fit)
+            + (fix.format(fit=fit) if fit > 0 else "not even one transition per task fits: free memory or use a larger host")
         )
     offsets = np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
     total = int(offsets[-1])

@@ -3,6 +3,8 @@
 import dataclasses
 import json
 
+import pytest
+
 import drq_brc
 import offline_brc_bc
 import sac_brc
@@ -34,3 +36,12 @@ def test_resume_dir_in():
     assert resume_dir_in(["--width", "3"]) is None
     assert resume_dir_in(["--resume", "a", "--resume=b"]) == "b"
     assert resume_dir_in(["--resume"]) is None
+
+
+def test_resume_with_an_unreadable_config_is_one_line(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(sac_brc.Args, ["--resume", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"error: --resume {tmp_path}: its config.json cannot be read")

@@ -171,6 +171,16 @@ def cut_between_chunks(path):
         rewrite_first_chunk(path, "reach", chunk_number=1, observations=data["observations"] + 1)
 
 
+def empty_task(path, task):
+    """Every chunk of `task` replaced by one whose name and arrays say 0 transitions."""
+    for _, _, chunk in list_chunks(path / task):
+        chunk.unlink()
+    spec = TASKS[task]
+    empty = {f: np.zeros((0, *({"obs": (spec.obs_dim,), "act": (spec.act_dim,), "": ()}[shape])), bool if kind == "bool" else np.float32)
+             for f, (kind, shape) in FIELDS.items()}  # fmt: skip
+    np.savez_compressed(path / task / "chunk_000000000000_00000000.npz", **empty)
+
+
 def nan_obs(path):
     obs = np.ones((5, 5), np.float32)
     obs[2, 3] = np.nan
@@ -217,6 +227,7 @@ MALFORMED = {
         lambda p: list_chunks(p / "reach")[0][2].write_bytes(b"not a zip"),
         "cannot be read",
     ),
+    "task with only empty chunks": (lambda p: empty_task(p, "cartpole-swingup"), "task cartpole-swingup has no transitions"),
     "misnamed chunk": (lambda p: copy_first_chunk(p, "chunk_0.npz"), "chunk_0.npz is not a chunk name"),
     "overlapping chunks": (
         lambda p: copy_first_chunk(p, "chunk_000000000003_00000005.npz"),
@@ -310,7 +321,7 @@ def test_a_dataset_larger_than_the_memory_cap_loads_by_streaming_a_subset(tmp_pa
     refused_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     message = str(error.value)
-    assert "80,000 transitions (2 tasks, padded to obs 39 / action 4) need 28.3 MiB" in message, message  # 25.5 + streaming
+    assert "80,000 transitions (2 tasks, padded to obs 39 / action 4) need 28.3 MiB" in message, message  # 80,000 x 334 B + 4 x 2,000 x 334 B + 8 x 40,000 B
     assert "more than the 9.5 MiB allowed" in message
     fit = int(message.split("max_per_task=")[1].split(" ")[0])
     assert n / 5 <= fit < n / 2 and refused_peak < 500_000  # nothing large was allocated

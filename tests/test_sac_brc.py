@@ -141,6 +141,7 @@ def test_end_to_end_run_and_resume(run, tmp_path):
         (["--tasks", "reach,cheetah-sprint"], "unknown task(s) cheetah-sprint. Valid tasks:"),
         (["--suite", "reach", "--width", "0"], "--width must be positive, got 0"),
         (["--suite", "reach", "--resume", "runs/nothing-here"], "no config.json there"),
+        (["--suite", "reach", "--init-buffer-per-task", "5"], "pass --init-buffer too"),
         (["--suite", "reach", "--num-devices", "3"], "--num-devices must be between 1 and the 1 visible"),
     ],
 )
