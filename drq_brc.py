@@ -201,7 +201,7 @@ class ImpalaEncoder(eqx.Module):
         )
 
     def __call__(self, obs: UInt8[Array, "stack 84 84"]) -> Float[Array, " features"]:
-        # in the convolutions' dtype: bfloat16 under `compute_view(..., "bf16")`
+        # in the convolutions' dtype: bfloat16 under `precision_view(..., "bf16")`
         x = obs.astype(self.convs[0].weight.dtype) / 255.0
         for conv, (block1, block2) in zip(self.convs, self.blocks):
             x = block2(block1(max_pool(conv(x))))
@@ -257,7 +257,7 @@ class QNetwork(eqx.Module):
 
     def __call__(self, obs: UInt8[Array, "stack 84 84"], task_id: Int[Array, ""]) -> Float[Array, "18 atoms"]:
         # paper Figure 15 (right): the embedding joins after the encoder and its LayerNorm.
-        # Layers cast to bfloat16 by `compute_view` (--precision bf16) run in bfloat16; the
+        # Layers cast to bfloat16 by `precision_view` (--precision bf16) run in bfloat16; the
         # LayerNorm computes its statistics in float32 (equinox upcasts) and the logits leave
         # in float32 for the softmax and the loss
         x = jnp.concatenate([self.norm(self.encoder(obs)).astype(jnp.float32), self.embed(task_id)])
@@ -267,7 +267,7 @@ class QNetwork(eqx.Module):
         return self.head(x).astype(jnp.float32).reshape(NUM_ACTIONS, self.num_atoms)
 
 
-def compute_view(q: QNetwork, precision: str) -> QNetwork:
+def precision_view(q: QNetwork, precision: str) -> QNetwork:
     """The Q-network as its convolutions and matmuls see it: with `bf16`, the encoder's and
     the dense layers' parameters cast to bfloat16 (the LayerNorm and the task embedding stay
     float32). The cast is differentiable, so gradients reach the float32 master weights."""
@@ -552,14 +552,14 @@ class TrainState(eqx.Module):
 
 
 class AgentFns(NamedTuple):
-    """The jitted entry points (STYLE.md 7), each traced once per run, and `place`, which puts
+    """The jitted entry points (STYLE.md 7), each traced once per run, and `replicate`, which puts
     a pytree (the replay buffer, a restored state) on the devices, replicated."""
 
     act: callable
     act_eval: callable
     insert: callable
     update: callable
-    place: callable
+    replicate: callable
 
 
 def make_mesh(num_devices: int | None) -> jax.sharding.Mesh:
@@ -592,14 +592,14 @@ def make_agent(args: Args, num_tasks: int, key: PRNGKeyArray) -> tuple[TrainStat
         epsilon: Float[Array, ""],
         key: PRNGKeyArray,
     ) -> Int[Array, " envs"]:
-        q = compute_view(state.q, args.precision)  # act with the numerics the update trains
+        q = precision_view(state.q, args.precision)  # act with the numerics the update trains
         greedy = jnp.argmax(expected_q(jax.vmap(q)(obs, task_ids), support), axis=-1)
         explore_key, action_key = jax.random.split(key)
         explore = jax.random.uniform(explore_key, greedy.shape) < epsilon
         return jnp.where(explore, jax.random.randint(action_key, greedy.shape, 0, NUM_ACTIONS), greedy)
 
     def loss_fn(q: QNetwork, obs, task, action, target_probs):
-        logits = jax.vmap(compute_view(q, args.precision))(obs, task)[jnp.arange(len(action)), action]
+        logits = jax.vmap(precision_view(q, args.precision))(obs, task)[jnp.arange(len(action)), action]
         return jax.vmap(cross_entropy)(target_probs, logits).mean()
 
     def update_once(state: TrainState, scale, buffer: ReplayBuffer, key):
@@ -610,8 +610,8 @@ def make_agent(args: Args, num_tasks: int, key: PRNGKeyArray) -> tuple[TrainStat
         obs = random_shift(batch.obs, args.shift_pad, obs_key)
         next_obs = random_shift(batch.next_obs, args.shift_pad, next_key)
         reward = batch.reward * scale[batch.task]  # paper eq. 3, per game
-        online_next = jax.vmap(compute_view(state.q, args.precision))(next_obs, batch.task)
-        target_next = jax.vmap(compute_view(state.target_q, args.precision))(next_obs, batch.task)
+        online_next = jax.vmap(precision_view(state.q, args.precision))(next_obs, batch.task)
+        target_next = jax.vmap(precision_view(state.target_q, args.precision))(next_obs, batch.task)
         target = jax.lax.stop_gradient(
             categorical_double_q_target(reward, batch.discount, online_next, target_next, support)
         )
@@ -1054,12 +1054,12 @@ def main(args: Args) -> None:
         atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(args), indent=2))
 
     state, fns = make_agent(args, num_tasks, init_key)
-    buffer = fns.place(replay_buffer_init(num_tasks, capacity))
+    buffer = fns.replicate(replay_buffer_init(num_tasks, capacity))
     normalizer = ReturnNormalizer(num_tasks, args.gamma)
     env_step, refill_until, rng = 0, 0, np.random.default_rng(args.seed)
     if resume_dir is not None:
         state, buffer, host, restored_replay = load_checkpoint(run_dir, state, buffer)
-        state, buffer = fns.place((state, buffer))
+        state, buffer = fns.replicate((state, buffer))
         env_step = host["env_step"]
         normalizer.load_state_dict(host["normalizer"])
         normalizer.truncate_all()  # the envs restart from a reset

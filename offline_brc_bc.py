@@ -220,7 +220,7 @@ class Critic(eqx.Module):
         are plain (batch x width) matmuls: 1.7x faster on CPU than vmapping a per-sample
         ensemble over the batch, which interleaves the member axis into every matmul."""
         x = jnp.concatenate([obs, action, jax.vmap(self.embed)(task_id)], axis=-1)
-        # members cast to bfloat16 by `compute_view` (--precision bf16) run in bfloat16; logits
+        # members cast to bfloat16 by `precision_view` (--precision bf16) run in bfloat16; logits
         # leave in float32 for the softmax and the loss
         x = x.astype(self.members.head.weight.dtype)
         out = eqx.filter_vmap(lambda member: jax.vmap(member)(x))(self.members).astype(jnp.float32)
@@ -341,7 +341,7 @@ class BatchStream:
     """Samples, gathers and copies to the device the batches of the next `prefetch` calls in a
     background thread, so the update loop does not wait on the host. `wait_s` adds up the time
     the loop did wait (reported as `data_wait` in the metrics). `put` copies a host batch stack
-    to the devices: `AgentFns.place_batches` shards each minibatch across the mesh."""
+    to the devices: `AgentFns.shard_batches` shards each minibatch across the mesh."""
 
     def __init__(
         self,
@@ -421,17 +421,17 @@ class TrainState(eqx.Module):
 
 
 class AgentFns(NamedTuple):
-    """The jitted entry points, each traced once per run; `place`, which puts a pytree (a
-    restored state) on the devices, replicated; and `place_batches`, which copies a host
+    """The jitted entry points, each traced once per run; `replicate`, which puts a pytree (a
+    restored state) on the devices, replicated; and `shard_batches`, which copies a host
     batch stack to the devices with each minibatch sharded across them."""
 
     act_deterministic: callable
     update: callable
-    place: callable
-    place_batches: callable
+    replicate: callable
+    shard_batches: callable
 
 
-def compute_view(critic: Critic, precision: str) -> Critic:
+def precision_view(critic: Critic, precision: str) -> Critic:
     """The critic as its matmuls see it: with `bf16`, the members' parameters cast to
     bfloat16. The cast is differentiable, so gradients reach the float32 master weights."""
     if precision == "f32":
@@ -520,7 +520,7 @@ def make_agent(args: Args, act_dims: list[int], obs_dim: int, key: PRNGKeyArray)
         return jnp.tanh(mean)
 
     def critic_loss_fn(critic: Critic, batch: Batch, target):
-        out = compute_view(critic, args.precision)(batch.obs, batch.action, batch.task)
+        out = precision_view(critic, args.precision)(batch.obs, batch.action, batch.task)
         if args.loss == "ce":  # cross-entropy, mean over batch, sum over the ensemble
             per_sample = jax.vmap(jax.vmap(cross_entropy, in_axes=(None, 0)))(target, out)
             return per_sample.mean(axis=0).sum()
@@ -528,7 +528,7 @@ def make_agent(args: Args, act_dims: list[int], obs_dim: int, key: PRNGKeyArray)
         return (td_error**2).mean(axis=0).sum()
 
     def q_value(critic: Critic, obs, action, task):
-        out = compute_view(critic, args.precision)(obs, action, task)
+        out = precision_view(critic, args.precision)(obs, action, task)
         if args.loss == "ce":
             return jnp.sum(jax.nn.softmax(out, axis=-1).mean(axis=1) * support, axis=-1)
         return out[..., 0].mean(axis=1)
@@ -542,7 +542,7 @@ def make_agent(args: Args, act_dims: list[int], obs_dim: int, key: PRNGKeyArray)
         # critic: as sac_brc.py, the next action from the current actor
         policy_fn = jax.vmap(lambda o, t: policy(state, o, t))
         next_action, next_log_prob, _ = sample_action(policy_fn, batch.next_obs, batch.task, next_key)
-        target_view = compute_view(state.target_critic, args.precision)
+        target_view = precision_view(state.target_critic, args.precision)
         target_out = target_view(batch.next_obs, next_action, batch.task)
         if args.loss == "ce":
             target = categorical_td_target(reward, mask, next_log_prob, target_out, alpha, gamma, support)
@@ -805,7 +805,7 @@ def main(args: Args) -> None:
         atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(args), indent=2))
     else:
         state, host = load_checkpoint(run_dir, state)
-        state = fns.place(state)
+        state = fns.replicate(state)
         step = host["step"]
         print(f"resumed {run_dir} at update {step}")
         metrics_path = run_dir / "metrics.jsonl"  # drop lines past the checkpoint: each step once
@@ -819,7 +819,7 @@ def main(args: Args) -> None:
     eval_env = MultiTaskEnv(tasks, eval_copies, seed=args.seed, role="eval", mw_backend=args.mw_backend,
                             num_workers=args.env_workers, shadowhand_assets=args.shadowhand_assets)  # fmt: skip
     stream = BatchStream(dataset, batch_size, args.updates_per_call, args.seed, step // args.updates_per_call,
-                         args.prefetch, fns.place_batches)  # fmt: skip
+                         args.prefetch, fns.shard_batches)  # fmt: skip
     max_abs_return = jnp.asarray(max_abs_return)
     metrics, start_time, start_step = None, time.time(), step
     last_log_time, last_wait = start_time, 0.0

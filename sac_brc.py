@@ -12,18 +12,19 @@ and learnable task embeddings read by the actor. Defaults are paper Appendix F.
 Where the paper text and the authors' code (ref. code) differ, this follows the code
 and says so next to the line.
 
-The file, in reading order (section headers `# ---- name`); the method is the first six:
+The file, in reading order (section headers `# ---- name`); the method is the first seven:
     Args                   the flags: method first, then environments and logging, transfer, speed
     networks               CriticMember, Critic (two-member ensemble + task embeddings), Actor
     replay buffer          per-task ring buffers on the device; data transfer's prior buffer
     return normalisation   G_i (paper eq. 2), the categorical TD target, the reward scale (eq. 3-4)
-    agent                  TrainState, bf16 compute view, optimisers
+    agent                  TrainState, bf16 compute view, optimisers, the initial state
     the update             td_target, critic_loss, actor_loss, temperature_loss, update_once,
                            then make_agent, which only jits and shards them
-    diagnostics            the paper's multi-task diagnostics (--diagnostics), from the update's losses
-    runs, transfer         run harness, not needed to learn the method: validation, memory plan,
-                           checkpoints and resume; --init-from and --init-buffer
-    evaluation, main       deterministic evaluation and the training loop
+    evaluation, main       deterministic evaluation and the training loop, one call per feature
+    ==== run harness       not needed to learn the method: the paper's multi-task diagnostics
+                           (--diagnostics), --init-from and --init-buffer, validation and the
+                           memory plan, and `Run`: run directory, console, metrics.jsonl, wandb,
+                           videos, checkpoints and resume
 """
 
 import dataclasses
@@ -254,7 +255,7 @@ class Critic(eqx.Module):
         are plain (batch x width) matmuls: 1.7x faster on CPU than vmapping a per-sample
         ensemble over the batch, which interleaves the member axis into every matmul."""
         x = jnp.concatenate([obs, action, jax.vmap(self.embed)(task_id)], axis=-1)
-        # members cast to bfloat16 by `compute_view` (--precision bf16) run in bfloat16; logits
+        # members cast to bfloat16 by `precision_view` (--precision bf16) run in bfloat16; logits
         # leave in float32 for the softmax and the loss
         x = x.astype(self.members.head.weight.dtype)
         out = eqx.filter_vmap(lambda member: jax.vmap(member)(x))(self.members).astype(jnp.float32)
@@ -545,7 +546,7 @@ class TrainState(eqx.Module):
 
 
 class AgentFns(NamedTuple):
-    """The jitted entry points (STYLE.md 7), each traced once per run, and `place`, which puts
+    """The jitted entry points (STYLE.md 7), each traced once per run, and `replicate`, which puts
     a pytree (the replay buffer, a restored state) on the devices, replicated."""
 
     act: callable
@@ -553,10 +554,10 @@ class AgentFns(NamedTuple):
     insert: callable
     update: callable
     update_on: callable  # update on given minibatches and noise (tests, benchmarks/one_update_check.py)
-    place: callable
+    replicate: callable
 
 
-def compute_view(critic: Critic, precision: str) -> Critic:
+def precision_view(critic: Critic, precision: str) -> Critic:
     """The critic as its matmuls see it: with `bf16`, the members' parameters cast to
     bfloat16. The cast is differentiable, so gradients reach the float32 master weights."""
     if precision == "f32":
@@ -590,6 +591,32 @@ def make_optimizers(args: Args) -> Optimizers:
     )
 
 
+def init_state(
+    actor_key: PRNGKeyArray,
+    critic_key: PRNGKeyArray,
+    *,
+    args: Args,
+    num_tasks: int,
+    obs_dim: int,
+    act_dim: int,
+    optimizers: Optimizers,
+) -> TrainState:
+    critic = Critic(obs_dim, act_dim, num_tasks, args, critic_key)
+    embedding_dim = 0 if critic.task_embedding is None else args.embedding_dim
+    actor = Actor(obs_dim, act_dim, num_tasks, embedding_dim, args, actor_key)
+    log_alpha = jnp.log(jnp.asarray(args.init_temperature, jnp.float32))
+    return TrainState(
+        actor,
+        critic,
+        critic,  # the target starts identical to the critic
+        log_alpha,
+        optimizers.actor.init(eqx.filter(actor, eqx.is_inexact_array)),
+        optimizers.critic.init(eqx.filter(critic, eqx.is_inexact_array)),
+        optimizers.temperature.init(log_alpha),
+        jnp.zeros((), jnp.int32),
+    )
+
+
 # ---------------------------------------------------------------- the update (paper Appendix C.2)
 # Pure functions of the state, a minibatch and its noise; `args` and `support` are constants
 # of the run. make_agent below only jits and shards them; the diagnostics reuse them.
@@ -615,7 +642,7 @@ def td_target(
     mask = 1.0 - batch.terminated  # a time-limit truncation bootstraps
     next_mean, next_log_std = jax.vmap(policy, in_axes=(None, 0, 0))(state, batch.next_obs, batch.task)
     next_action, next_log_prob = jax.vmap(sample_tanh_gaussian)(next_mean, next_log_std, next_noise)
-    target_out = compute_view(state.target_critic, args.precision)(batch.next_obs, next_action, batch.task)
+    target_out = precision_view(state.target_critic, args.precision)(batch.next_obs, next_action, batch.task)
     if args.loss == "ce":
         target = categorical_td_target(reward, mask, next_log_prob, target_out, alpha, args.gamma, support)
     else:  # mean of both target critics, as the ce target's mean of probabilities
@@ -626,7 +653,7 @@ def td_target(
 def critic_losses(critic: Critic, batch: Batch, target, args: Args) -> Float[Array, "batch members"]:
     """Per sample and ensemble member: cross-entropy to the projected target (ce) or the
     squared TD error (mse)."""
-    out = compute_view(critic, args.precision)(batch.obs, batch.action, batch.task)
+    out = precision_view(critic, args.precision)(batch.obs, batch.action, batch.task)
     if args.loss == "ce":
         return jax.vmap(jax.vmap(cross_entropy, in_axes=(None, 0)))(target, out)
     return (out[..., 0] - target[:, None]) ** 2
@@ -651,7 +678,7 @@ def actor_loss(
     embedding = jax.lax.stop_gradient(jax.vmap(critic.embed)(batch.task))
     mean, log_std = jax.vmap(actor)(batch.obs, embedding, batch.task)
     action, log_prob = jax.vmap(sample_tanh_gaussian)(mean, log_std, noise)
-    out = compute_view(critic, args.precision)(batch.obs, action, batch.task)
+    out = precision_view(critic, args.precision)(batch.obs, action, batch.task)
     if args.loss == "ce":
         q = jnp.sum(jax.nn.softmax(out, axis=-1).mean(axis=1) * support, axis=-1)
     else:
@@ -732,39 +759,23 @@ def update_on(
     return state, jax.tree.map(jnp.mean, metrics)
 
 
-def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNGKeyArray):
+def make_agent(
+    args: Args, num_tasks: int, obs_dim: int, act_dim: int, batch_size: int, key: PRNGKeyArray
+) -> tuple[TrainState, AgentFns]:
     """Initial TrainState and the jitted, sharded entry points for one configuration."""
-    batch_size = resolve_batch_size(args, num_tasks)
     support = make_support(args.num_atoms, args.v_max)
     optimizers = make_optimizers(args)
     constants = {"args": args, "support": support, "optimizers": optimizers}
 
-    actor_key, critic_key = jax.random.split(key)
     # data parallel: every device holds the parameters, optimiser states and replay buffer;
     # each minibatch is split across devices and XLA all-reduces the gradients
     mesh = make_mesh(args.num_devices)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     # stacked minibatches (updates, batch, ...): each minibatch split across devices
     batch_sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "batch"))
-
-    @partial(jax.jit, out_shardings=replicated)
-    def init(actor_key, critic_key):
-        critic = Critic(obs_dim, act_dim, num_tasks, args, critic_key)
-        embedding_dim = 0 if critic.task_embedding is None else args.embedding_dim
-        actor = Actor(obs_dim, act_dim, num_tasks, embedding_dim, args, actor_key)
-        log_alpha = jnp.log(jnp.asarray(args.init_temperature, jnp.float32))
-        return TrainState(
-            actor,
-            critic,
-            critic,  # the target starts identical to the critic
-            log_alpha,
-            optimizers.actor.init(eqx.filter(actor, eqx.is_inexact_array)),
-            optimizers.critic.init(eqx.filter(critic, eqx.is_inexact_array)),
-            optimizers.temperature.init(log_alpha),
-            jnp.zeros((), jnp.int32),
-        )
-
-    state = init(actor_key, critic_key)
+    init = partial(init_state, args=args, num_tasks=num_tasks, obs_dim=obs_dim, act_dim=act_dim,
+                   optimizers=optimizers)  # fmt: skip
+    state = jax.jit(init, out_shardings=replicated)(*jax.random.split(key))
 
     @jax.jit
     @eqx.debug.assert_max_traces(max_traces=1)
@@ -815,25 +826,154 @@ def make_agent(args: Args, num_tasks: int, obs_dim: int, act_dim: int, key: PRNG
         jax.jit(sharded_update_on),
         lambda tree: jax.device_put(tree, replicated),
     )
-    return state, fns, batch_size
+    return state, fns
 
 
-def update_flops(args: Args, num_tasks: int, obs_dim: int, act_dim: int, batch_size: int) -> int:
-    """Matmul FLOPs of one update (critic, target, actor and temperature steps), from the shapes.
+# ---------------------------------------------------------------- evaluation
 
-    Per sample, in forward-pass equivalents: target critics 1, critic loss forward and backward
-    3 (gradients for weights and activations), actor loss 2 (the critic forward, then its
-    backward to the action, with no weight gradients); actor: next action 1, actor loss 3.
-    The two critics count twice; LayerNorm, softmax and projection are left out.
-    """
-    heads = num_tasks if num_tasks > 1 and args.task_conditioning == "heads" else 1
-    embedding_dim = args.embedding_dim if num_tasks > 1 and args.task_conditioning == "embedding" else 0
-    outputs = (args.num_atoms if args.loss == "ce" else 1) * heads
-    critic = (obs_dim + act_dim + embedding_dim) * args.width + 2 * args.depth * args.width**2
-    critic += args.width * outputs
-    actor = (obs_dim + embedding_dim) * args.actor_width + 2 * args.actor_depth * args.actor_width**2
-    actor += args.actor_width * 2 * act_dim * heads
-    return 2 * batch_size * (6 * 2 * critic + 4 * actor)  # 2 FLOPs per multiply-add
+
+def evaluate(fns: AgentFns, state: TrainState, env: MultiTaskEnv, episodes: int) -> dict[str, dict[str, float]]:
+    """Deterministic evaluation (`tanh(mean)`): `episodes` episodes one after another on every
+    eval env; per task the mean return, success rate (success at any step of an episode) and score."""
+    task_ids = jnp.asarray(env.task_ids)
+    policy = lambda obs: np.asarray(fns.act_deterministic(state, jnp.asarray(obs), task_ids))
+    returns, success = run_episodes(env, policy, episodes)
+    results = {}
+    for k, task in enumerate(env.tasks):
+        rows = env.task_ids == k
+        mean_return, success_rate = float(returns[rows].mean()), float(success[rows].mean())
+        results[task.name] = {
+            "return": mean_return,
+            "success": success_rate if task.has_success else None,
+            "score": normalized_score(task, mean_return, success_rate),
+        }
+    return results
+
+
+def film(
+    fns: AgentFns, state: TrainState, video: VideoRecorder, env: MultiTaskEnv, folder: Path, env_step: int
+) -> dict[str, str]:
+    """--capture-video: one deterministic episode of each filmed task, as `evaluate` acts (on a
+    batch shaped like the eval env's, so act_deterministic keeps its one trace); returns task ->
+    file name under `folder`."""
+    task_ids, files = jnp.asarray(env.task_ids), {}
+    for k, task in enumerate(video.tasks):
+        row = int(np.flatnonzero(env.task_ids == k)[0])
+        batch = np.zeros((env.num_envs, env.obs_dim), np.float32)
+
+        def policy(obs: np.ndarray) -> np.ndarray:
+            batch[row] = obs[0]
+            return np.asarray(fns.act_deterministic(state, jnp.asarray(batch), task_ids))[row : row + 1]
+
+        files[task.name] = f"{task.name}_step{env_step}.mp4"
+        video.record(k, policy, folder / files[task.name])
+    return files
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(args: Args) -> None:
+    args, tasks = validate(args)
+    num_tasks, batch_size = len(tasks), resolve_batch_size(args, len(tasks))
+    transfer = read_transfer(args, tasks)  # --init-from, --init-buffer; else the tasks' padded sizes
+    obs_dim, act_dim = transfer.obs_dim, transfer.act_dim
+    capacity = min(args.buffer_size, args.total_steps)  # a buffer never larger than the run
+    run = Run.open(args, tasks)  # a new run directory, or --resume's after checking its config
+    init_key, act_key, update_key, diagnostics_key = jax.random.split(jax.random.key(args.seed), 4)
+    # sizes and the memory plan, before anything is compiled: refuses what cannot fit
+    print_plan(args, tasks, obs_dim, act_dim, capacity, batch_size, transfer, init_key)
+    run.create()
+
+    state, fns = make_agent(args, num_tasks, obs_dim, act_dim, batch_size, init_key)
+    buffer = replay_buffer_init(num_tasks, capacity, obs_dim, act_dim)
+    state, prior_buffer, prior_g = start_transfer(args, transfer, state, fns, run.resumed)
+    del transfer  # the host copy of the prior data (on a CPU backend the device copy is host memory too)
+    state, buffer = fns.replicate((state, buffer))
+    normalizer = ReturnNormalizer(num_tasks, args.gamma)
+    max_abs_return = lambda: jnp.asarray(np.concatenate([normalizer.g(), prior_g]))  # G per reward_task
+    env_step, collect_until, rng = 0, 0, np.random.default_rng(args.seed)
+    if run.resumed:  # the step, normaliser, action key and numpy stream the checkpoint was written with
+        state, buffer, env_step, act_key, collect_until = run.restore(state, buffer, fns, normalizer, rng)
+    print(f"run directory: {run.dir}; batch {batch_size}, replay capacity {capacity} per task")
+    recorder = run.open_recorder(env_step)  # --save-buffer, else None
+    diagnose = make_diagnostics(args, num_tasks, act_dim) if args.diagnostics else None
+
+    # env seeds from np.random.SeedSequence(seed): disjoint between runs and between training and
+    # evaluation (common/envs.py env_seeds); the ref. code's eval envs are a second set, seed + 42
+    env_kwargs = dict(seed=args.seed, mw_backend=args.mw_backend, min_obs_dim=obs_dim, num_workers=args.env_workers,
+                      shadowhand_assets=args.shadowhand_assets)  # fmt: skip
+    eval_copies, eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)
+    task_ids = jnp.asarray(np.arange(num_tasks, dtype=np.int32))  # one env per task
+    stored = int(np.asarray(buffer.size).min())  # transitions per task in the replay (restored on resume)
+    episode_return = np.zeros(num_tasks)
+    recent_returns = [deque(maxlen=10) for _ in range(num_tasks)]
+    metrics = None
+    run.start(env_step)  # the clock, and wandb with --track
+    env = eval_env = video = None
+    try:  # every env worker is stopped on the way out, whatever happens
+        env = MultiTaskEnv(tasks, 1, role="train", **env_kwargs)
+        eval_env = MultiTaskEnv(tasks, eval_copies, role="eval", **env_kwargs)
+        video = run.open_video(obs_dim, eval_copies)  # --capture-video, else None
+        obs = env.reset()
+        while env_step < args.total_steps:
+            learning = env_step >= max(args.learning_starts, collect_until)
+            if learning:
+                run.learning_at(env_step)
+            if env_step < args.learning_starts:
+                action = rng.uniform(-1.0, 1.0, (num_tasks, act_dim)).astype(np.float32)
+            else:
+                action = np.asarray(
+                    fns.act(state, jnp.asarray(obs), task_ids, jax.random.fold_in(act_key, env_step))
+                )
+            # --overlap: dispatched before the env step, so the device computes while the CPU steps
+            # the envs; it samples the buffer as it was before this step's transition (never empty)
+            early = learning and args.overlap and stored > 0
+            if early:
+                state, metrics = fns.update(state, buffer, max_abs_return(), update_key, prior_buffer)
+            out = env.step(action)  # one real transition per task: an ended episode resets within it
+            buffer = fns.insert(buffer, obs, action, out.reward, out.next_obs, out.terminated)
+            stored += 1
+            normalizer.add(out.reward, out.terminated, out.truncated)
+            if recorder is not None:
+                recorder.add(env_step + 1, obs, action, out.reward, out.next_obs, out.terminated,
+                             out.truncated, np.ones(num_tasks, bool))  # fmt: skip
+            episode_return += out.reward
+            for i in np.flatnonzero(out.terminated | out.truncated):
+                recent_returns[i].append(episode_return[i])
+                episode_return[i] = 0.0
+            obs = out.obs
+            env_step += 1
+
+            if learning and not early:  # UTD: exactly `utd` updates per stored transition from here
+                state, metrics = fns.update(state, buffer, max_abs_return(), update_key, prior_buffer)
+
+            if env_step % args.log_interval == 0:
+                run.log_progress(env_step, recent_returns, metrics)
+            if env_step % args.eval_interval == 0 or env_step == args.total_steps:
+                eval_start = time.time()
+                results = evaluate(fns, state, eval_env, eval_runs)
+                record = run.evaluation_record(env_step, state, results, recent_returns, metrics, eval_start)
+                if video is not None:
+                    record |= run.film(fns, state, video, eval_env, env_step)
+                if diagnose is not None:
+                    record["diagnostics"] = run.diagnose(diagnose, state, buffer, normalizer.g(),
+                                                         jax.random.fold_in(diagnostics_key, env_step), env_step)  # fmt: skip
+                run.log_evaluation(record)
+            if env_step % args.checkpoint_interval == 0 or env_step == args.total_steps:
+                run.checkpoint(env_step, state, buffer, metrics, normalizer, rng, act_key, recorder)
+    finally:
+        for e in (env, eval_env, video):
+            if e is not None:
+                e.close()
+        run.close()
+    print(f"done: {env_step} steps per task in {time.time() - run.start_time:.0f} s; results in {run.dir}")
+
+
+# ================================================================ run harness
+# Not needed to learn the method: diagnostics, validation and the memory plan, the run
+# directory (config, console, metrics.jsonl, wandb, videos, checkpoints and resume), and the
+# transfer set-up. main calls each feature here in one line.
 
 
 # ---------------------------------------------------------------- diagnostics (paper Section 5, Appendix D)
@@ -993,6 +1133,180 @@ def plot_task_embeddings(
     return explained.tolist()
 
 
+# ---------------------------------------------------------------- transfer: --init-from, --init-buffer
+
+# Args that fix the shapes or the meaning of a checkpoint's networks: they must match for --init-from.
+NETWORK_FIELDS = ("width", "depth", "actor_width", "actor_depth", "embedding_dim", "num_atoms", "v_max",
+                  "loss", "task_conditioning")  # fmt: skip
+
+
+class Pretrained(NamedTuple):
+    """--init-from: the checkpoint to start from and the run that wrote it."""
+
+    checkpoint: Path
+    args: Args
+    tasks: list[TaskSpec]
+    obs_dim: int  # the padded sizes its networks read; the new tasks are read at them
+    act_dim: int
+
+
+def read_pretrained_config(args: Args, obs_dim: int, act_dim: int) -> Pretrained:
+    """The --init-from checkpoint, after checking that this run's networks have the same shapes
+    and the new tasks fit its inputs."""
+    path = Path(args.init_from)
+    run_dir, ckpt = (path.parent.parent, path) if (path / "state.eqx").exists() else (path, None)
+    if ckpt is None and (run_dir / "checkpoints" / "latest").exists():
+        ckpt = run_dir / "checkpoints" / (run_dir / "checkpoints" / "latest").read_text().strip()
+    if ckpt is None or not (run_dir / "config.json").exists():
+        raise ConfigError(
+            f"--init-from {path}: give a sac_brc.py run directory (config.json and checkpoints/latest) "
+            "or one of its checkpoints/step_N folders"
+        )
+    pre_args = saved_args(Args, run_dir)
+    diffs = [f"--{k.replace('_', '-')} {getattr(pre_args, k)!r} (checkpoint) vs {getattr(args, k)!r} (now)"
+             for k in NETWORK_FIELDS if getattr(pre_args, k) != getattr(args, k)]  # fmt: skip
+    if diffs:
+        raise ConfigError(
+            f"--init-from {path} has other networks than this run: {'; '.join(diffs)}. "
+            "Pass the checkpoint's network flags (see its config.json)"
+        )
+    try:
+        pre_tasks = resolve_tasks(pre_args.suite, pre_args.tasks)
+    except ValueError as error:
+        raise ConfigError(f"--init-from {path}: its config.json names unknown tasks ({error})") from None
+    if len(pre_tasks) < 2 or pre_args.task_conditioning != "embedding":
+        raise ConfigError(
+            f"--init-from {path} is not a multi-task run with task embeddings; model transfer starts from one"
+        )
+    pre_obs, pre_act = max(t.obs_dim for t in pre_tasks), max(t.act_dim for t in pre_tasks)
+    if obs_dim > pre_obs or act_dim > pre_act:
+        raise ConfigError(
+            f"these tasks need observations {obs_dim} / actions {act_dim}, more than the --init-from network "
+            f"reads ({pre_obs} / {pre_act}); transfer to tasks no larger than the pretraining suite's"
+        )
+    return Pretrained(ckpt, pre_args, pre_tasks, pre_obs, pre_act)
+
+
+def init_from_checkpoint(pretrained: Pretrained, state: TrainState, keep_temperature: bool = True) -> TrainState:
+    """Model transfer (paper Section 4; the paper states only that the weights are
+    transferred): the pretrained actor, critic ensemble and, by default, temperature in a fresh
+    TrainState. The temperature is kept because the critic's soft values were learned at it:
+    a reset changes the entropy bonus in every target and the normaliser's entropy term
+    alpha * |A| / 4 / (1 - gamma) before the first update. The target critic is the loaded
+    critic (with the new rows), as any learner starts. Fresh, and why: the task embedding
+    table (one new row per new task, nn.Embed init, ref. code), because the pretraining rows
+    name other tasks; the AdamW and temperature moments, which track the pretraining tasks'
+    gradients; the step count; the return normaliser (built by the caller), whose G_i must
+    come from the new tasks' own returns."""
+    ckpt, pre_args, pre_tasks, pre_obs, pre_act = pretrained
+    like = eqx.filter_eval_shape(  # shapes only: nothing is initialised or compiled
+        partial(init_state, args=pre_args, num_tasks=len(pre_tasks), obs_dim=pre_obs, act_dim=pre_act,
+                optimizers=make_optimizers(pre_args)),
+        *jax.random.split(jax.random.key(0)),
+    )  # fmt: skip
+    try:
+        loaded = eqx.tree_deserialise_leaves(ckpt / "state.eqx", like)
+    except Exception as error:  # noqa: BLE001 (any shape or structure mismatch)
+        raise ConfigError(
+            f"--init-from checkpoint {ckpt} does not match its config.json ({type(error).__name__}); "
+            "use a checkpoint together with the config.json of the run that wrote it"
+        ) from None
+    shapes = lambda tree: [x.shape for x in jax.tree.leaves(eqx.filter(tree, eqx.is_array))]
+    if shapes((loaded.actor, loaded.critic.members)) != shapes((state.actor, state.critic.members)):
+        raise ConfigError(f"--init-from {ckpt}: its networks' shapes differ from this run's")
+    critic = eqx.tree_at(lambda c: c.members, state.critic, loaded.critic.members)
+    log_alpha = loaded.log_alpha if keep_temperature else state.log_alpha
+    print(f"model transfer: actor and critic from {ckpt} ({', '.join(t.name for t in pre_tasks)}), "
+          f"temperature {float(jnp.exp(log_alpha)):.3g} ({'pretrained' if keep_temperature else 'reset'})")  # fmt: skip
+    return eqx.tree_at(lambda s: (s.actor, s.critic, s.target_critic, s.log_alpha), state,
+                       (loaded.actor, critic, critic, log_alpha))  # fmt: skip
+
+
+def load_prior_data(args: Args) -> Dataset:
+    """--init-buffer: a dataset folder (docs/dataset-format.md), or a run directory whose
+    config.json names the --save-buffer folder it wrote; streamed into host memory chunk by
+    chunk (at most --init-buffer-per-task random transitions per pretraining task), with G_i of
+    each pretraining task from all of its episodes at this run's gamma."""
+    folder = Path(args.init_buffer)
+    if (folder / "config.json").exists() and not (folder / "metadata.json").exists():
+        saved = json.loads((folder / "config.json").read_text()).get("save_buffer")
+        if not saved:
+            raise ConfigError(f"--init-buffer {folder}: that run did not record its data (run it with --save-buffer)")
+        # a relative --save-buffer was relative to where that run started, the parent of runs/
+        folder = Path(saved) if Path(saved).is_absolute() else folder.resolve().parent.parent / saved
+    try:
+        index = index_dataset(folder)
+        prior = load_dataset(index, args.gamma, args.init_buffer_per_task, args.seed,
+                             fix="pass --init-buffer-per-task {fit} (or less) to keep a random subset")  # fmt: skip
+    except DatasetError as error:
+        raise ConfigError(f"--init-buffer {args.init_buffer}: {error}") from None
+    print(f"data transfer: {len(prior.reward):,} of {sum(index.sizes):,} transitions of "
+          f"{', '.join(t.name for t in prior.tasks)} from {folder}")  # fmt: skip
+    return prior
+
+
+def prior_data(prior: Dataset, obs_dim: int, act_dim: int) -> PriorData:
+    """The loaded dataset as data transfer's prior buffer, zero-padded to this run's sizes."""
+    pad = lambda x, dim: x if x.shape[1] == dim else np.pad(x, ((0, 0), (0, dim - x.shape[1])))
+    source = np.repeat(np.arange(len(prior.tasks), dtype=np.int32), np.diff(prior.offsets))
+    return PriorData(pad(prior.obs, obs_dim), pad(prior.action, act_dim), prior.reward,
+                     pad(prior.next_obs, obs_dim), prior.terminated.astype(np.float32), source)  # fmt: skip
+
+
+def warn_if_seen(tasks: list[TaskSpec], pretraining: list[TaskSpec], source: str) -> None:
+    """A transfer run on tasks the pretraining saw is not a held-out result: say so."""
+    seen = [t.name for t in tasks if t.name in {p.name for p in pretraining}]
+    if seen:
+        print(f"warning: target task(s) {', '.join(seen)} were pretraining tasks of {source}; "
+              "results on them are not transfer to held-out tasks (paper Appendix E.2 splits)", file=sys.stderr)  # fmt: skip
+
+
+class Transfer(NamedTuple):
+    """What --init-from and --init-buffer bring to a run, and the sizes its networks read."""
+
+    pretrained: Pretrained | None  # --init-from
+    prior: Dataset | None  # --init-buffer
+    obs_dim: int  # padded sizes: the checkpoint's, or the largest of the tasks' and the prior data's
+    act_dim: int
+
+
+def read_transfer(args: Args, tasks: list[TaskSpec]) -> Transfer:
+    """The first half of transfer (paper Section 4; docs/transfer.md), before any network
+    exists: read and check the checkpoint and the prior data, and fix the padded sizes."""
+    obs_dim, act_dim = max(t.obs_dim for t in tasks), max(t.act_dim for t in tasks)
+    pretrained = read_pretrained_config(args, obs_dim, act_dim) if args.init_from else None
+    prior = load_prior_data(args) if args.init_buffer else None
+    if pretrained is not None:  # the suites' padding rule: the new tasks are read at the checkpoint's sizes
+        obs_dim, act_dim = pretrained.obs_dim, pretrained.act_dim
+        warn_if_seen(tasks, pretrained.tasks, f"--init-from {args.init_from}")
+    if prior is not None:
+        obs_dim, act_dim = max(obs_dim, prior.obs.shape[1]), max(act_dim, prior.action.shape[1])
+        if pretrained is not None and (obs_dim, act_dim) != (pretrained.obs_dim, pretrained.act_dim):
+            raise ConfigError(
+                f"--init-buffer {args.init_buffer} has larger observations or actions than the --init-from "
+                "checkpoint's network can read; use data from the checkpoint's suite"
+            )
+        warn_if_seen(tasks, prior.tasks, f"--init-buffer {args.init_buffer}")
+    return Transfer(pretrained, prior, obs_dim, act_dim)
+
+
+def start_transfer(
+    args: Args, transfer: Transfer, state: TrainState, fns: AgentFns, resumed: bool
+) -> tuple[TrainState, PriorData | None, Float[np.ndarray, " prior_tasks"]]:
+    """The second half, once the fresh state exists: model transfer loads the checkpoint's
+    networks into it (not on resume: the run's own checkpoint has them); data transfer puts the
+    prior data on the devices (replicated) with each pretraining task's G from its own episodes,
+    which follow the new tasks' in `max_abs_return`. Our choice (the paper and Ball et al. do
+    not say; docs/transfer.md): each task's returns on the fixed support."""
+    if transfer.pretrained is not None and not resumed:
+        keep_temperature = args.transfer_temperature == "pretrained"
+        state = init_from_checkpoint(transfer.pretrained, state, keep_temperature)
+    prior = transfer.prior
+    prior_buffer = None if prior is None else fns.replicate(prior_data(prior, transfer.obs_dim, transfer.act_dim))
+    prior_g = np.array([s.max_abs_return for s in prior.stats] if prior is not None else [], np.float32)
+    return state, prior_buffer, prior_g
+
+
 # ---------------------------------------------------------------- runs: config, checkpoints, metrics
 
 
@@ -1000,17 +1314,20 @@ class ConfigError(Exception):
     """A user error: printed as one message, exit code 2."""
 
 
-def validate(args: Args) -> list[TaskSpec]:
+def validate(args: Args) -> tuple[Args, list[TaskSpec]]:
+    """Every flag checked before anything runs. Returns the run's Args, whose --tasks are the
+    tasks it trains on (as config.json records them: a comma list split, ShadowHand shapes
+    without their assets dropped), and those tasks."""
     if len(args.tasks) == 1 and "," in args.tasks[0]:
-        args.tasks = tuple(t for t in args.tasks[0].split(",") if t)
+        args = dataclasses.replace(args, tasks=tuple(t for t in args.tasks[0].split(",") if t))
     try:
         tasks = resolve_tasks(args.suite, args.tasks)
         require_packages(tasks)
         runnable = with_shadowhand_assets(tasks, args.shadowhand_assets, whole_suite=not args.tasks)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    if len(runnable) < len(tasks):  # the run's tasks, as config.json records them, are those it trains on
-        tasks, args.tasks = runnable, tuple(t.name for t in runnable)
+    if len(runnable) < len(tasks):
+        tasks, args = runnable, dataclasses.replace(args, tasks=tuple(t.name for t in runnable))
     atari = [t.name for t in tasks if t.domain == "atari"]
     if atari:  # discrete actions from pixels: DrQ-epsilon + BRC
         raise ConfigError(
@@ -1038,17 +1355,11 @@ def validate(args: Args) -> list[TaskSpec]:
     visible = len(jax.devices())
     if args.num_devices is not None and not 0 < args.num_devices <= visible:
         raise ConfigError(f"--num-devices must be between 1 and the {visible} visible device(s), got {args.num_devices}")
-    batch_size = resolve_batch_size(args, len(tasks))
-    if batch_size % (args.num_devices or visible):
-        raise ConfigError(
-            f"the batch ({batch_size}) must split evenly across {args.num_devices or visible} devices; "
-            "change --batch-size or --num-devices"
-        )
     if args.save_buffer and not args.resume:
         target = Path(args.save_buffer)
         if target.is_file() or (target.is_dir() and any(target.iterdir())):
             raise ConfigError(f"--save-buffer {target} exists and is not empty; pick another folder")
-    return tasks
+    return args, tasks
 
 
 def check_memory(
@@ -1205,210 +1516,86 @@ def load_checkpoint(run_dir: Path, state_like: TrainState, buffer: ReplayBuffer)
     return state, buffer, host, restored_replay
 
 
-# ---------------------------------------------------------------- transfer: --init-from, --init-buffer
-
-# Args that fix the shapes or the meaning of a checkpoint's networks: they must match for --init-from.
-NETWORK_FIELDS = ("width", "depth", "actor_width", "actor_depth", "embedding_dim", "num_atoms", "v_max",
-                  "loss", "task_conditioning")  # fmt: skip
-
-
-class Pretrained(NamedTuple):
-    """--init-from: the checkpoint to start from and the run that wrote it."""
-
-    checkpoint: Path
-    args: Args
-    tasks: list[TaskSpec]
-    obs_dim: int  # the padded sizes its networks read; the new tasks are read at them
-    act_dim: int
-
-
-def read_pretrained_config(args: Args, obs_dim: int, act_dim: int) -> Pretrained:
-    """The --init-from checkpoint, after checking that this run's networks have the same shapes
-    and the new tasks fit its inputs."""
-    path = Path(args.init_from)
-    run_dir, ckpt = (path.parent.parent, path) if (path / "state.eqx").exists() else (path, None)
-    if ckpt is None and (run_dir / "checkpoints" / "latest").exists():
-        ckpt = run_dir / "checkpoints" / (run_dir / "checkpoints" / "latest").read_text().strip()
-    if ckpt is None or not (run_dir / "config.json").exists():
+def print_plan(
+    args: Args,
+    tasks: list[TaskSpec],
+    obs_dim: int,
+    act_dim: int,
+    capacity: int,
+    batch_size: int,
+    transfer: Transfer,
+    key: PRNGKeyArray,
+) -> None:
+    """Sizes before anything is compiled: device, tasks, parameters, FLOPs and the memory plan
+    (which refuses a configuration that cannot fit)."""
+    num_tasks, num_devices = len(tasks), args.num_devices or len(jax.devices())
+    if batch_size % num_devices:
         raise ConfigError(
-            f"--init-from {path}: give a sac_brc.py run directory (config.json and checkpoints/latest) "
-            "or one of its checkpoints/step_N folders"
+            f"the batch ({batch_size}) must split evenly across {num_devices} devices; "
+            "change --batch-size or --num-devices"
         )
-    pre_args = saved_args(Args, run_dir)
-    diffs = [f"--{k.replace('_', '-')} {getattr(pre_args, k)!r} (checkpoint) vs {getattr(args, k)!r} (now)"
-             for k in NETWORK_FIELDS if getattr(pre_args, k) != getattr(args, k)]  # fmt: skip
-    if diffs:
-        raise ConfigError(
-            f"--init-from {path} has other networks than this run: {'; '.join(diffs)}. "
-            "Pass the checkpoint's network flags (see its config.json)"
-        )
-    try:
-        pre_tasks = resolve_tasks(pre_args.suite, pre_args.tasks)
-    except ValueError as error:
-        raise ConfigError(f"--init-from {path}: its config.json names unknown tasks ({error})") from None
-    if len(pre_tasks) < 2 or pre_args.task_conditioning != "embedding":
-        raise ConfigError(
-            f"--init-from {path} is not a multi-task run with task embeddings; model transfer starts from one"
-        )
-    pre_obs, pre_act = max(t.obs_dim for t in pre_tasks), max(t.act_dim for t in pre_tasks)
-    if obs_dim > pre_obs or act_dim > pre_act:
-        raise ConfigError(
-            f"these tasks need observations {obs_dim} / actions {act_dim}, more than the --init-from network "
-            f"reads ({pre_obs} / {pre_act}); transfer to tasks no larger than the pretraining suite's"
-        )
-    return Pretrained(ckpt, pre_args, pre_tasks, pre_obs, pre_act)
+    embedding_dim = args.embedding_dim if uses_task_embedding(args, num_tasks) else 0
+    critic, actor = eqx.filter_eval_shape(
+        lambda k: (Critic(obs_dim, act_dim, num_tasks, args, k),
+                   Actor(obs_dim, act_dim, num_tasks, embedding_dim, args, k)),
+        key,
+    )  # fmt: skip
+    critic_params, actor_params = count_parameters(critic), count_parameters(actor)
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {len(jax.devices())} visible")
+    print(f"tasks ({num_tasks}): {', '.join(t.name for t in tasks)}; obs {obs_dim}, action {act_dim} (padded)")
+    print(f"parameters: critic ensemble {critic_params:,} (+ the same in its target), actor {actor_params:,}")
+    # paper Table 1's model size counts the residual blocks of both critics and their targets
+    table1_size = 2 * sum(count_parameters(block) for block in critic.members.trunk.blocks)
+    print(f"model size as in paper Table 1 (residual blocks, critics + targets): {table1_size / 1e6:,.1f}M")
+    flops = update_flops(args, num_tasks, obs_dim, act_dim, batch_size)
+    print(f"one update: {flops / 1e9:,.1f} GFLOP of matmuls (x {args.utd} updates per env step)")
+    prior_transitions = 0 if transfer.prior is None else len(transfer.prior.reward)
+    check_memory(args, num_tasks, obs_dim, act_dim, capacity, critic_params, actor_params, prior_transitions)
 
 
-def init_from_checkpoint(pretrained: Pretrained, state: TrainState, keep_temperature: bool = True) -> TrainState:
-    """Model transfer (paper Section 4; the paper states only that the weights are
-    transferred): the pretrained actor, critic ensemble and, by default, temperature in a fresh
-    TrainState. The temperature is kept because the critic's soft values were learned at it:
-    a reset changes the entropy bonus in every target and the normaliser's entropy term
-    alpha * |A| / 4 / (1 - gamma) before the first update. The target critic is the loaded
-    critic (with the new rows), as any learner starts. Fresh, and why: the task embedding
-    table (one new row per new task, nn.Embed init, ref. code), because the pretraining rows
-    name other tasks; the AdamW and temperature moments, which track the pretraining tasks'
-    gradients; the step count; the return normaliser (built by the caller), whose G_i must
-    come from the new tasks' own returns."""
-    ckpt, pre_args, pre_tasks, pre_obs, pre_act = pretrained
-    like = make_agent(pre_args, len(pre_tasks), pre_obs, pre_act, jax.random.key(0))[0]
-    try:
-        loaded = eqx.tree_deserialise_leaves(ckpt / "state.eqx", like)
-    except Exception as error:  # noqa: BLE001 (any shape or structure mismatch)
-        raise ConfigError(
-            f"--init-from checkpoint {ckpt} does not match its config.json ({type(error).__name__}); "
-            "use a checkpoint together with the config.json of the run that wrote it"
-        ) from None
-    shapes = lambda tree: [x.shape for x in jax.tree.leaves(eqx.filter(tree, eqx.is_array))]
-    if shapes((loaded.actor, loaded.critic.members)) != shapes((state.actor, state.critic.members)):
-        raise ConfigError(f"--init-from {ckpt}: its networks' shapes differ from this run's")
-    critic = eqx.tree_at(lambda c: c.members, state.critic, loaded.critic.members)
-    log_alpha = loaded.log_alpha if keep_temperature else state.log_alpha
-    print(f"model transfer: actor and critic from {ckpt} ({', '.join(t.name for t in pre_tasks)}), "
-          f"temperature {float(jnp.exp(log_alpha)):.3g} ({'pretrained' if keep_temperature else 'reset'})")  # fmt: skip
-    return eqx.tree_at(lambda s: (s.actor, s.critic, s.target_critic, s.log_alpha), state,
-                       (loaded.actor, critic, critic, log_alpha))  # fmt: skip
+def update_flops(args: Args, num_tasks: int, obs_dim: int, act_dim: int, batch_size: int) -> int:
+    """Matmul FLOPs of one update (critic, target, actor and temperature steps), from the shapes.
+
+    Per sample, in forward-pass equivalents: target critics 1, critic loss forward and backward
+    3 (gradients for weights and activations), actor loss 2 (the critic forward, then its
+    backward to the action, with no weight gradients); actor: next action 1, actor loss 3.
+    The two critics count twice; LayerNorm, softmax and projection are left out.
+    """
+    heads = num_tasks if num_tasks > 1 and args.task_conditioning == "heads" else 1
+    embedding_dim = args.embedding_dim if num_tasks > 1 and args.task_conditioning == "embedding" else 0
+    outputs = (args.num_atoms if args.loss == "ce" else 1) * heads
+    critic = (obs_dim + act_dim + embedding_dim) * args.width + 2 * args.depth * args.width**2
+    critic += args.width * outputs
+    actor = (obs_dim + embedding_dim) * args.actor_width + 2 * args.actor_depth * args.actor_width**2
+    actor += args.actor_width * 2 * act_dim * heads
+    return 2 * batch_size * (6 * 2 * critic + 4 * actor)  # 2 FLOPs per multiply-add
 
 
-def load_prior_data(args: Args) -> Dataset:
-    """--init-buffer: a dataset folder (docs/dataset-format.md), or a run directory whose
-    config.json names the --save-buffer folder it wrote; streamed into host memory chunk by
-    chunk (at most --init-buffer-per-task random transitions per pretraining task), with G_i of
-    each pretraining task from all of its episodes at this run's gamma."""
-    folder = Path(args.init_buffer)
-    if (folder / "config.json").exists() and not (folder / "metadata.json").exists():
-        saved = json.loads((folder / "config.json").read_text()).get("save_buffer")
-        if not saved:
-            raise ConfigError(f"--init-buffer {folder}: that run did not record its data (run it with --save-buffer)")
-        # a relative --save-buffer was relative to where that run started, the parent of runs/
-        folder = Path(saved) if Path(saved).is_absolute() else folder.resolve().parent.parent / saved
-    try:
-        index = index_dataset(folder)
-        prior = load_dataset(index, args.gamma, args.init_buffer_per_task, args.seed,
-                             fix="pass --init-buffer-per-task {fit} (or less) to keep a random subset")  # fmt: skip
-    except DatasetError as error:
-        raise ConfigError(f"--init-buffer {args.init_buffer}: {error}") from None
-    print(f"data transfer: {len(prior.reward):,} of {sum(index.sizes):,} transitions of "
-          f"{', '.join(t.name for t in prior.tasks)} from {folder}")  # fmt: skip
-    return prior
+class Run:
+    """The run directory and everything written to it: config.json, the console line,
+    metrics.jsonl (and wandb), videos, diagnostics, checkpoints, and resuming from them."""
 
+    def __init__(self, args: Args, tasks: list[TaskSpec], run_dir: Path, resumed: bool):
+        self.args, self.tasks, self.dir, self.resumed = args, tasks, run_dir, resumed
+        self.wandb = None
 
-def prior_data(prior: Dataset, obs_dim: int, act_dim: int) -> PriorData:
-    """The loaded dataset as data transfer's prior buffer, zero-padded to this run's sizes."""
-    pad = lambda x, dim: x if x.shape[1] == dim else np.pad(x, ((0, 0), (0, dim - x.shape[1])))
-    source = np.repeat(np.arange(len(prior.tasks), dtype=np.int32), np.diff(prior.offsets))
-    return PriorData(pad(prior.obs, obs_dim), pad(prior.action, act_dim), prior.reward,
-                     pad(prior.next_obs, obs_dim), prior.terminated.astype(np.float32), source)  # fmt: skip
-
-
-def warn_if_seen(tasks: list[TaskSpec], pretraining: list[TaskSpec], source: str) -> None:
-    """A transfer run on tasks the pretraining saw is not a held-out result: say so."""
-    seen = [t.name for t in tasks if t.name in {p.name for p in pretraining}]
-    if seen:
-        print(f"warning: target task(s) {', '.join(seen)} were pretraining tasks of {source}; "
-              "results on them are not transfer to held-out tasks (paper Appendix E.2 splits)", file=sys.stderr)  # fmt: skip
-
-
-# ---------------------------------------------------------------- evaluation
-
-
-def evaluate(fns: AgentFns, state: TrainState, env: MultiTaskEnv, episodes: int) -> dict[str, dict[str, float]]:
-    """Deterministic evaluation (`tanh(mean)`): `episodes` episodes one after another on every
-    eval env; per task the mean return, success rate (success at any step of an episode) and score."""
-    task_ids = jnp.asarray(env.task_ids)
-    policy = lambda obs: np.asarray(fns.act_deterministic(state, jnp.asarray(obs), task_ids))
-    returns, success = run_episodes(env, policy, episodes)
-    results = {}
-    for k, task in enumerate(env.tasks):
-        rows = env.task_ids == k
-        mean_return, success_rate = float(returns[rows].mean()), float(success[rows].mean())
-        results[task.name] = {
-            "return": mean_return,
-            "success": success_rate if task.has_success else None,
-            "score": normalized_score(task, mean_return, success_rate),
-        }
-    return results
-
-
-def film(
-    fns: AgentFns, state: TrainState, video: VideoRecorder, env: MultiTaskEnv, folder: Path, env_step: int
-) -> dict[str, str]:
-    """--capture-video: one deterministic episode of each filmed task, as `evaluate` acts (on a
-    batch shaped like the eval env's, so act_deterministic keeps its one trace); returns task ->
-    file name under `folder`."""
-    task_ids, files = jnp.asarray(env.task_ids), {}
-    for k, task in enumerate(video.tasks):
-        row = int(np.flatnonzero(env.task_ids == k)[0])
-        batch = np.zeros((env.num_envs, env.obs_dim), np.float32)
-
-        def policy(obs: np.ndarray) -> np.ndarray:
-            batch[row] = obs[0]
-            return np.asarray(fns.act_deterministic(state, jnp.asarray(batch), task_ids))[row : row + 1]
-
-        files[task.name] = f"{task.name}_step{env_step}.mp4"
-        video.record(k, policy, folder / files[task.name])
-    return files
-
-
-# ---------------------------------------------------------------- main
-
-
-def main(args: Args) -> None:
-    tasks = validate(args)
-    num_tasks = len(tasks)
-    obs_dim, act_dim = max(t.obs_dim for t in tasks), max(t.act_dim for t in tasks)
-    capacity = min(args.buffer_size, args.total_steps)  # a buffer never larger than the run
-    pretrained = read_pretrained_config(args, obs_dim, act_dim) if args.init_from else None
-    prior = load_prior_data(args) if args.init_buffer else None
-    if pretrained is not None:  # the suites' padding rule: the new tasks are read at the checkpoint's sizes
-        obs_dim, act_dim = pretrained.obs_dim, pretrained.act_dim
-        warn_if_seen(tasks, pretrained.tasks, f"--init-from {args.init_from}")
-    if prior is not None:
-        obs_dim, act_dim = max(obs_dim, prior.obs.shape[1]), max(act_dim, prior.action.shape[1])
-        if pretrained is not None and (obs_dim, act_dim) != (pretrained.obs_dim, pretrained.act_dim):
-            raise ConfigError(
-                f"--init-buffer {args.init_buffer} has larger observations or actions than the --init-from "
-                "checkpoint's network can read; use data from the checkpoint's suite"
-            )
-        warn_if_seen(tasks, prior.tasks, f"--init-buffer {args.init_buffer}")
-
-    resume_dir = Path(args.resume) if args.resume else None
-    if resume_dir is not None:
-        if not (resume_dir / "config.json").exists():
-            raise ConfigError(
-                f"--resume {resume_dir}: no config.json there; give a run directory under runs/"
-            )
-        saved = json.loads((resume_dir / "config.json").read_text())
-        current = dataclasses.asdict(args)
-        diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {current[k]!r} (now)"
-                 for k in current if k not in RESUMABLE_FIELDS and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
-        if diffs:
-            raise ConfigError(
-                f"cannot resume {resume_dir}: its checkpoint was made with other arguments: "
-                + "; ".join(diffs)
-            )
-        run_dir = resume_dir
-    else:
+    @classmethod
+    def open(cls, args: Args, tasks: list[TaskSpec]) -> "Run":
+        """--resume's directory after checking that its config matches, else a new name (created
+        by `create`, once the configuration is known to be valid)."""
+        if args.resume:
+            resume_dir = Path(args.resume)
+            if not (resume_dir / "config.json").exists():
+                raise ConfigError(f"--resume {resume_dir}: no config.json there; give a run directory under runs/")
+            saved = json.loads((resume_dir / "config.json").read_text())
+            current = dataclasses.asdict(args)
+            diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {current[k]!r} (now)"
+                     for k in current if k not in RESUMABLE_FIELDS and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
+            if diffs:
+                raise ConfigError(
+                    f"cannot resume {resume_dir}: its checkpoint was made with other arguments: " + "; ".join(diffs)
+                )
+            return cls(args, tasks, resume_dir, resumed=True)
         run_name = (
             args.run_name
             or f"{args.suite if not args.tasks else 'tasks'}__w{args.width}__s{args.seed}__{int(time.time())}"
@@ -1416,223 +1603,159 @@ def main(args: Args) -> None:
         run_dir = Path("runs") / run_name
         if run_dir.exists():
             raise ConfigError(f"{run_dir} exists already; pick another --run-name or pass --resume {run_dir}")
+        return cls(args, tasks, run_dir, resumed=False)
 
-    # sizes and memory plan before anything is compiled
-    key = jax.random.key(args.seed)
-    init_key, act_key, update_key = jax.random.split(key, 3)
-    abstract = eqx.filter_eval_shape(
-        lambda k: (Critic(obs_dim, act_dim, num_tasks, args, k), Actor(obs_dim, act_dim, num_tasks, args.embedding_dim if uses_task_embedding(args, num_tasks) else 0, args, k)),
-        init_key,
-    )  # fmt: skip
-    critic_params, actor_params = count_parameters(abstract[0]), count_parameters(abstract[1])
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {len(jax.devices())} visible")
-    print(
-        f"tasks ({num_tasks}): {', '.join(t.name for t in tasks)}; obs {obs_dim}, action {act_dim} (padded)"
-    )
-    print(f"parameters: critic ensemble {critic_params:,} (+ the same in its target), actor {actor_params:,}")
-    # paper Table 1's model size counts the residual blocks of both critics and their targets
-    table1_size = 2 * sum(count_parameters(block) for block in abstract[0].members.trunk.blocks)
-    print(f"model size as in paper Table 1 (residual blocks, critics + targets): {table1_size / 1e6:,.1f}M")
-    batch_size = resolve_batch_size(args, num_tasks)
-    flops = update_flops(args, num_tasks, obs_dim, act_dim, batch_size)
-    print(f"one update: {flops / 1e9:,.1f} GFLOP of matmuls (x {args.utd} updates per env step)")
-    check_memory(args, num_tasks, obs_dim, act_dim, capacity, critic_params, actor_params,
-                 0 if prior is None else len(prior.reward))  # fmt: skip
+    def create(self) -> None:
+        if not self.resumed:
+            self.dir.mkdir(parents=True)
+            atomic_write_text(self.dir / "config.json", json.dumps(dataclasses.asdict(self.args), indent=2))
 
-    if resume_dir is None:  # created only once the configuration is known to be valid
-        run_dir.mkdir(parents=True)
-        atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(args), indent=2))
-
-    state, fns, batch_size = make_agent(args, num_tasks, obs_dim, act_dim, init_key)
-    diagnose = make_diagnostics(args, num_tasks, act_dim) if args.diagnostics else None
-    diagnostics_key = jax.random.split(key, 4)[3]  # a stream of its own: training keys are unchanged
-    buffer = replay_buffer_init(num_tasks, capacity, obs_dim, act_dim)
-    if pretrained is not None and resume_dir is None:
-        state = init_from_checkpoint(pretrained, state, args.transfer_temperature == "pretrained")
-    # data transfer: the prior data on the devices (replicated), and the pretraining tasks' G
-    # from their own episodes, after the new tasks' in `max_abs_return`. Our choice (the paper
-    # and Ball et al. do not say; docs/transfer.md): each task's returns on the fixed support
-    prior_buffer = None if prior is None else fns.place(prior_data(prior, obs_dim, act_dim))
-    prior_g = np.array([s.max_abs_return for s in prior.stats] if prior is not None else [], np.float32)
-    del prior  # the host copy (on a CPU backend the device copy is host memory too)
-    state, buffer = fns.place((state, buffer))
-    normalizer = ReturnNormalizer(num_tasks, args.gamma)
-    max_abs_return = lambda: jnp.asarray(np.concatenate([normalizer.g(), prior_g]))  # G per reward_task
-    env_step, refill_until, rng = 0, 0, np.random.default_rng(args.seed)
-    if resume_dir is not None:
-        state, buffer, host, restored_replay = load_checkpoint(run_dir, state, buffer)
-        state, buffer = fns.place((state, buffer))
-        env_step = host["env_step"]
-        normalizer.load_state_dict(host["normalizer"])
-        rng.bit_generator.state = host["numpy_rng"]
-        act_key = jax.random.wrap_key_data(jnp.asarray(host["act_key"], jnp.uint32))
-        # without the saved replay, collect `learning_starts` steps with the restored policy first
-        refill_until = env_step if restored_replay else env_step + args.learning_starts
-        print(
-            f"resumed {run_dir} at step {env_step}; replay buffer {'restored' if restored_replay else 'refilled'}"
-        )
+    def restore(self, state: TrainState, buffer: ReplayBuffer, fns: AgentFns, normalizer: ReturnNormalizer,
+                rng: np.random.Generator):  # fmt: skip
+        """The latest checkpoint: state, replay, env step, normaliser and numpy stream (in place),
+        the action key; and the step until which the run only collects (without a saved replay,
+        `learning_starts` steps with the restored policy)."""
+        state, buffer, host_state, restored_replay = load_checkpoint(self.dir, state, buffer)
+        state, buffer = fns.replicate((state, buffer))
+        env_step = host_state["env_step"]
+        normalizer.load_state_dict(host_state["normalizer"])
+        rng.bit_generator.state = host_state["numpy_rng"]
+        act_key = jax.random.wrap_key_data(jnp.asarray(host_state["act_key"], jnp.uint32))
+        collect_until = env_step if restored_replay else env_step + self.args.learning_starts
+        replay = "restored" if restored_replay else "refilled"
+        print(f"resumed {self.dir} at step {env_step}; replay buffer {replay}")
         # drop metrics past the checkpoint so the stream has each step once
-        metrics_path = run_dir / "metrics.jsonl"
+        metrics_path = self.dir / "metrics.jsonl"
         if metrics_path.exists():
-            lines = [
-                l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= env_step
-            ]
+            lines = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= env_step]
             atomic_write_text(metrics_path, "".join(l + "\n" for l in lines))
-    print(f"run directory: {run_dir}; batch {batch_size}, replay capacity {capacity} per task")
-    recorder = None  # --save-buffer: every stored transition, chunked on the host (common/dataset.py)
-    if args.save_buffer:
-        metadata = make_metadata(tasks, "sac_brc.py", suite=args.suite, run_dir=str(run_dir), gamma=args.gamma,
+        return state, buffer, env_step, act_key, collect_until
+
+    def open_recorder(self, env_step: int) -> DatasetWriter | None:
+        """--save-buffer: every stored transition, chunked on the host (common/dataset.py)."""
+        args = self.args
+        if not args.save_buffer:
+            return None
+        metadata = make_metadata(self.tasks, "sac_brc.py", suite=args.suite, run_dir=str(self.dir), gamma=args.gamma,
                                  env={"mw_backend": args.mw_backend, "seed": args.seed})  # fmt: skip
         try:
-            recorder = DatasetWriter(
-                Path(args.save_buffer), tasks, metadata, resume_step=env_step if resume_dir else None
-            )
+            return DatasetWriter(Path(args.save_buffer), self.tasks, metadata,
+                                 resume_step=env_step if self.resumed else None)  # fmt: skip
         except DatasetError as error:
             raise ConfigError(str(error)) from None
 
-    wandb_run = None
-    if args.track:
-        try:
+    def start(self, env_step: int) -> None:
+        if self.args.track:
+            try:
+                import wandb
+            except ImportError:
+                raise ConfigError("--track needs wandb: pip install wandb") from None
+            self.wandb = wandb.init(project="brc", name=self.dir.name, config=dataclasses.asdict(self.args),
+                                    resume="allow")  # fmt: skip
+        self.start_time = self.last_log_time = time.time()
+        self.start_step = env_step
+        self.learning_since = None  # (time, env_step) of the first update of this process
+
+    def open_video(self, obs_dim: int, eval_copies: int) -> VideoRecorder | None:
+        """--capture-video, started before training: a machine without headless GL stops here."""
+        if not self.args.capture_video:
+            return None
+        filmed = self.tasks[: self.args.video_tasks]
+        seeds = env_seeds(self.args.seed, "eval", len(self.tasks), eval_copies)[: len(filmed), 0]  # the eval envs' first
+        return VideoRecorder(filmed, seeds.tolist(), obs_dim, self.args.shadowhand_assets)
+
+    def learning_at(self, env_step: int) -> None:
+        if self.learning_since is None:
+            self.learning_since = (time.time(), env_step)
+
+    def log_progress(self, env_step: int, recent_returns: list[deque], metrics: dict | None) -> None:
+        """The console line: steps/s over the last interval, elapsed time, and an ETA at the rate
+        since learning began (evaluations and checkpoints included)."""
+        now = time.time()
+        sps = self.args.log_interval / (now - self.last_log_time)
+        self.last_log_time = now
+        line = f"step {env_step}/{self.args.total_steps} | {sps:.1f} steps/s"
+        line += f" | {clock(now - self.start_time)} elapsed"
+        if self.learning_since is not None and env_step > self.learning_since[1]:
+            rate = (env_step - self.learning_since[1]) / (now - self.learning_since[0])
+            line += f", ETA {clock((self.args.total_steps - env_step) / rate)}"
+        done_returns = [np.mean(r) for r in recent_returns if r]
+        if done_returns:
+            line += f" | train return {np.mean(done_returns):.1f}"
+        if metrics is not None:
+            host_metrics = check_finite(metrics, env_step, self.dir)
+            line += " | " + " ".join(f"{k} {float(v):.3g}" for k, v in host_metrics.items())
+        print(line, flush=True)
+
+    def evaluation_record(self, env_step, state, results, recent_returns, metrics, eval_start) -> dict:
+        """One metrics.jsonl record: the evaluation results, the online returns and the update's metrics."""
+        args = self.args
+        record = {
+            "step": env_step,
+            "updates": int(state.step),
+            "eval_protocol": args.eval_protocol,
+            "mw_backend": args.mw_backend,
+            "tasks": results,
+            "mean_score": float(np.mean([r["score"] for r in results.values()])),
+            # online (training) episodes: the mean return of each task's last 10, where any ended
+            "train_return": {t.name: float(np.mean(r)) for t, r in zip(self.tasks, recent_returns) if r},
+            "sps": (env_step - self.start_step) / (time.time() - self.start_time),
+            "time": time.time(),
+            "eval_seconds": time.time() - eval_start,
+        }
+        if metrics is not None:
+            record.update({k: float(v) for k, v in check_finite(metrics, env_step, self.dir).items()})
+        return record
+
+    def film(self, fns, state, video, eval_env, env_step) -> dict:
+        """--capture-video: the record's video files and the seconds filming took."""
+        video_start = time.time()
+        files = film(fns, state, video, eval_env, self.dir / "videos", env_step)
+        return {"videos": files, "video_seconds": time.time() - video_start}
+
+    def diagnose(self, diagnose, state, buffer, g, key, env_step) -> dict:
+        """--diagnostics: the record's diagnostics and the task-embedding PCA plot."""
+        record = diagnostics_record(diagnose(state, buffer, jnp.asarray(g), key), [t.name for t in self.tasks])
+        if state.critic.task_embedding is not None and len(self.tasks) > 1:
+            embedding = np.asarray(state.critic.task_embedding)
+            record["embedding_explained_variance"] = plot_task_embeddings(
+                embedding, self.tasks, env_step, self.dir / "task_embeddings.png"
+            )
+        return record
+
+    def log_evaluation(self, record: dict) -> None:
+        """Append the record to metrics.jsonl (and wandb, --track); one console line."""
+        with open(self.dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        results, env_step = record["tasks"], record["step"]
+        if self.wandb is not None:
             import wandb
-        except ImportError:
-            raise ConfigError("--track needs wandb: pip install wandb") from None
-        wandb_run = wandb.init(
-            project="brc", name=run_dir.name, config=dataclasses.asdict(args), resume="allow"
-        )
 
-    # env seeds from np.random.SeedSequence(seed): disjoint between runs and between training and
-    # evaluation (common/envs.py env_seeds); the ref. code's eval envs are a second set, seed + 42
-    env_kwargs = dict(seed=args.seed, mw_backend=args.mw_backend, min_obs_dim=obs_dim, num_workers=args.env_workers,
-                      shadowhand_assets=args.shadowhand_assets)  # fmt: skip
-    eval_copies, eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)
-    task_ids = jnp.asarray(np.arange(num_tasks, dtype=np.int32))  # one env per task
-    stored = int(np.asarray(buffer.size).min())  # transitions per task in the replay (restored on resume)
-    episode_return = np.zeros(num_tasks)
-    recent_returns = [deque(maxlen=10) for _ in range(num_tasks)]
-    metrics, start_time, start_step = None, time.time(), env_step
-    last_log_time = start_time
-    learning_since = None  # (time, env_step) of the first update of this process
-    env = eval_env = video = None
-    try:  # every env worker is stopped on the way out, whatever happens
-        env = MultiTaskEnv(tasks, 1, role="train", **env_kwargs)
-        eval_env = MultiTaskEnv(tasks, eval_copies, role="eval", **env_kwargs)
-        if args.capture_video:  # started before training: a machine without headless GL stops here
-            filmed = tasks[: args.video_tasks]
-            seeds = env_seeds(args.seed, "eval", num_tasks, eval_copies)[: len(filmed), 0]  # the eval envs' first
-            video = VideoRecorder(filmed, seeds.tolist(), obs_dim, args.shadowhand_assets)
-        obs = env.reset()
-        while env_step < args.total_steps:
-            learning = env_step >= max(args.learning_starts, refill_until)
-            if learning and learning_since is None:
-                learning_since = (time.time(), env_step)
-            if env_step < args.learning_starts:
-                action = rng.uniform(-1.0, 1.0, (num_tasks, act_dim)).astype(np.float32)
-            else:
-                action = np.asarray(
-                    fns.act(state, jnp.asarray(obs), task_ids, jax.random.fold_in(act_key, env_step))
-                )
-            # --overlap: dispatched before the env step, so the device computes while the CPU steps
-            # the envs; it samples the buffer as it was before this step's transition (never empty)
-            early = learning and args.overlap and stored > 0
-            if early:
-                state, metrics = fns.update(state, buffer, max_abs_return(), update_key, prior_buffer)
-            out = env.step(action)  # one real transition per task: an ended episode resets within it
-            buffer = fns.insert(buffer, obs, action, out.reward, out.next_obs, out.terminated)
-            stored += 1
-            normalizer.add(out.reward, out.terminated, out.truncated)
-            if recorder is not None:
-                recorder.add(env_step + 1, obs, action, out.reward, out.next_obs, out.terminated,
-                             out.truncated, np.ones(num_tasks, bool))  # fmt: skip
-            episode_return += out.reward
-            for i in np.flatnonzero(out.terminated | out.truncated):
-                recent_returns[i].append(episode_return[i])
-                episode_return[i] = 0.0
-            obs = out.obs
-            env_step += 1
+            self.wandb.log({k: v for k, v in record.items() if k not in ("tasks", "videos")} | {
+                f"{name}/{m}": v for name, r in results.items() for m, v in r.items() if v is not None
+            } | {
+                f"video/{name}": wandb.Video(str(self.dir / "videos" / file), format="mp4")
+                for name, file in record.get("videos", {}).items()
+            }, step=env_step)  # fmt: skip
+        print(f"eval step {env_step}: mean score {record['mean_score']:.3f} | "
+              + " ".join(f"{n} {r['return']:.1f}" for n, r in list(results.items())[:8]), flush=True)  # fmt: skip
 
-            if learning and not early:  # UTD: exactly `utd` updates per stored transition from here
-                state, metrics = fns.update(state, buffer, max_abs_return(), update_key, prior_buffer)
+    def checkpoint(self, env_step, state, buffer, metrics, normalizer, rng, act_key, recorder) -> None:
+        if metrics is not None:
+            check_finite(metrics, env_step, self.dir)  # never checkpoint a diverged learner
+        host_state = {
+            "env_step": env_step,
+            "normalizer": normalizer.state_dict(),
+            "numpy_rng": rng.bit_generator.state,
+            "act_key": np.asarray(jax.random.key_data(act_key)).tolist(),
+        }
+        if recorder is not None:  # the recording is complete up to every checkpoint
+            recorder.flush()
+        save_checkpoint(self.dir, state, buffer, host_state, self.args.checkpoint_replay)
 
-            if env_step % args.log_interval == 0:
-                now = time.time()
-                sps = args.log_interval / (now - last_log_time)  # over the last interval
-                last_log_time = now
-                line = f"step {env_step}/{args.total_steps} | {sps:.1f} steps/s"
-                # ETA at the rate since learning began (evaluations and checkpoints included)
-                line += f" | {clock(now - start_time)} elapsed"
-                if learning_since is not None and env_step > learning_since[1]:
-                    rate = (env_step - learning_since[1]) / (now - learning_since[0])
-                    line += f", ETA {clock((args.total_steps - env_step) / rate)}"
-                done_returns = [np.mean(r) for r in recent_returns if r]
-                if done_returns:
-                    line += f" | train return {np.mean(done_returns):.1f}"
-                if metrics is not None:
-                    host_metrics = check_finite(metrics, env_step, run_dir)
-                    line += " | " + " ".join(f"{k} {float(v):.3g}" for k, v in host_metrics.items())
-                print(line, flush=True)
-
-            if env_step % args.eval_interval == 0 or env_step == args.total_steps:
-                eval_start = time.time()
-                results = evaluate(fns, state, eval_env, eval_runs)
-                record = {
-                    "step": env_step,
-                    "updates": int(state.step),
-                    "eval_protocol": args.eval_protocol,
-                    "mw_backend": args.mw_backend,
-                    "tasks": results,
-                    "mean_score": float(np.mean([r["score"] for r in results.values()])),
-                    # online (training) episodes: the mean return of each task's last 10, where any ended
-                    "train_return": {t.name: float(np.mean(r)) for t, r in zip(tasks, recent_returns) if r},
-                    "sps": (env_step - start_step) / (time.time() - start_time),
-                    "time": time.time(),
-                    "eval_seconds": time.time() - eval_start,
-                }
-                if metrics is not None:
-                    record.update({k: float(v) for k, v in check_finite(metrics, env_step, run_dir).items()})
-                if video is not None:
-                    video_start = time.time()
-                    record["videos"] = film(fns, state, video, eval_env, run_dir / "videos", env_step)
-                    record["video_seconds"] = time.time() - video_start
-                if diagnose is not None:
-                    diagnostics = diagnose(state, buffer, jnp.asarray(normalizer.g()),
-                                           jax.random.fold_in(diagnostics_key, env_step))  # fmt: skip
-                    record["diagnostics"] = diagnostics_record(diagnostics, [t.name for t in tasks])
-                    if state.critic.task_embedding is not None and num_tasks > 1:
-                        embedding = np.asarray(state.critic.task_embedding)
-                        record["diagnostics"]["embedding_explained_variance"] = plot_task_embeddings(
-                            embedding, tasks, env_step, run_dir / "task_embeddings.png"
-                        )
-                with open(run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                if wandb_run is not None:
-                    wandb_run.log({k: v for k, v in record.items() if k not in ("tasks", "videos")} | {
-                        f"{name}/{m}": v for name, r in results.items() for m, v in r.items() if v is not None
-                    } | {
-                        f"video/{name}": wandb.Video(str(run_dir / "videos" / file), format="mp4")
-                        for name, file in record.get("videos", {}).items()
-                    }, step=env_step)  # fmt: skip
-                print(f"eval step {env_step}: mean score {record['mean_score']:.3f} | "
-                      + " ".join(f"{n} {r['return']:.1f}" for n, r in list(results.items())[:8]), flush=True)  # fmt: skip
-
-            if env_step % args.checkpoint_interval == 0 or env_step == args.total_steps:
-                if metrics is not None:
-                    check_finite(metrics, env_step, run_dir)  # never checkpoint a diverged learner
-                host = {
-                    "env_step": env_step,
-                    "normalizer": normalizer.state_dict(),
-                    "numpy_rng": rng.bit_generator.state,
-                    "act_key": np.asarray(jax.random.key_data(act_key)).tolist(),
-                }
-                if recorder is not None:  # the recording is complete up to every checkpoint
-                    recorder.flush()
-                save_checkpoint(run_dir, state, buffer, host, args.checkpoint_replay)
-    finally:
-        for e in (env, eval_env, video):
-            if e is not None:
-                e.close()
-        if wandb_run is not None:
-            wandb_run.finish()
-    print(f"done: {env_step} steps per task in {time.time() - start_time:.0f} s; results in {run_dir}")
+    def close(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
 
 
 if __name__ == "__main__":

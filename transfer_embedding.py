@@ -173,7 +173,7 @@ class Critic(eqx.Module):
         are plain (batch x width) matmuls: 1.7x faster on CPU than vmapping a per-sample
         ensemble over the batch, which interleaves the member axis into every matmul."""
         x = jnp.concatenate([obs, action, jax.vmap(self.embed)(task_id)], axis=-1)
-        # members cast to bfloat16 by `compute_view` (--precision bf16) run in bfloat16; logits
+        # members cast to bfloat16 by `precision_view` (--precision bf16) run in bfloat16; logits
         # leave in float32 for the softmax and the loss
         x = x.astype(self.members.head.weight.dtype)
         out = eqx.filter_vmap(lambda member: jax.vmap(member)(x))(self.members).astype(jnp.float32)

@@ -26,7 +26,7 @@ import numpy as np
 
 from common.envs import MultiTaskEnv, available_cores, runs_in_worker, with_shadowhand_assets
 from common.suites import resolve_tasks
-from sac_brc import Args, make_agent, replay_buffer_init
+from sac_brc import Args, make_agent, replay_buffer_init, resolve_batch_size
 
 
 def bench_envs(steps: int, suites: list[str], backends: list[str], workers: list[int | None]) -> None:
@@ -61,7 +61,7 @@ def bench_update(widths: list[int], batches: list[int], calls: int) -> None:
     for batch in batches:
         for width in widths:
             args = Args(width=width, batch_size=batch)
-            state, fns, _ = make_agent(args, num_tasks, obs_dim, act_dim, jax.random.key(0))
+            state, fns = make_agent(args, num_tasks, obs_dim, act_dim, resolve_batch_size(args, num_tasks), jax.random.key(0))
             buffer = replay_buffer_init(num_tasks, 10_000, obs_dim, act_dim)
             rng = np.random.default_rng(0)
             for _ in range(64):  # some real data; sampling cost does not depend on contents

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sac_brc import Actor, Args, Critic, count_parameters, make_agent, replay_buffer_bytes, replay_buffer_init, update_flops
+from sac_brc import Actor, Args, Critic, count_parameters, make_agent, replay_buffer_bytes, replay_buffer_init, resolve_batch_size, update_flops
 
 # Nominal dense matmul peaks in TFLOP/s (bf16, TF32 which XLA uses for float32 matmuls on these GPUs).
 NOMINAL_PEAK_TFLOPS = {
@@ -62,7 +62,7 @@ def measured_matmul_tflops(dtype, size: int, repeats: int = 10) -> float:
 
 
 def filled_buffer(fns, capacity: int = 4096):
-    buffer = fns.place(replay_buffer_init(NUM_TASKS, capacity, OBS_DIM, ACT_DIM))
+    buffer = fns.replicate(replay_buffer_init(NUM_TASKS, capacity, OBS_DIM, ACT_DIM))
     rng = np.random.default_rng(0)
     for _ in range(64):  # sampling cost does not depend on contents
         obs = rng.normal(size=(NUM_TASKS, OBS_DIM)).astype(np.float32)
@@ -84,7 +84,7 @@ def bench_update(widths, batch, precisions, calls, peaks, ceilings) -> None:
             args = Args(width=width, batch_size=batch, precision=precision)
             flops = update_flops(args, NUM_TASKS, OBS_DIM, ACT_DIM, batch)
             start = time.perf_counter()
-            state, fns, _ = make_agent(args, NUM_TASKS, OBS_DIM, ACT_DIM, jax.random.key(0))
+            state, fns = make_agent(args, NUM_TASKS, OBS_DIM, ACT_DIM, resolve_batch_size(args, NUM_TASKS), jax.random.key(0))
             buffer = filled_buffer(fns)
             compiled = fns.update.lower(state, buffer, scale, jax.random.key(1)).compile()
             cost = compiled.cost_analysis()

@@ -95,7 +95,7 @@ def compare(num_tasks: int, obs_dim: int, act_dim: int, optimizer: str, cli) -> 
         adamw, adam = optax.adamw, optax.adam  # make_agent builds its optimisers from these
         optax.adamw = optax.adam = lambda *args, **kwargs: optax.sgd(SGD_LR)
     try:
-        state, fns, _ = sac_brc.make_agent(args, num_tasks, obs_dim, act_dim, jax.random.key(cli.seed))
+        state, fns = sac_brc.make_agent(args, num_tasks, obs_dim, act_dim, sac_brc.resolve_batch_size(args, num_tasks), jax.random.key(cli.seed))
     finally:
         if optimizer == "sgd":
             optax.adamw, optax.adam = adamw, adam

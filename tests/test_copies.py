@@ -31,7 +31,7 @@ IDENTICAL = {
     "sample_tanh_gaussian": (OFFLINE, TRANSFER),
     "categorical_td_target": (OFFLINE, TRANSFER),
     "reward_scale": (OFFLINE, TRANSFER),
-    "compute_view": (OFFLINE,),
+    "precision_view": (OFFLINE,),
     "evaluate": (OFFLINE,),
     "resolve_batch_size": (OFFLINE,),
 }
@@ -54,7 +54,7 @@ DIFFERENT = {
     ("check_memory", DRQ): "frames and one Q-network",
     ("ReturnNormalizer", DRQ): "clipped rewards, life-loss episodes, cut on resume (truncate_all)",
     ("TrainState", DRQ): "one Q-network and its target, no actor or temperature",
-    ("compute_view", DRQ): "a convolutional Q-network: encoder and dense layers cast",
+    ("precision_view", DRQ): "a convolutional Q-network: encoder and dense layers cast",
     ("evaluate", DRQ): "games, with their own episode ends",
     ("evaluate", TRANSFER): "acts with a chosen embedding per task",
     ("uses_task_embedding", OFFLINE): "no --init-from: an offline learner always starts fresh",

@@ -13,7 +13,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import sac_brc
-from sac_brc import Args, make_agent, make_diagnostics, replay_buffer_init
+from sac_brc import Args, make_agent, make_diagnostics, replay_buffer_init, resolve_batch_size
 
 
 def test_gram_norms_and_conflicts_on_a_hand_computed_quadratic():
@@ -50,7 +50,7 @@ def setup_one_transition_per_task(loss: str, per_task: int, conditioning: str = 
     args = Args(width=16, actor_width=16, num_atoms=11, embedding_dim=4, loss=loss,
                 task_conditioning=conditioning, diagnostics_batch_size=per_task)  # fmt: skip
     obs_dim, act_dim = 3, 2
-    state, fns, _ = make_agent(args, num_tasks, obs_dim, act_dim, jax.random.key(0))
+    state, fns = make_agent(args, num_tasks, obs_dim, act_dim, resolve_batch_size(args, num_tasks), jax.random.key(0))
     rng = np.random.default_rng(1)
     obs = rng.normal(size=(num_tasks, obs_dim)).astype(np.float32)
     action = rng.uniform(-1, 1, (num_tasks, act_dim)).astype(np.float32)

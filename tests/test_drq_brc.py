@@ -218,7 +218,7 @@ def test_jitted_entry_points_trace_once():
     assert np.isfinite(float(metrics["loss"])) and int(state.step) == 3 * args.utd
     assert not np.allclose(before, state.q.head.weight)
     for name, fn in fns._asdict().items():
-        if name == "place":  # not jitted
+        if name == "replicate":  # not jitted
             continue
         assert fn._cache_size() == 1, f"{name} compiled {fn._cache_size()} times"
 

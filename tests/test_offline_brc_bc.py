@@ -75,7 +75,7 @@ def test_jitted_entry_points_trace_once():
         stream.close()
     assert int(state.step) == 9 and all(np.isfinite(float(v)) for v in metrics.values())
     for name, fn in fns._asdict().items():
-        if name in ("place", "place_batches"):  # not jitted
+        if name in ("replicate", "shard_batches"):  # not jitted
             continue
         assert fn._cache_size() == 1, f"{name} compiled {fn._cache_size()} times"
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import sac_brc
-from sac_brc import Args, make_agent, replay_buffer_init
+from sac_brc import Args, make_agent, replay_buffer_init, resolve_batch_size
 
 TINY = ["--width", "32", "--actor-width", "32", "--num-atoms", "21", "--batch-size", "64"]
 
@@ -20,7 +20,7 @@ def test_jitted_entry_points_trace_once():
     """act, act_deterministic, insert and update compile once for a run (STYLE.md 6)."""
     args = Args(width=32, actor_width=16, num_atoms=11, batch_size=8, utd=2)
     num_tasks, obs_dim, act_dim = 3, 5, 2
-    state, fns, _ = make_agent(args, num_tasks, obs_dim, act_dim, jax.random.key(0))
+    state, fns = make_agent(args, num_tasks, obs_dim, act_dim, resolve_batch_size(args, num_tasks), jax.random.key(0))
     buffer = replay_buffer_init(num_tasks, 16, obs_dim, act_dim)
     rng = np.random.default_rng(0)
     task_ids = jnp.arange(num_tasks)
@@ -38,7 +38,7 @@ def test_jitted_entry_points_trace_once():
     assert np.isfinite(float(metrics["critic_loss"]))
     assert int(state.step) == 3 * args.utd
     for name, fn in fns._asdict().items():
-        if name in ("place", "update_on"):  # not jitted; not used in training (next test)
+        if name in ("replicate", "update_on"):  # not jitted; not used in training (next test)
             continue
         assert fn._cache_size() == 1, f"{name} compiled {fn._cache_size()} times"
 
@@ -48,7 +48,8 @@ def test_update_is_update_on_its_sampled_minibatches_and_noise():
     benchmarks/one_update_check.py feeds the authors' batch and noise through is the update."""
     args = Args(width=32, actor_width=16, num_atoms=11, batch_size=8, utd=2)
     num_tasks, obs_dim, act_dim = 2, 3, 2
-    state, fns, batch_size = make_agent(args, num_tasks, obs_dim, act_dim, jax.random.key(0))
+    batch_size = resolve_batch_size(args, num_tasks)
+    state, fns = make_agent(args, num_tasks, obs_dim, act_dim, batch_size, jax.random.key(0))
     buffer = replay_buffer_init(num_tasks, 16, obs_dim, act_dim)
     rng = np.random.default_rng(0)
     for _ in range(10):
@@ -176,7 +177,7 @@ def test_ablations_update_and_act(loss, conditioning):
         width=16, actor_width=16, num_atoms=11, batch_size=8, loss=loss, task_conditioning=conditioning
     )
     num_tasks, obs_dim, act_dim = 2, 4, 2
-    state, fns, _ = make_agent(args, num_tasks, obs_dim, act_dim, jax.random.key(0))
+    state, fns = make_agent(args, num_tasks, obs_dim, act_dim, resolve_batch_size(args, num_tasks), jax.random.key(0))
     assert (state.critic.task_embedding is None) == (conditioning == "heads")
     buffer = replay_buffer_init(num_tasks, 8, obs_dim, act_dim)
     rng = np.random.default_rng(0)
@@ -233,13 +234,13 @@ def test_every_step_stores_one_transition_per_task_and_runs_utd_updates(tmp_path
     seen = []  # transitions per task in the buffer at each update call
 
     def recording_make_agent(*a, **kw):
-        state, fns, batch_size = make_agent(*a, **kw)
+        state, fns = make_agent(*a, **kw)
 
         def update(state, buffer, *rest):
             seen.append(np.asarray(buffer.size).tolist())
             return fns.update(state, buffer, *rest)
 
-        return state, fns._replace(update=update), batch_size
+        return state, fns._replace(update=update)
 
     monkeypatch.setattr(sac_brc, "make_agent", recording_make_agent)
     monkeypatch.chdir(tmp_path)

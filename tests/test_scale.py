@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from sac_brc import Args, Critic, compute_view, make_agent, replay_buffer_init, update_flops
+from sac_brc import Args, Critic, make_agent, precision_view, replay_buffer_init, resolve_batch_size, update_flops
 
 NUM_TASKS, OBS_DIM, ACT_DIM = 3, 10, 4
 
 
 def one_update(args: Args):
     """Initial state, state after one update call on a fixed buffer, and its metrics."""
-    state, fns, _ = make_agent(args, NUM_TASKS, OBS_DIM, ACT_DIM, jax.random.key(0))
-    buffer = fns.place(replay_buffer_init(NUM_TASKS, 64, OBS_DIM, ACT_DIM))
+    state, fns = make_agent(args, NUM_TASKS, OBS_DIM, ACT_DIM, resolve_batch_size(args, NUM_TASKS), jax.random.key(0))
+    buffer = fns.replicate(replay_buffer_init(NUM_TASKS, 64, OBS_DIM, ACT_DIM))
     rng = np.random.default_rng(0)
     for _ in range(64):
         obs = rng.normal(size=(NUM_TASKS, OBS_DIM)).astype(np.float32)
@@ -48,7 +48,7 @@ def test_bf16_critic_gradient_and_update_close_to_f32():
     target = jax.nn.softmax(jnp.asarray(rng.normal(size=(128, args.num_atoms)), jnp.float32))
 
     def loss(critic, precision):
-        logits = compute_view(critic, precision)(obs, action, task)
+        logits = precision_view(critic, precision)(obs, action, task)
         assert logits.dtype == jnp.float32  # softmax and loss stay in float32
         return -jnp.mean(jnp.sum(target[:, None] * jax.nn.log_softmax(logits), -1))
 
@@ -101,7 +101,8 @@ def test_update_flops_match_xla_cost_analysis():
     """The FLOPs counted from the shapes agree with XLA's own count of the compiled CPU update
     (which also counts the elementwise work left out of ours, a few percent at this width)."""
     for args, num_tasks in ((Args(width=512, actor_width=64, batch_size=64), 3), (Args(width=512, depth=1, batch_size=32), 1)):
-        state, fns, batch_size = make_agent(args, num_tasks, OBS_DIM, ACT_DIM, jax.random.key(0))
+        batch_size = resolve_batch_size(args, num_tasks)
+        state, fns = make_agent(args, num_tasks, OBS_DIM, ACT_DIM, batch_size, jax.random.key(0))
         buffer = replay_buffer_init(num_tasks, 8, OBS_DIM, ACT_DIM)
         cost = fns.update.lower(state, buffer, jnp.ones(num_tasks), jax.random.key(1)).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost

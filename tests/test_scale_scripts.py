@@ -30,7 +30,7 @@ def flat(model) -> np.ndarray:
 def drq_one_update(args: drq_brc.Args, num_tasks: int = 2):
     """State after one update call (UTD 2) on a fixed 2-game buffer, and its metrics."""
     state, fns = drq_brc.make_agent(args, num_tasks, jax.random.key(0))
-    buffer = fns.place(drq_brc.replay_buffer_init(num_tasks, 32))
+    buffer = fns.replicate(drq_brc.replay_buffer_init(num_tasks, 32))
     rng = np.random.default_rng(0)
     for step in range(24):
         frame = rng.integers(0, 256, (num_tasks, 84, 84)).astype(np.uint8)
@@ -45,7 +45,7 @@ def drq_one_update(args: drq_brc.Args, num_tasks: int = 2):
 def off_one_update(args: off.Args):
     """State after one update call on fixed batches (placed as the BatchStream places them)."""
     state, fns, batch_size = off.make_agent(args, [2, 1], 3, jax.random.key(0))
-    batches = fns.place_batches(off.sample_batches(toy_dataset(), batch_size, args.updates_per_call, 0, 0))
+    batches = fns.shard_batches(off.sample_batches(toy_dataset(), batch_size, args.updates_per_call, 0, 0))
     state, metrics = fns.update(state, batches, jnp.array([5.0, 2.0]), jax.random.key(1))
     devices = len(batches.obs.sharding.device_set)
     return state, {k: float(v) for k, v in metrics.items()}, devices
@@ -65,7 +65,7 @@ def test_drq_bf16_loss_gradient_and_update_close_to_f32():
     target = jax.nn.softmax(jnp.asarray(rng.normal(size=(8, args.num_atoms)), jnp.float32))
 
     def loss(q, precision):
-        view = drq_brc.compute_view(q, precision)
+        view = drq_brc.precision_view(q, precision)
         logits = jax.vmap(view)(obs, task)
         assert logits.dtype == jnp.float32  # softmax and loss stay in float32
         if precision == "bf16":

@@ -185,7 +185,7 @@ def test_init_from_loads_the_pretrained_networks_and_starts_the_rest_fresh(pretr
     args = sac_brc.Args(width=32, actor_width=32, num_atoms=21, embedding_dim=8, suite="reach", init_from=run,
                         init_temperature=0.3)  # fmt: skip
     pretrained = sac_brc.read_pretrained_config(args, 39, 4)
-    fresh, _, _ = sac_brc.make_agent(args, 1, 39, 4, jax.random.key(5))
+    fresh, _ = sac_brc.make_agent(args, 1, 39, 4, sac_brc.resolve_batch_size(args, 1), jax.random.key(5))
     state = sac_brc.init_from_checkpoint(pretrained, fresh)
     reference = te.load_pretrained(pretrained_run / "runs/pre").state
     for a, b in zip(leaves((state.actor, state.critic.members, state.target_critic.members)),
@@ -257,7 +257,8 @@ def test_data_transfer_update_samples_symmetrically_and_scales_prior_rewards_by_
     batch with those rows relabelled as a new task of that G gives the same update."""
     args = sac_brc.Args(width=32, actor_width=16, num_atoms=11, batch_size=8, utd=2)
     num_tasks, obs_dim, act_dim = 2, 5, 2
-    state, fns, batch_size = sac_brc.make_agent(args, num_tasks, obs_dim, act_dim, jax.random.key(0))
+    batch_size = sac_brc.resolve_batch_size(args, num_tasks)
+    state, fns = sac_brc.make_agent(args, num_tasks, obs_dim, act_dim, batch_size, jax.random.key(0))
     buffer, prior = toy_transfer_data(num_tasks, obs_dim=obs_dim, act_dim=act_dim)
     max_abs_return = jnp.asarray([3.0, 7.0, 20.0, 40.0, 80.0])  # 2 new tasks, then 3 pretraining tasks
     key = jax.random.key(5)
