@@ -22,6 +22,21 @@ Single-file promise: the network classes below are copied unchanged from sac_brc
 this script reads a `sac_brc.py` checkpoint (`eqx.tree_serialise_leaves` of its TrainState)
 without importing it. Model transfer and data transfer live in sac_brc.py (`--init-from`,
 `--init-buffer`); docs/transfer.md has the whole recipe.
+
+The file, in reading order (section headers `# ---- name`); all but the run harness is the method:
+    Args                   the flags, then PretrainConfig: the checkpoint's fields that fix its networks
+    networks               CriticMember, Critic, Actor, TrainState and the TD-target helpers,
+                           copied unchanged from sac_brc.py
+    loading a checkpoint   the frozen TrainState and each pretraining task's G_i
+    acting and the embedding objectives
+                           act, candidate_losses (few-shot's Bellman residual), embedding_td_loss
+                           and tune (embedding tuning), then make_fns, which only jits them
+    target-task data, scoring, evaluation
+                           collect, tuning_g, few_shot_ranking, evaluate
+    main                   the three modes, one call per step
+    ==== run harness       not needed to learn the method: ConfigError, validation, the run
+                           directory and the result files (few_shot_table.json,
+                           tuned_embedding.npy, metrics.jsonl)
 """
 
 import dataclasses
@@ -31,6 +46,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -284,10 +300,6 @@ class TrainState(eqx.Module):
 # ---------------------------------------------------------------- loading a checkpoint
 
 
-class ConfigError(Exception):
-    """A user error: printed as one message, exit code 2."""
-
-
 class Pretrained(NamedTuple):
     config: PretrainConfig
     state: TrainState
@@ -388,7 +400,9 @@ def normalizer_g(normalizer: dict, gamma: float) -> np.ndarray:
     return g
 
 
-# ---------------------------------------------------------------- acting with a chosen embedding
+# ---------------------------------------------------------------- acting and the embedding objectives
+# Pure functions of the frozen networks, the target data and their keys; `config`, `alpha`,
+# `support` and `act_dim` are constants of the run (the checkpoint's). make_fns below only jits them.
 
 
 class TargetData(NamedTuple):
@@ -402,10 +416,134 @@ class TargetData(NamedTuple):
     size: Int[Array, " tasks"]
 
 
-
 def unit(embedding: Float[Array, "*rows embedding"]) -> Float[Array, "*rows embedding"]:
     """Rows divided by their L2 norm, as Critic.embed does (ref. code)."""
     return embedding / jnp.linalg.norm(embedding, axis=-1, keepdims=True)
+
+
+def act(
+    actor: Actor, obs: Float[Array, "envs obs"], embedding: Float[Array, "envs embedding"], key: PRNGKeyArray
+) -> Float[Array, "envs act"]:
+    mean, log_std = jax.vmap(actor, in_axes=(0, 0, None))(obs, unit(embedding), 0)
+    return jax.vmap(sample_tanh_gaussian)(mean, log_std, jax.random.normal(key, mean.shape))[0]
+
+
+def deterministic_policy(
+    actor: Actor, obs: Float[Array, "envs obs"], embedding: Float[Array, "envs embedding"]
+) -> Float[Array, "envs act"]:
+    mean, _ = jax.vmap(actor, in_axes=(0, 0, None))(obs, unit(embedding), 0)
+    return jnp.tanh(mean)
+
+
+def candidate_losses(
+    actor: Actor, critic: Critic, target_critic: Critic, data: TargetData,
+    max_abs_return: Float[Array, " candidates"], key: PRNGKeyArray,
+    *, config: PretrainConfig, alpha: Float[Array, ""], support: Float[Array, " atoms"], act_dim: int,
+) -> Float[Array, "tasks candidates"]:  # fmt: skip
+    """Few-shot criterion: for every target task and every pretrained embedding k, the mean
+    squared Bellman residual of the frozen critic read as task k (its embedding in actor,
+    critic and target, rewards scaled by its own G_k) on all of the task's transitions:
+    expected Q (mean of both critics) minus the expected soft TD target, divided by task
+    k's reward scale, i.e. in the target task's reward units. Not the cross-entropy: that
+    adds the target distribution's entropy, which differs between candidates and outranks
+    the fit. The next actions use the same noise for every k."""
+    num_tasks, budget = data.reward.shape
+    flat = lambda x: x.reshape(num_tasks * budget, *x.shape[2:])
+    obs, action, next_obs = flat(data.obs), flat(data.action), flat(data.next_obs)
+    reward, mask = flat(data.reward), 1.0 - flat(data.terminated)
+    noise = jax.random.normal(key, (len(reward), actor.act_dim))
+    scale = reward_scale(max_abs_return, alpha, act_dim, config.gamma, config.v_max)
+
+    def loss_as(k: Int[Array, ""]) -> Float[Array, " tasks"]:
+        task = jnp.full(len(reward), k)
+        embedding = jnp.broadcast_to(critic.embed(k), (len(reward), config.embedding_dim))
+        next_mean, next_log_std = jax.vmap(actor, in_axes=(0, 0, None))(next_obs, embedding, 0)
+        next_action, next_log_prob = jax.vmap(sample_tanh_gaussian)(next_mean, next_log_std, noise)
+        target = categorical_td_target(
+            reward * scale[k], mask, next_log_prob, target_critic(next_obs, next_action, task), alpha,
+            config.gamma, support,
+        )  # fmt: skip
+        q = (jax.nn.softmax(critic(obs, action, task), axis=-1) @ support).mean(axis=1)
+        residual = q - target @ support
+        return (residual**2).reshape(num_tasks, budget).mean(axis=1)
+
+    return jax.lax.map(loss_as, jnp.arange(len(max_abs_return))).T
+
+
+def embedding_td_loss(
+    params: tuple[Actor, Critic],
+    target_critic: Critic,
+    data: TargetData,
+    scale: Float[Array, " tasks"],
+    key: PRNGKeyArray,
+    *,
+    config: PretrainConfig,
+    alpha: Float[Array, ""],
+    support: Float[Array, " atoms"],
+    batch_size: int,
+) -> Float[Array, ""]:
+    """Embedding tuning's objective: the critic's cross-entropy TD loss (mean over a minibatch of
+    `batch_size` target transitions, sum over both critics), differentiated by `tune` with
+    respect to the embedding table only."""
+    actor, critic = params
+    sample_key, index_key, next_key = jax.random.split(key, 3)
+    num_tasks, _ = data.reward.shape
+    task = jax.random.randint(sample_key, (batch_size,), 0, num_tasks)
+    index = jax.random.randint(index_key, (batch_size,), 0, data.size[task])
+    obs, action, next_obs = data.obs[task, index], data.action[task, index], data.next_obs[task, index]
+    reward = data.reward[task, index] * scale[task]  # paper eq. 3
+    mask = 1.0 - data.terminated[task, index]
+    # next action from the frozen actor given the current (stop-gradient) embedding, as in sac_brc
+    embedding = jax.lax.stop_gradient(jax.vmap(critic.embed)(task))
+    next_mean, next_log_std = jax.vmap(actor, in_axes=(0, 0, None))(next_obs, embedding, 0)
+    next_action, next_log_prob = jax.vmap(sample_tanh_gaussian)(
+        next_mean, next_log_std, jax.random.normal(next_key, next_mean.shape)
+    )
+    # the frozen target critic reads the new embedding too (there is no pretrained row for it)
+    target_table = jax.lax.stop_gradient(critic.task_embedding)
+    target_critic = eqx.tree_at(lambda c: c.task_embedding, target_critic, target_table)
+    target = categorical_td_target(
+        reward, mask, next_log_prob, target_critic(next_obs, next_action, task), alpha, config.gamma, support
+    )
+    out = critic(obs, action, task)
+    return jax.vmap(jax.vmap(cross_entropy, in_axes=(None, 0)))(target, out).mean(axis=0).sum()
+
+
+def tune(
+    params: tuple[Actor, Critic],
+    target_critic: Critic,
+    data: TargetData,
+    max_abs_return: Float[Array, " tasks"],
+    key: PRNGKeyArray,
+    *,
+    config: PretrainConfig,
+    alpha: Float[Array, ""],
+    support: Float[Array, " atoms"],
+    act_dim: int,
+    batch_size: int,
+    tune_steps: int,
+    optimizer: optax.GradientTransformation,
+) -> tuple[tuple[Actor, Critic], Float[Array, " steps"]]:
+    """`tune_steps` Adam steps on the embedding table as one lax.scan; returns the losses.
+
+    Freezing as in Equinox's FAQ: `params` is partitioned into the embedding table (the
+    only leaf that is differentiated and updated) and everything else, which is closed
+    over and recombined untouched, so the networks stay bit-identical (tested)."""
+    scale = reward_scale(max_abs_return, alpha, act_dim, config.gamma, config.v_max)
+    only_embedding = eqx.tree_at(lambda p: p[1].task_embedding, jax.tree.map(lambda _: False, params), True)
+    embedding, frozen = eqx.partition(params, only_embedding)
+    td_loss = partial(embedding_td_loss, config=config, alpha=alpha, support=support, batch_size=batch_size)
+
+    def step(carry, step_key):
+        embedding, opt_state = carry
+        loss_fn = lambda e: td_loss(eqx.combine(e, frozen), target_critic, data, scale, step_key)
+        loss, grads = eqx.filter_value_and_grad(loss_fn)(embedding)
+        updates, opt_state = optimizer.update(grads, opt_state)
+        return (eqx.apply_updates(embedding, updates), opt_state), loss
+
+    carry = (embedding, optimizer.init(embedding))
+    (embedding, _), losses = jax.lax.scan(step, carry, jax.random.split(key, tune_steps))
+    return eqx.combine(embedding, frozen), losses
 
 
 class TransferFns(NamedTuple):
@@ -418,117 +556,23 @@ class TransferFns(NamedTuple):
 
 
 def make_fns(pretrained: Pretrained, args: Args) -> TransferFns:
+    """The run's constants (atom support, the frozen temperature, the tuning optimiser) bound
+    into the functions above, each jitted."""
     config, act_dim = pretrained.config, pretrained.act_dim
     support = make_support(config.num_atoms, config.v_max)
     # the pretrained log_alpha stays frozen with the networks; target entropy is not needed
     alpha = jnp.exp(pretrained.state.log_alpha)
-
-    @jax.jit
-    @eqx.debug.assert_max_traces(max_traces=1)
-    def act(
-        actor: Actor, obs: Float[Array, "envs obs"], embedding: Float[Array, "envs embedding"], key: PRNGKeyArray
-    ) -> Float[Array, "envs act"]:
-        mean, log_std = jax.vmap(actor, in_axes=(0, 0, None))(obs, unit(embedding), 0)
-        return jax.vmap(sample_tanh_gaussian)(mean, log_std, jax.random.normal(key, mean.shape))[0]
-
-    def deterministic_policy(
-        actor: Actor, obs: Float[Array, "envs obs"], embedding: Float[Array, "envs embedding"]
-    ) -> Float[Array, "envs act"]:
-        mean, _ = jax.vmap(actor, in_axes=(0, 0, None))(obs, unit(embedding), 0)
-        return jnp.tanh(mean)
-
-    @jax.jit
-    @eqx.debug.assert_max_traces(max_traces=1)
-    def candidate_losses(
-        actor: Actor, critic: Critic, target_critic: Critic, data: TargetData,
-        max_abs_return: Float[Array, " candidates"], key: PRNGKeyArray,
-    ) -> Float[Array, "tasks candidates"]:  # fmt: skip
-        """Few-shot criterion: for every target task and every pretrained embedding k, the mean
-        squared Bellman residual of the frozen critic read as task k (its embedding in actor,
-        critic and target, rewards scaled by its own G_k) on all of the task's transitions:
-        expected Q (mean of both critics) minus the expected soft TD target, divided by task
-        k's reward scale, i.e. in the target task's reward units. Not the cross-entropy: that
-        adds the target distribution's entropy, which differs between candidates and outranks
-        the fit. The next actions use the same noise for every k."""
-        num_tasks, budget = data.reward.shape
-        flat = lambda x: x.reshape(num_tasks * budget, *x.shape[2:])
-        obs, action, next_obs = flat(data.obs), flat(data.action), flat(data.next_obs)
-        reward, mask = flat(data.reward), 1.0 - flat(data.terminated)
-        noise = jax.random.normal(key, (len(reward), actor.act_dim))
-        scale = reward_scale(max_abs_return, alpha, act_dim, config.gamma, config.v_max)
-
-        def loss_as(k: Int[Array, ""]) -> Float[Array, " tasks"]:
-            task = jnp.full(len(reward), k)
-            embedding = jnp.broadcast_to(critic.embed(k), (len(reward), config.embedding_dim))
-            next_mean, next_log_std = jax.vmap(actor, in_axes=(0, 0, None))(next_obs, embedding, 0)
-            next_action, next_log_prob = jax.vmap(sample_tanh_gaussian)(next_mean, next_log_std, noise)
-            target = categorical_td_target(
-                reward * scale[k], mask, next_log_prob, target_critic(next_obs, next_action, task), alpha,
-                config.gamma, support,
-            )  # fmt: skip
-            q = (jax.nn.softmax(critic(obs, action, task), axis=-1) @ support).mean(axis=1)
-            residual = q - target @ support
-            return (residual**2).reshape(num_tasks, budget).mean(axis=1)
-
-        return jax.lax.map(loss_as, jnp.arange(len(max_abs_return))).T
-
+    constants = {"config": config, "alpha": alpha, "support": support}
     optimizer = optax.adam(args.tune_learning_rate)
-
-    def td_loss(params: tuple[Actor, Critic], target_critic: Critic, data: TargetData, scale, key):
-        actor, critic = params
-        sample_key, index_key, next_key = jax.random.split(key, 3)
-        num_tasks, size = data.reward.shape
-        task = jax.random.randint(sample_key, (args.batch_size,), 0, num_tasks)
-        index = jax.random.randint(index_key, (args.batch_size,), 0, data.size[task])
-        obs, action, next_obs = data.obs[task, index], data.action[task, index], data.next_obs[task, index]
-        reward = data.reward[task, index] * scale[task]  # paper eq. 3
-        mask = 1.0 - data.terminated[task, index]
-        # next action from the frozen actor given the current (stop-gradient) embedding, as in sac_brc
-        embedding = jax.lax.stop_gradient(jax.vmap(critic.embed)(task))
-        next_mean, next_log_std = jax.vmap(actor, in_axes=(0, 0, None))(next_obs, embedding, 0)
-        next_action, next_log_prob = jax.vmap(sample_tanh_gaussian)(
-            next_mean, next_log_std, jax.random.normal(next_key, next_mean.shape)
-        )
-        # the frozen target critic reads the new embedding too (there is no pretrained row for it)
-        target_table = jax.lax.stop_gradient(critic.task_embedding)
-        target_critic = eqx.tree_at(lambda c: c.task_embedding, target_critic, target_table)
-        target = categorical_td_target(
-            reward, mask, next_log_prob, target_critic(next_obs, next_action, task), alpha, config.gamma, support
-        )
-        out = critic(obs, action, task)
-        return jax.vmap(jax.vmap(cross_entropy, in_axes=(None, 0)))(target, out).mean(axis=0).sum()
-
-    @jax.jit
-    @eqx.debug.assert_max_traces(max_traces=1)
-    def tune(
-        params: tuple[Actor, Critic],
-        target_critic: Critic,
-        data: TargetData,
-        max_abs_return: Float[Array, " tasks"],
-        key: PRNGKeyArray,
-    ) -> tuple[tuple[Actor, Critic], Float[Array, " steps"]]:
-        """`tune_steps` Adam steps on the embedding table as one lax.scan; returns the losses.
-
-        Freezing as in Equinox's FAQ: `params` is partitioned into the embedding table (the
-        only leaf that is differentiated and updated) and everything else, which is closed
-        over and recombined untouched, so the networks stay bit-identical (tested)."""
-        scale = reward_scale(max_abs_return, alpha, act_dim, config.gamma, config.v_max)
-        only_embedding = eqx.tree_at(lambda p: p[1].task_embedding, jax.tree.map(lambda _: False, params), True)
-        embedding, frozen = eqx.partition(params, only_embedding)
-
-        def step(carry, step_key):
-            embedding, opt_state = carry
-            loss_fn = lambda e: td_loss(eqx.combine(e, frozen), target_critic, data, scale, step_key)
-            loss, grads = eqx.filter_value_and_grad(loss_fn)(embedding)
-            updates, opt_state = optimizer.update(grads, opt_state)
-            return (eqx.apply_updates(embedding, updates), opt_state), loss
-
-        carry = (embedding, optimizer.init(embedding))
-        (embedding, _), losses = jax.lax.scan(step, carry, jax.random.split(key, args.tune_steps))
-        return eqx.combine(embedding, frozen), losses
-
-    act_deterministic = jax.jit(eqx.debug.assert_max_traces(deterministic_policy, max_traces=1))
-    return TransferFns(act, act_deterministic, candidate_losses, tune)
+    tuning = {"act_dim": act_dim, "batch_size": args.batch_size, "tune_steps": args.tune_steps,
+              "optimizer": optimizer}  # fmt: skip
+    jit = lambda fn: jax.jit(eqx.debug.assert_max_traces(fn, max_traces=1))
+    return TransferFns(
+        act=jit(act),
+        act_deterministic=jit(deterministic_policy),
+        candidate_losses=jit(partial(candidate_losses, **constants, act_dim=act_dim)),
+        tune=jit(partial(tune, **constants, **tuning)),
+    )
 
 
 # ---------------------------------------------------------------- target-task data, scoring, evaluation
@@ -626,60 +670,13 @@ def evaluate(
 # ---------------------------------------------------------------- main
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def validate(args: Args) -> tuple[list[TaskSpec], int]:
-    if len(args.tasks) == 1 and "," in args.tasks[0]:
-        args.tasks = tuple(t for t in args.tasks[0].split(",") if t)
-    if not args.tasks and args.suite is None:
-        raise ConfigError("give the target tasks with --tasks a,b,c (or a target --suite)")
-    try:
-        tasks = resolve_tasks(args.suite or "", args.tasks)
-        tasks = with_shadowhand_assets(tasks, args.shadowhand_assets, whole_suite=not args.tasks)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    budget = DEFAULT_BUDGET[args.mode] if args.budget is None else args.budget
-    for name, value in [("tune_steps", args.tune_steps), ("batch_size", args.batch_size),
-                        ("eval_episodes", args.eval_episodes)]:  # fmt: skip
-        if value <= 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
-    if args.mode != "zero-shot" and budget <= 0:
-        raise ConfigError(f"--budget must be positive for --mode {args.mode}, got {budget}")
-    if args.mode == "zero-shot" and args.budget:
-        raise ConfigError("--mode zero-shot uses no target transitions; drop --budget")
-    if args.tune_learning_rate <= 0:
-        raise ConfigError(f"--tune-learning-rate must be positive, got {args.tune_learning_rate}")
-    return tasks, budget
-
-
 def main(args: Args) -> None:
     tasks, budget = validate(args)
     pretrained = load_pretrained(Path(args.checkpoint))
     config, state = pretrained.config, pretrained.state
-    too_big = [t.name for t in tasks if t.obs_dim > pretrained.obs_dim or t.act_dim > pretrained.act_dim]
-    if too_big:
-        raise ConfigError(
-            f"target task(s) {', '.join(too_big)} have more observations or actions than the pretraining "
-            f"suite ({pretrained.obs_dim} / {pretrained.act_dim}); a frozen network cannot read them"
-        )
+    seen = check_targets(tasks, pretrained)
     num_embeddings = len(pretrained.task_names)
-    seen = [t.name for t in tasks if t.name in pretrained.task_names]
-    if seen:  # a split mistake must not pass silently; recorded in metrics.jsonl too
-        print(f"warning: target task(s) {', '.join(seen)} were pretraining tasks of {pretrained.path}; "
-              "this is not transfer to a new task", file=sys.stderr)  # fmt: skip
-    run_dir = Path("runs") / (args.run_name or f"transfer__{args.mode}__s{args.seed}__{int(time.time())}")
-    if run_dir.exists():
-        raise ConfigError(f"{run_dir} exists already; pick another --run-name")
-    print(
-        f"checkpoint {pretrained.path}: {num_embeddings} pretraining tasks ({', '.join(pretrained.task_names)}), "
-        f"width {config.width}; targets: {', '.join(t.name for t in tasks)}; mode {args.mode}, budget {budget}"
-    )
-    run_dir.mkdir(parents=True)
-    atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(args) | {"budget": budget}, indent=2))
+    run_dir = start_run_dir(args, tasks, pretrained, budget)
 
     fns = make_fns(pretrained, args)
     rng = np.random.default_rng(args.seed)
@@ -713,18 +710,7 @@ def main(args: Args) -> None:
             chosen = ranking[:, 0]
             embedding = pretrained_table[chosen]
             record["embedding"] = {t.name: pretrained.task_names[c] for t, c in zip(tasks, chosen)}
-            table = {
-                t.name: [{"embedding": pretrained.task_names[k], "bellman_residual": float(losses[i, k])}
-                         for k in ranking[i]]
-                for i, t in enumerate(tasks)
-            }  # fmt: skip
-            atomic_write_text(run_dir / "few_shot_table.json", json.dumps(table, indent=2))
-            for name, rows in table.items():
-                print(f"few-shot ranking on {name} (mean squared Bellman residual on {budget} transitions):")
-                for rank, row in enumerate(rows[:10], 1):
-                    print(f"  {rank:3d}. {row['embedding']:<28} {row['bellman_residual']:.4g}")
-                if len(rows) > 10:
-                    print(f"  ... {len(rows) - 10} more in {run_dir / 'few_shot_table.json'}")
+            write_few_shot_table(run_dir, tasks, pretrained.task_names, losses, ranking, budget)
         else:
             # a new embedding per target task, initialised like sac_brc.py's (nn.Embed, ref. code)
             new_table = jax.random.normal(choice_key, (len(tasks), config.embedding_dim)) / math.sqrt(
@@ -737,21 +723,128 @@ def main(args: Args) -> None:
             (_, critic), losses = fns.tune(
                 (actor, critic), state.target_critic, data, jnp.asarray(max_abs_return, jnp.float32), tune_key
             )
-            losses = np.asarray(losses)
-            if not np.isfinite(losses).all():
-                raise ConfigError("the TD loss became non-finite while tuning; try a lower --tune-learning-rate")
             embedding = np.asarray(critic.task_embedding)
-            tmp = run_dir / "tuned_embedding.tmp.npy"
-            np.save(tmp, embedding)
-            os.replace(tmp, run_dir / "tuned_embedding.npy")
-            record["step"] = int(budget)
-            record["tune_loss_first"], record["tune_loss_last"] = float(losses[:10].mean()), float(losses[-10:].mean())
-            print(f"tuned {len(tasks)} embedding(s) on {np.asarray(data.size).tolist()} transitions: TD loss "
-                  f"{record['tune_loss_first']:.3f} -> {record['tune_loss_last']:.3f} over {args.tune_steps} steps")  # fmt: skip
+            write_tuned_embedding(run_dir, record, embedding, np.asarray(losses), data.size, budget,
+                                  args.tune_steps)  # fmt: skip
         results = evaluate(fns, actor, eval_env, embedding, eval_runs)
     finally:
         env.close()
         eval_env.close()
+    write_results(run_dir, record, results)
+
+
+# ================================================================ run harness
+# Not needed to learn the method: validation and writing the results.
+
+
+class ConfigError(Exception):
+    """A user error: printed as one message, exit code 2."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def validate(args: Args) -> tuple[list[TaskSpec], int]:
+    if len(args.tasks) == 1 and "," in args.tasks[0]:
+        args.tasks = tuple(t for t in args.tasks[0].split(",") if t)
+    if not args.tasks and args.suite is None:
+        raise ConfigError("give the target tasks with --tasks a,b,c (or a target --suite)")
+    try:
+        tasks = resolve_tasks(args.suite or "", args.tasks)
+        tasks = with_shadowhand_assets(tasks, args.shadowhand_assets, whole_suite=not args.tasks)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    budget = DEFAULT_BUDGET[args.mode] if args.budget is None else args.budget
+    for name, value in [("tune_steps", args.tune_steps), ("batch_size", args.batch_size),
+                        ("eval_episodes", args.eval_episodes)]:  # fmt: skip
+        if value <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.mode != "zero-shot" and budget <= 0:
+        raise ConfigError(f"--budget must be positive for --mode {args.mode}, got {budget}")
+    if args.mode == "zero-shot" and args.budget:
+        raise ConfigError("--mode zero-shot uses no target transitions; drop --budget")
+    if args.tune_learning_rate <= 0:
+        raise ConfigError(f"--tune-learning-rate must be positive, got {args.tune_learning_rate}")
+    return tasks, budget
+
+
+def check_targets(tasks: list[TaskSpec], pretrained: Pretrained) -> list[str]:
+    """Rejects target tasks the frozen networks cannot read; warns about (and returns) the
+    targets that were pretraining tasks."""
+    too_big = [t.name for t in tasks if t.obs_dim > pretrained.obs_dim or t.act_dim > pretrained.act_dim]
+    if too_big:
+        raise ConfigError(
+            f"target task(s) {', '.join(too_big)} have more observations or actions than the pretraining "
+            f"suite ({pretrained.obs_dim} / {pretrained.act_dim}); a frozen network cannot read them"
+        )
+    seen = [t.name for t in tasks if t.name in pretrained.task_names]
+    if seen:  # a split mistake must not pass silently; recorded in metrics.jsonl too
+        print(f"warning: target task(s) {', '.join(seen)} were pretraining tasks of {pretrained.path}; "
+              "this is not transfer to a new task", file=sys.stderr)  # fmt: skip
+    return seen
+
+
+def start_run_dir(args: Args, tasks: list[TaskSpec], pretrained: Pretrained, budget: int) -> Path:
+    """Creates runs/<run_name>/ with config.json and prints the plan."""
+    run_dir = Path("runs") / (args.run_name or f"transfer__{args.mode}__s{args.seed}__{int(time.time())}")
+    if run_dir.exists():
+        raise ConfigError(f"{run_dir} exists already; pick another --run-name")
+    config, num_embeddings = pretrained.config, len(pretrained.task_names)
+    print(
+        f"checkpoint {pretrained.path}: {num_embeddings} pretraining tasks ({', '.join(pretrained.task_names)}), "
+        f"width {config.width}; targets: {', '.join(t.name for t in tasks)}; mode {args.mode}, budget {budget}"
+    )
+    run_dir.mkdir(parents=True)
+    atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(args) | {"budget": budget}, indent=2))
+    return run_dir
+
+
+def write_few_shot_table(
+    run_dir: Path,
+    tasks: list[TaskSpec],
+    task_names: list[str],
+    losses: np.ndarray,
+    ranking: np.ndarray,
+    budget: int,
+) -> None:
+    """few_shot_table.json: every target task's candidates, best first, with their residuals;
+    the top ten on the console."""
+    table = {
+        t.name: [{"embedding": task_names[k], "bellman_residual": float(losses[i, k])}
+                 for k in ranking[i]]
+        for i, t in enumerate(tasks)
+    }  # fmt: skip
+    atomic_write_text(run_dir / "few_shot_table.json", json.dumps(table, indent=2))
+    for name, rows in table.items():
+        print(f"few-shot ranking on {name} (mean squared Bellman residual on {budget} transitions):")
+        for rank, row in enumerate(rows[:10], 1):
+            print(f"  {rank:3d}. {row['embedding']:<28} {row['bellman_residual']:.4g}")
+        if len(rows) > 10:
+            print(f"  ... {len(rows) - 10} more in {run_dir / 'few_shot_table.json'}")
+
+
+def write_tuned_embedding(
+    run_dir: Path, record: dict, embedding: np.ndarray, losses: np.ndarray, size: Int[Array, " tasks"],
+    budget: int, tune_steps: int,
+) -> None:  # fmt: skip
+    """Stops on a non-finite TD loss; else tuned_embedding.npy, the first and last losses in
+    `record`, and one console line."""
+    if not np.isfinite(losses).all():
+        raise ConfigError("the TD loss became non-finite while tuning; try a lower --tune-learning-rate")
+    tmp = run_dir / "tuned_embedding.tmp.npy"
+    np.save(tmp, embedding)
+    os.replace(tmp, run_dir / "tuned_embedding.npy")
+    record["step"] = int(budget)
+    record["tune_loss_first"], record["tune_loss_last"] = float(losses[:10].mean()), float(losses[-10:].mean())
+    print(f"tuned {len(embedding)} embedding(s) on {np.asarray(size).tolist()} transitions: TD loss "
+          f"{record['tune_loss_first']:.3f} -> {record['tune_loss_last']:.3f} over {tune_steps} steps")  # fmt: skip
+
+
+def write_results(run_dir: Path, record: dict, results: dict[str, dict]) -> None:
+    """The evaluation and the mean score appended to metrics.jsonl, and printed."""
     record.update(
         tasks=results, mean_score=float(np.mean([r["score"] for r in results.values()])), time=time.time()
     )
