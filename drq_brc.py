@@ -14,6 +14,22 @@ Defaults are paper Table 4 and the Atari-100k protocol (100k agent steps per gam
 
 Choices the paper leaves open follow DrQ-epsilon's Atari-100k setup (Dopamine) and are
 marked "DrQ-eps" next to the line; see docs/drq_brc.md for the full list.
+
+The file, in reading order (section headers `# ---- name`); the method is the first six:
+    Args                   the flags: method (Table 4) first, then environments and logging, speed
+    networks               scaled Impala encoder, QNetwork (LayerNorm, task embedding, categorical
+                           head), bf16 compute view, DrQ's random shift
+    replay buffer          per-game frame timelines on the device; 4-frame stacks and n-step
+                           targets rebuilt by indexing at sampling
+    return normalisation   G_i per game (paper eq. 2) and the reward scale v_max / G_i (eq. 3)
+    agent                  TrainState, the jitted entry points, the device mesh
+    the update             epsilon-greedy acting, the categorical double-Q target, td_target,
+                           critic_loss, update_once, update; then make_agent, which only jits
+                           and shards them
+    environments           envpool Atari games in lockstep (Atari-100k protocol)
+    evaluation, main       epsilon-greedy whole games, IQM, videos; the training loop
+    run harness            not needed to learn the method: validation and memory plan, run
+                           directory, checkpoints and resume, metrics
 """
 
 import dataclasses
@@ -513,37 +529,6 @@ class ReturnNormalizer:
 # ---------------------------------------------------------------- agent
 
 
-def expected_q(logits: Float[Array, "... atoms"], support: Float[Array, " atoms"]) -> Float[Array, "..."]:
-    return jnp.sum(jax.nn.softmax(logits, axis=-1) * support, axis=-1)
-
-
-def categorical_double_q_target(
-    reward: Float[Array, " batch"],
-    discount: Float[Array, " batch"],
-    online_next_logits: Float[Array, "batch actions atoms"],
-    target_next_logits: Float[Array, "batch actions atoms"],
-    support: Float[Array, " atoms"],
-) -> Float[Array, "batch atoms"]:
-    """n-step categorical target with double-Q action selection: the online network picks
-    `a* = argmax_a E[Z(s', a)]`, the target network's distribution at a* is shifted to
-    `r + discount * z` and projected onto the support (paper C.2). Double Q as DrQ-eps's
-    Dopamine configuration (double_dqn = True); it also keeps the target network's own
-    over-estimation out of the action choice."""
-    best = jnp.argmax(expected_q(online_next_logits, support), axis=-1)
-    target_probs = jax.nn.softmax(target_next_logits[jnp.arange(len(best)), best], axis=-1)
-    target_atoms = reward[:, None] + discount[:, None] * support[None, :]
-    return jax.vmap(categorical_projection, in_axes=(0, 0, None))(target_atoms, target_probs, support)
-
-
-def epsilon_at(step: int, args: Args) -> float:
-    """Linear decay from --start-epsilon to --end-epsilon over --epsilon-decay-steps after
-    --learning-starts; 1 before learning starts (DrQ-eps / Dopamine's linearly_decaying_epsilon)."""
-    if step < args.learning_starts:
-        return 1.0
-    fraction = min(1.0, (step - args.learning_starts) / max(args.epsilon_decay_steps, 1))
-    return args.start_epsilon + fraction * (args.end_epsilon - args.start_epsilon)
-
-
 class TrainState(eqx.Module):
     q: QNetwork
     target_q: QNetwork
@@ -568,8 +553,149 @@ def make_mesh(num_devices: int | None) -> jax.sharding.Mesh:
     return jax.sharding.Mesh(np.array(devices), ("batch",))
 
 
+# ---------------------------------------------------------------- the update (paper Appendix C)
+# Pure functions of the state, the replay buffer and keys; `args`, `support`, `optimizer` and
+# `batch_sharding` are constants of the run. make_agent below only jits and shards them.
+
+
+def expected_q(logits: Float[Array, "... atoms"], support: Float[Array, " atoms"]) -> Float[Array, "..."]:
+    return jnp.sum(jax.nn.softmax(logits, axis=-1) * support, axis=-1)
+
+
+def epsilon_at(step: int, args: Args) -> float:
+    """Linear decay from --start-epsilon to --end-epsilon over --epsilon-decay-steps after
+    --learning-starts; 1 before learning starts (DrQ-eps / Dopamine's linearly_decaying_epsilon)."""
+    if step < args.learning_starts:
+        return 1.0
+    fraction = min(1.0, (step - args.learning_starts) / max(args.epsilon_decay_steps, 1))
+    return args.start_epsilon + fraction * (args.end_epsilon - args.start_epsilon)
+
+
+def epsilon_greedy(
+    state: TrainState,
+    obs: UInt8[Array, "envs stack 84 84"],
+    task_ids: Int[Array, " envs"],
+    epsilon: Float[Array, ""],
+    key: PRNGKeyArray,
+    *,
+    args: Args,
+    support: Float[Array, " atoms"],
+) -> Int[Array, " envs"]:
+    """With probability epsilon a uniformly random action, else the one of highest expected Q."""
+    q = precision_view(state.q, args.precision)  # act with the numerics the update trains
+    greedy = jnp.argmax(expected_q(jax.vmap(q)(obs, task_ids), support), axis=-1)
+    explore_key, action_key = jax.random.split(key)
+    explore = jax.random.uniform(explore_key, greedy.shape) < epsilon
+    return jnp.where(explore, jax.random.randint(action_key, greedy.shape, 0, NUM_ACTIONS), greedy)
+
+
+def categorical_double_q_target(
+    reward: Float[Array, " batch"],
+    discount: Float[Array, " batch"],
+    online_next_logits: Float[Array, "batch actions atoms"],
+    target_next_logits: Float[Array, "batch actions atoms"],
+    support: Float[Array, " atoms"],
+) -> Float[Array, "batch atoms"]:
+    """n-step categorical target with double-Q action selection: the online network picks
+    `a* = argmax_a E[Z(s', a)]`, the target network's distribution at a* is shifted to
+    `r + discount * z` and projected onto the support (paper C.2). Double Q as DrQ-eps's
+    Dopamine configuration (double_dqn = True); it also keeps the target network's own
+    over-estimation out of the action choice."""
+    best = jnp.argmax(expected_q(online_next_logits, support), axis=-1)
+    target_probs = jax.nn.softmax(target_next_logits[jnp.arange(len(best)), best], axis=-1)
+    target_atoms = reward[:, None] + discount[:, None] * support[None, :]
+    return jax.vmap(categorical_projection, in_axes=(0, 0, None))(target_atoms, target_probs, support)
+
+
+def td_target(
+    state: TrainState,
+    next_obs: UInt8[Array, "batch stack 84 84"],
+    task: Int[Array, " batch"],
+    reward: Float[Array, " batch"],
+    discount: Float[Array, " batch"],
+    *,
+    args: Args,
+    support: Float[Array, " atoms"],
+) -> tuple[Float[Array, "batch atoms"], Float[Array, "batch actions atoms"]]:
+    """The target probabilities for (already scaled) n-step rewards, with no gradient; and the
+    online network's logits at s', whose mean max Q the update logs."""
+    online_next = jax.vmap(precision_view(state.q, args.precision))(next_obs, task)
+    target_next = jax.vmap(precision_view(state.target_q, args.precision))(next_obs, task)
+    target = categorical_double_q_target(reward, discount, online_next, target_next, support)
+    return jax.lax.stop_gradient(target), online_next
+
+
+def critic_loss(
+    q: QNetwork,
+    obs: UInt8[Array, "batch stack 84 84"],
+    task: Int[Array, " batch"],
+    action: Int[Array, " batch"],
+    target: Float[Array, "batch atoms"],
+    *,
+    args: Args,
+) -> Float[Array, ""]:
+    """Cross-entropy from the target probabilities to the taken action's logits, batch mean."""
+    logits = jax.vmap(precision_view(q, args.precision))(obs, task)[jnp.arange(len(action)), action]
+    return jax.vmap(cross_entropy)(target, logits).mean()
+
+
+def update_once(
+    state: TrainState,
+    scale: Float[Array, " tasks"],
+    buffer: ReplayBuffer,
+    key: PRNGKeyArray,
+    *,
+    args: Args,
+    support: Float[Array, " atoms"],
+    optimizer: optax.GradientTransformation,
+    batch_sharding: jax.sharding.Sharding,
+) -> tuple[TrainState, dict]:
+    """One gradient step of the Q-network on its own sampled minibatch, then the target's."""
+    sample_key, obs_key, next_key = jax.random.split(key, 3)
+    batch = sample(buffer, args.batch_size, args.n_step, args.gamma, sample_key)
+    batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+    # DrQ: s and s' each get their own random shift, inside the jitted update
+    obs = random_shift(batch.obs, args.shift_pad, obs_key)
+    next_obs = random_shift(batch.next_obs, args.shift_pad, next_key)
+    reward = batch.reward * scale[batch.task]  # paper eq. 3, per game
+    target, online_next = td_target(
+        state, next_obs, batch.task, reward, batch.discount, args=args, support=support
+    )
+    loss, grads = eqx.filter_value_and_grad(critic_loss)(
+        state.q, obs, batch.task, batch.action, target, args=args
+    )
+    updates, opt_state = optimizer.update(grads, state.opt_state, eqx.filter(state.q, eqx.is_inexact_array))
+    q = eqx.apply_updates(state.q, updates)
+    # target network: Polyak after every update (paper C.1, following BBF)
+    online, _ = eqx.partition(q, eqx.is_inexact_array)
+    target_params, static = eqx.partition(state.target_q, eqx.is_inexact_array)
+    target_params = jax.tree.map(lambda t, o: (1 - args.tau) * t + args.tau * o, target_params, online)
+    metrics = {"loss": loss, "q": expected_q(online_next, support).max(axis=-1).mean()}
+    return TrainState(q, eqx.combine(target_params, static), opt_state, state.step + 1), metrics
+
+
+def update(
+    state: TrainState,
+    buffer: ReplayBuffer,
+    scale: Float[Array, " tasks"],
+    key: PRNGKeyArray,
+    *,
+    args: Args,
+    support: Float[Array, " atoms"],
+    optimizer: optax.GradientTransformation,
+    batch_sharding: jax.sharding.Sharding,
+) -> tuple[TrainState, dict]:
+    """`utd` gradient updates as one lax.scan, each on its own sampled minibatch."""
+    keys = jax.random.split(jax.random.fold_in(key, state.step), args.utd)
+    step = partial(
+        update_once, args=args, support=support, optimizer=optimizer, batch_sharding=batch_sharding
+    )
+    state, metrics = jax.lax.scan(lambda s, k: step(s, scale, buffer, k), state, keys)
+    return state, jax.tree.map(jnp.mean, metrics)
+
+
 def make_agent(args: Args, num_tasks: int, key: PRNGKeyArray) -> tuple[TrainState, AgentFns]:
-    """Initial TrainState and the jitted functions for one configuration."""
+    """Initial TrainState and the jitted, sharded entry points for one configuration."""
     support = make_support(args.num_atoms, args.v_max)
     optimizer = optax.adamw(args.learning_rate, eps=args.adam_eps, weight_decay=args.weight_decay)
     # data parallel (as sac_brc.py): every device holds the parameters, optimiser state and
@@ -583,68 +709,16 @@ def make_agent(args: Args, num_tasks: int, key: PRNGKeyArray) -> tuple[TrainStat
         q = QNetwork(num_tasks, args, key)
         return TrainState(q, q, optimizer.init(eqx.filter(q, eqx.is_inexact_array)), jnp.zeros((), jnp.int32))
 
-    state = init(key)
-
-    def epsilon_greedy(
-        state: TrainState,
-        obs: UInt8[Array, "envs stack 84 84"],
-        task_ids: Int[Array, " envs"],
-        epsilon: Float[Array, ""],
-        key: PRNGKeyArray,
-    ) -> Int[Array, " envs"]:
-        q = precision_view(state.q, args.precision)  # act with the numerics the update trains
-        greedy = jnp.argmax(expected_q(jax.vmap(q)(obs, task_ids), support), axis=-1)
-        explore_key, action_key = jax.random.split(key)
-        explore = jax.random.uniform(explore_key, greedy.shape) < epsilon
-        return jnp.where(explore, jax.random.randint(action_key, greedy.shape, 0, NUM_ACTIONS), greedy)
-
-    def loss_fn(q: QNetwork, obs, task, action, target_probs):
-        logits = jax.vmap(precision_view(q, args.precision))(obs, task)[jnp.arange(len(action)), action]
-        return jax.vmap(cross_entropy)(target_probs, logits).mean()
-
-    def update_once(state: TrainState, scale, buffer: ReplayBuffer, key):
-        sample_key, obs_key, next_key = jax.random.split(key, 3)
-        batch = sample(buffer, args.batch_size, args.n_step, args.gamma, sample_key)
-        batch = jax.lax.with_sharding_constraint(batch, batch_sharded)
-        # DrQ: s and s' each get their own random shift, inside the jitted update
-        obs = random_shift(batch.obs, args.shift_pad, obs_key)
-        next_obs = random_shift(batch.next_obs, args.shift_pad, next_key)
-        reward = batch.reward * scale[batch.task]  # paper eq. 3, per game
-        online_next = jax.vmap(precision_view(state.q, args.precision))(next_obs, batch.task)
-        target_next = jax.vmap(precision_view(state.target_q, args.precision))(next_obs, batch.task)
-        target = jax.lax.stop_gradient(
-            categorical_double_q_target(reward, batch.discount, online_next, target_next, support)
-        )
-        loss, grads = eqx.filter_value_and_grad(loss_fn)(state.q, obs, batch.task, batch.action, target)
-        updates, opt_state = optimizer.update(
-            grads, state.opt_state, eqx.filter(state.q, eqx.is_inexact_array)
-        )
-        q = eqx.apply_updates(state.q, updates)
-        # target network: Polyak after every update (paper C.1, following BBF)
-        online, _ = eqx.partition(q, eqx.is_inexact_array)
-        target_params, static = eqx.partition(state.target_q, eqx.is_inexact_array)
-        target_params = jax.tree.map(lambda t, o: (1 - args.tau) * t + args.tau * o, target_params, online)
-        metrics = {"loss": loss, "q": expected_q(online_next, support).max(axis=-1).mean()}
-        return TrainState(q, eqx.combine(target_params, static), opt_state, state.step + 1), metrics
-
-    @jax.jit
-    @eqx.debug.assert_max_traces(max_traces=1)
-    def update(
-        state: TrainState, buffer: ReplayBuffer, scale: Float[Array, " tasks"], key: PRNGKeyArray
-    ) -> tuple[TrainState, dict]:
-        """`utd` gradient updates as one lax.scan, each on its own sampled minibatch."""
-        keys = jax.random.split(jax.random.fold_in(key, state.step), args.utd)
-        state, metrics = jax.lax.scan(lambda s, k: update_once(s, scale, buffer, k), state, keys)
-        return state, jax.tree.map(jnp.mean, metrics)
-
+    constants = {"args": args, "support": support, "optimizer": optimizer, "batch_sharding": batch_sharded}
+    act = partial(epsilon_greedy, args=args, support=support)
     fns = AgentFns(
-        jax.jit(eqx.debug.assert_max_traces(epsilon_greedy, max_traces=1)),
-        jax.jit(eqx.debug.assert_max_traces(epsilon_greedy, max_traces=1)),  # evaluation batch shape
+        jax.jit(eqx.debug.assert_max_traces(act, max_traces=1)),
+        jax.jit(eqx.debug.assert_max_traces(act, max_traces=1)),  # evaluation batch shape
         jax.jit(eqx.debug.assert_max_traces(insert, max_traces=1), donate_argnums=0),
-        update,
+        jax.jit(eqx.debug.assert_max_traces(partial(update, **constants), max_traces=1)),
         lambda tree: jax.device_put(tree, replicated),
     )
-    return state, fns
+    return init(key), fns
 
 
 # ---------------------------------------------------------------- environments
@@ -733,6 +807,153 @@ class AtariGames:
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate(
+    fns: AgentFns, state: TrainState, env: AtariGames, tasks: list[TaskSpec], epsilon: float, key,
+    filmed: int = 0,
+) -> tuple[dict, list[np.ndarray]]:
+    """One whole game on every eval env (`eval_episodes` copies per game), epsilon-greedy.
+    Also returns, for the first `filmed` games, the frames their first copy saw: (T, 84, 84)."""
+    obs = env.reset().obs
+    task_ids = jnp.asarray(env.task_ids)
+    game_return = np.zeros(env.num_envs)
+    finished = np.zeros(env.num_envs, bool)
+    filmed_rows = [int(np.flatnonzero(env.task_ids == k)[0]) for k in range(filmed)]
+    frames = [[] for _ in filmed_rows]
+    step = 0
+    while not finished.all():
+        for film, row in zip(frames, filmed_rows):
+            if not finished[row]:
+                film.append(np.asarray(obs[row, -1]))  # the newest frame of the stack
+        action = np.asarray(
+            fns.act_eval(state, obs, task_ids, jnp.float32(epsilon), jax.random.fold_in(key, step))
+        )
+        out = env.step(action)
+        live = ~finished & ~out.reset_step
+        game_return += np.where(live, out.reward, 0.0)
+        finished |= live & out.game_over
+        obs, step = out.obs, step + 1
+    results = {}
+    for k, task in enumerate(tasks):
+        mean_return = float(game_return[env.task_ids == k].mean())
+        results[task.name] = {
+            "return": mean_return,
+            "success": None,
+            "score": normalized_score(task, mean_return, 0.0),
+        }
+    return results, [np.stack(film) for film in frames]
+
+
+def interquartile_mean(scores: np.ndarray) -> float:
+    """Mean of the middle 50% (rliable's IQM: scipy.stats.trim_mean(scores, 0.25))."""
+    ordered = np.sort(np.asarray(scores, float))
+    cut = int(0.25 * len(ordered))
+    return float(ordered[cut : len(ordered) - cut].mean())
+
+
+def save_game_videos(frames: list[np.ndarray], tasks: list[TaskSpec], folder: Path, env_step: int) -> dict[str, str]:
+    """--capture-video: each filmed game's grey frames, shown at twice their size, at 15 fps
+    (60 Hz emulator, frame skip 4); returns game -> file name under `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for task, film in zip(tasks, frames):
+        rgb = np.repeat(np.repeat(film, 2, axis=1), 2, axis=2)[..., None].repeat(3, axis=-1)
+        files[task.name] = f"{task.name}_step{env_step}.mp4"
+        write_mp4(folder / files[task.name], rgb, fps=15)
+    return files
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(args: Args) -> None:
+    tasks = validate(args)
+    num_tasks = len(tasks)
+    capacity = min(args.buffer_size, args.total_steps)  # a buffer never larger than the run
+    run = Run.open(args, tasks)  # a new run directory, or --resume's after checking its config
+    init_key, act_key, update_key, eval_key = jax.random.split(jax.random.key(args.seed), 4)
+    # sizes and the memory plan, before anything is compiled: refuses what cannot fit
+    print_plan(args, tasks, capacity, init_key)
+    run.create()
+
+    state, fns = make_agent(args, num_tasks, init_key)
+    buffer = fns.replicate(replay_buffer_init(num_tasks, capacity))
+    normalizer = ReturnNormalizer(num_tasks, args.gamma)
+    scale = lambda: jnp.asarray(normalizer.reward_scale(args.v_max))  # v_max / G_i per game (paper eq. 3)
+    env_step, collect_until, rng = 0, 0, np.random.default_rng(args.seed)
+    if run.resumed:  # the step, normaliser, action key and numpy stream the checkpoint was written with
+        state, buffer, env_step, act_key, collect_until = run.restore(state, buffer, fns, normalizer, rng)
+    print(f"run directory: {run.dir}; batch {args.batch_size}, replay capacity {capacity} frames per game")
+
+    game_return = np.zeros(num_tasks)
+    recent_returns = [deque(maxlen=10) for _ in range(num_tasks)]
+    metrics = None
+    env = eval_env = None
+    try:  # the envs and wandb are closed on the way out, whatever happens
+        env = AtariGames(tasks, 1, args.seed, "train", args.terminal_on_life_loss, args.max_episode_steps)
+        eval_env = AtariGames(tasks, args.eval_episodes, args.seed, "eval", False, args.max_episode_steps)
+        task_ids = jnp.asarray(env.task_ids)
+        current = env.reset()
+        run.start(env_step)  # the clock, and wandb with --track
+        while env_step < args.total_steps:
+            learning = env_step >= max(args.learning_starts, collect_until)
+            if learning:
+                run.learning_at(env_step)
+            epsilon = epsilon_at(env_step, args)
+            if epsilon >= 1.0 or env_step < collect_until:
+                action = rng.integers(0, NUM_ACTIONS, num_tasks).astype(np.int32)
+            else:
+                action = np.asarray(fns.act(state, current.obs, task_ids, jnp.float32(epsilon),
+                                            jax.random.fold_in(act_key, env_step)))  # fmt: skip
+            if learning and args.overlap:
+                # dispatched before the env step, so the device computes while envpool steps the
+                # games; it samples the buffer as it was before this step's transition
+                state, metrics = fns.update(state, buffer, scale(), update_key)
+            out = env.step(action)
+            valid = ~out.reset_step  # o_t was a final observation: nothing was learned from this step
+            train_reward = np.clip(out.reward, -1.0, 1.0) if args.clip_rewards else out.reward
+            buffer = fns.insert(
+                buffer, current.obs[:, -1], action, np.where(valid, train_reward, 0.0).astype(np.float32),
+                valid & out.terminated, valid & out.truncated, current.game_start, valid,
+            )  # fmt: skip
+            normalizer.add(train_reward, out.terminated, out.truncated, valid)
+            game_return += np.where(valid, out.reward, 0.0)
+            for i in np.flatnonzero(valid & out.game_over):
+                recent_returns[i].append(game_return[i])
+                game_return[i] = 0.0
+            current = out
+            env_step += 1
+
+            if learning and not args.overlap:
+                state, metrics = fns.update(state, buffer, scale(), update_key)
+
+            if env_step % args.log_interval == 0:
+                run.log_progress(env_step, epsilon, recent_returns, metrics)
+            if env_step % args.eval_interval == 0 or env_step == args.total_steps:
+                filmed = min(args.video_tasks, num_tasks) if args.capture_video else 0
+                results, frames = evaluate(fns, state, eval_env, tasks, args.eval_epsilon,
+                                           jax.random.fold_in(eval_key, env_step), filmed)  # fmt: skip
+                record = run.evaluation_record(env_step, results, metrics)
+                if frames:
+                    record["videos"] = save_game_videos(frames, tasks, run.dir / "videos", env_step)
+                run.log_evaluation(record)
+            if env_step % args.checkpoint_interval == 0 or env_step == args.total_steps:
+                run.checkpoint(env_step, state, buffer, metrics, normalizer, rng, act_key)
+    finally:
+        for e in (env, eval_env):
+            if e is not None:
+                e.close()
+        run.close()
+    print(f"done: {env_step} steps per game in {time.time() - run.start_time:.0f} s; results in {run.dir}")
+
+
+# ================================================================ run harness
+# Not needed to learn the method: validation and memory plan, run directory, checkpoints and
+# resume, metrics. main calls each feature here in one line.
 
 
 # ---------------------------------------------------------------- runs: config, checkpoints, metrics
@@ -840,6 +1061,21 @@ def check_memory(args: Args, num_tasks: int, capacity: int, params: int) -> None
         )
 
 
+def print_plan(args: Args, tasks: list[TaskSpec], capacity: int, key: PRNGKeyArray) -> None:
+    """Sizes before anything is compiled: device, games, parameters and the memory plan (which
+    refuses a configuration that cannot fit)."""
+    num_tasks = len(tasks)
+    abstract = eqx.filter_eval_shape(lambda k: QNetwork(num_tasks, args, k), key)
+    params = count_parameters(abstract)
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {len(jax.devices())} visible")
+    print(f"games ({num_tasks}): {', '.join(t.name for t in tasks)}; 18 actions, 4x84x84 uint8 observations")
+    print(
+        f"parameters: Q-network {params:,} (encoder {count_parameters(abstract.encoder):,}; "
+        "the same again in its target)"
+    )
+    check_memory(args, num_tasks, capacity, params)
+
+
 def clock(seconds: float) -> str:
     """A duration for the console line: 42s, 3m05s, 2h07m."""
     seconds = int(seconds)
@@ -945,90 +1181,37 @@ def load_checkpoint(run_dir: Path, state_like: TrainState, buffer: ReplayBuffer)
     return state, buffer, host, restored_replay
 
 
-def interquartile_mean(scores: np.ndarray) -> float:
-    """Mean of the middle 50% (rliable's IQM: scipy.stats.trim_mean(scores, 0.25))."""
-    ordered = np.sort(np.asarray(scores, float))
-    cut = int(0.25 * len(ordered))
-    return float(ordered[cut : len(ordered) - cut].mean())
-
-
-# ---------------------------------------------------------------- evaluation
-
-
-def evaluate(
-    fns: AgentFns, state: TrainState, env: AtariGames, tasks: list[TaskSpec], epsilon: float, key,
-    filmed: int = 0,
-) -> tuple[dict, list[np.ndarray]]:
-    """One whole game on every eval env (`eval_episodes` copies per game), epsilon-greedy.
-    Also returns, for the first `filmed` games, the frames their first copy saw: (T, 84, 84)."""
-    obs = env.reset().obs
-    task_ids = jnp.asarray(env.task_ids)
-    game_return = np.zeros(env.num_envs)
-    finished = np.zeros(env.num_envs, bool)
-    filmed_rows = [int(np.flatnonzero(env.task_ids == k)[0]) for k in range(filmed)]
-    frames = [[] for _ in filmed_rows]
-    step = 0
-    while not finished.all():
-        for film, row in zip(frames, filmed_rows):
-            if not finished[row]:
-                film.append(np.asarray(obs[row, -1]))  # the newest frame of the stack
-        action = np.asarray(
-            fns.act_eval(state, obs, task_ids, jnp.float32(epsilon), jax.random.fold_in(key, step))
+def check_resume(args: Args, resume_dir: Path) -> None:
+    """--resume refused, in one line, unless `resume_dir` holds a config.json whose fields outside
+    RESUMABLE_FIELDS (the script's own) all equal `args`'s."""
+    if not (resume_dir / "config.json").exists():
+        raise ConfigError(f"--resume {resume_dir}: no config.json there; give a run directory under runs/")
+    saved = json.loads((resume_dir / "config.json").read_text())
+    current = dataclasses.asdict(args)
+    diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {current[k]!r} (now)"
+             for k in current
+             if k not in RESUMABLE_FIELDS and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
+    if diffs:
+        raise ConfigError(
+            f"cannot resume {resume_dir}: its checkpoint was made with other arguments: " + "; ".join(diffs)
         )
-        out = env.step(action)
-        live = ~finished & ~out.reset_step
-        game_return += np.where(live, out.reward, 0.0)
-        finished |= live & out.game_over
-        obs, step = out.obs, step + 1
-    results = {}
-    for k, task in enumerate(tasks):
-        mean_return = float(game_return[env.task_ids == k].mean())
-        results[task.name] = {
-            "return": mean_return,
-            "success": None,
-            "score": normalized_score(task, mean_return, 0.0),
-        }
-    return results, [np.stack(film) for film in frames]
 
 
-def save_game_videos(frames: list[np.ndarray], tasks: list[TaskSpec], folder: Path, env_step: int) -> dict[str, str]:
-    """--capture-video: each filmed game's grey frames, shown at twice their size, at 15 fps
-    (60 Hz emulator, frame skip 4); returns game -> file name under `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for task, film in zip(tasks, frames):
-        rgb = np.repeat(np.repeat(film, 2, axis=1), 2, axis=2)[..., None].repeat(3, axis=-1)
-        files[task.name] = f"{task.name}_step{env_step}.mp4"
-        write_mp4(folder / files[task.name], rgb, fps=15)
-    return files
+class Run:
+    """The run directory and everything written to it: config.json, the console line,
+    metrics.jsonl (and wandb), checkpoints, and resuming from them."""
 
+    def __init__(self, args: Args, tasks: list[TaskSpec], run_dir: Path, resumed: bool):
+        self.args, self.tasks, self.dir, self.resumed = args, tasks, run_dir, resumed
+        self.wandb = None
 
-# ---------------------------------------------------------------- main
-
-
-def main(args: Args) -> None:
-    tasks = validate(args)
-    num_tasks = len(tasks)
-    capacity = min(args.buffer_size, args.total_steps)  # a buffer never larger than the run
-
-    resume_dir = Path(args.resume) if args.resume else None
-    if resume_dir is not None:
-        if not (resume_dir / "config.json").exists():
-            raise ConfigError(
-                f"--resume {resume_dir}: no config.json there; give a run directory under runs/"
-            )
-        saved = json.loads((resume_dir / "config.json").read_text())
-        current = dataclasses.asdict(args)
-        diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {current[k]!r} (now)"
-                 for k in current
-                 if k not in RESUMABLE_FIELDS and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
-        if diffs:
-            raise ConfigError(
-                f"cannot resume {resume_dir}: its checkpoint was made with other arguments: "
-                + "; ".join(diffs)
-            )
-        run_dir = resume_dir
-    else:
+    @classmethod
+    def open(cls, args: Args, tasks: list[TaskSpec]) -> "Run":
+        """--resume's directory after checking that its config matches, else a new name (created
+        by `create`, once the configuration is known to be valid)."""
+        if args.resume:
+            check_resume(args, Path(args.resume))
+            return cls(args, tasks, Path(args.resume), resumed=True)
         run_name = (
             args.run_name
             or f"{args.suite if not args.tasks else 'tasks'}__drq__s{args.seed}__{int(time.time())}"
@@ -1036,172 +1219,122 @@ def main(args: Args) -> None:
         run_dir = Path("runs") / run_name
         if run_dir.exists():
             raise ConfigError(f"{run_dir} exists already; pick another --run-name or pass --resume {run_dir}")
+        return cls(args, tasks, run_dir, resumed=False)
 
-    key = jax.random.key(args.seed)
-    init_key, act_key, update_key, eval_key = jax.random.split(key, 4)
-    abstract = eqx.filter_eval_shape(lambda k: QNetwork(num_tasks, args, k), init_key)
-    params = count_parameters(abstract)
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {len(jax.devices())} visible")
-    print(f"games ({num_tasks}): {', '.join(t.name for t in tasks)}; 18 actions, 4x84x84 uint8 observations")
-    print(
-        f"parameters: Q-network {params:,} (encoder {count_parameters(abstract.encoder):,}; "
-        "the same again in its target)"
-    )
-    check_memory(args, num_tasks, capacity, params)
+    def create(self) -> None:
+        if not self.resumed:
+            self.dir.mkdir(parents=True)
+            atomic_write_text(self.dir / "config.json", json.dumps(dataclasses.asdict(self.args), indent=2))
 
-    if resume_dir is None:  # created only once the configuration is known to be valid
-        run_dir.mkdir(parents=True)
-        atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(args), indent=2))
-
-    state, fns = make_agent(args, num_tasks, init_key)
-    buffer = fns.replicate(replay_buffer_init(num_tasks, capacity))
-    normalizer = ReturnNormalizer(num_tasks, args.gamma)
-    env_step, refill_until, rng = 0, 0, np.random.default_rng(args.seed)
-    if resume_dir is not None:
-        state, buffer, host, restored_replay = load_checkpoint(run_dir, state, buffer)
+    def restore(self, state: TrainState, buffer: ReplayBuffer, fns: AgentFns, normalizer: ReturnNormalizer,
+                rng: np.random.Generator):  # fmt: skip
+        """The latest checkpoint: state, replay, env step, normaliser and numpy stream (in place),
+        the action key; and the step until which the run only collects (without a saved replay,
+        `learning_starts` steps of uniform random actions)."""
+        state, buffer, host_state, restored_replay = load_checkpoint(self.dir, state, buffer)
         state, buffer = fns.replicate((state, buffer))
-        env_step = host["env_step"]
-        normalizer.load_state_dict(host["normalizer"])
+        env_step = host_state["env_step"]
+        normalizer.load_state_dict(host_state["normalizer"])
         normalizer.truncate_all()  # the envs restart from a reset
-        rng.bit_generator.state = host["numpy_rng"]
-        act_key = jax.random.wrap_key_data(jnp.asarray(host["act_key"], jnp.uint32))
-        # without the saved replay, collect `learning_starts` steps of uniform random actions first
-        refill_until = env_step if restored_replay else env_step + args.learning_starts
-        print(
-            f"resumed {run_dir} at step {env_step}; "
-            f"replay buffer {'restored' if restored_replay else 'refilled'}"
-        )
-        metrics_path = run_dir / "metrics.jsonl"
-        if metrics_path.exists():  # drop metrics past the checkpoint so the stream has each step once
+        rng.bit_generator.state = host_state["numpy_rng"]
+        act_key = jax.random.wrap_key_data(jnp.asarray(host_state["act_key"], jnp.uint32))
+        collect_until = env_step if restored_replay else env_step + self.args.learning_starts
+        replay = "restored" if restored_replay else "refilled"
+        print(f"resumed {self.dir} at step {env_step}; replay buffer {replay}")
+        # drop metrics past the checkpoint so the stream has each step once
+        metrics_path = self.dir / "metrics.jsonl"
+        if metrics_path.exists():
             lines = [
                 l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= env_step
             ]
             atomic_write_text(metrics_path, "".join(l + "\n" for l in lines))
-    print(f"run directory: {run_dir}; batch {args.batch_size}, replay capacity {capacity} frames per game")
+        return state, buffer, env_step, act_key, collect_until
 
-    wandb_run = None
-    if args.track:
-        try:
+    def start(self, env_step: int) -> None:
+        if self.args.track:
+            try:
+                import wandb
+            except ImportError:
+                raise ConfigError("--track needs wandb: pip install wandb") from None
+            self.wandb = wandb.init(project="brc", name=self.dir.name, config=dataclasses.asdict(self.args),
+                                    resume="allow")  # fmt: skip
+        self.start_time = self.last_log_time = time.time()
+        self.start_step = env_step
+        self.learning_since = None  # (time, env_step) of the first update of this process
+
+    def learning_at(self, env_step: int) -> None:
+        if self.learning_since is None:
+            self.learning_since = (time.time(), env_step)
+
+    def log_progress(
+        self, env_step: int, epsilon: float, recent_returns: list[deque], metrics: dict | None
+    ) -> None:
+        """The console line: steps/s over the last interval, elapsed time, and an ETA at the rate
+        since learning began (evaluations and checkpoints included)."""
+        now = time.time()
+        sps = self.args.log_interval / (now - self.last_log_time)
+        self.last_log_time = now
+        line = f"step {env_step}/{self.args.total_steps} | {sps:.1f} steps/s | epsilon {epsilon:.3f}"
+        line += f" | {clock(now - self.start_time)} elapsed"
+        if self.learning_since is not None and env_step > self.learning_since[1]:
+            rate = (env_step - self.learning_since[1]) / (now - self.learning_since[0])
+            line += f", ETA {clock((self.args.total_steps - env_step) / rate)}"
+        done_returns = [np.mean(r) for r in recent_returns if r]
+        if done_returns:
+            line += f" | train game return {np.mean(done_returns):.1f}"
+        if metrics is not None:
+            host_metrics = check_finite(metrics, env_step, self.dir)
+            line += " | " + " ".join(f"{k} {float(v):.3g}" for k, v in host_metrics.items())
+        print(line, flush=True)
+
+    def evaluation_record(self, env_step: int, results: dict, metrics: dict | None) -> dict:
+        """One metrics.jsonl record: the evaluation results, their mean and IQM, and the update's metrics."""
+        scores = np.array([r["score"] for r in results.values()])
+        record = {
+            "step": env_step,
+            "tasks": results,
+            "mean_score": float(scores.mean()),
+            "iqm": interquartile_mean(scores),
+            "sps": (env_step - self.start_step) / (time.time() - self.start_time),
+            "time": time.time(),
+        }
+        if metrics is not None:
+            record.update({k: float(v) for k, v in check_finite(metrics, env_step, self.dir).items()})
+        return record
+
+    def log_evaluation(self, record: dict) -> None:
+        """Append the record to metrics.jsonl (and wandb, --track); one console line."""
+        with open(self.dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        results, env_step = record["tasks"], record["step"]
+        if self.wandb is not None:
             import wandb
-        except ImportError:
-            raise ConfigError("--track needs wandb: pip install wandb") from None
-        wandb_run = wandb.init(
-            project="brc", name=run_dir.name, config=dataclasses.asdict(args), resume="allow"
-        )
 
-    env = AtariGames(tasks, 1, args.seed, "train", args.terminal_on_life_loss, args.max_episode_steps)
-    eval_env = AtariGames(tasks, args.eval_episodes, args.seed, "eval", False, args.max_episode_steps)
-    task_ids = jnp.asarray(env.task_ids)
-    current = env.reset()
-    game_return = np.zeros(num_tasks)
-    recent_returns = [deque(maxlen=10) for _ in range(num_tasks)]
-    metrics, start_time, start_step = None, time.time(), env_step
-    last_log_time = start_time
-    learning_since = None  # (time, env_step) of the first update of this process
-    try:
-        while env_step < args.total_steps:
-            learning = env_step >= max(args.learning_starts, refill_until)
-            if learning and learning_since is None:
-                learning_since = (time.time(), env_step)
-            epsilon = epsilon_at(env_step, args)
-            if epsilon >= 1.0 or env_step < refill_until:
-                action = rng.integers(0, NUM_ACTIONS, num_tasks).astype(np.int32)
-            else:
-                action = np.asarray(fns.act(state, current.obs, task_ids, jnp.float32(epsilon),
-                                            jax.random.fold_in(act_key, env_step)))  # fmt: skip
-            if learning and args.overlap:
-                # dispatched before the env step, so the device computes while envpool steps the
-                # games; it samples the buffer as it was before this step's transition
-                state, metrics = fns.update(
-                    state, buffer, jnp.asarray(normalizer.reward_scale(args.v_max)), update_key
-                )
-            out = env.step(action)
-            valid = ~out.reset_step  # o_t was a final observation: nothing was learned from this step
-            train_reward = np.clip(out.reward, -1.0, 1.0) if args.clip_rewards else out.reward
-            buffer = fns.insert(
-                buffer, current.obs[:, -1], action, np.where(valid, train_reward, 0.0).astype(np.float32),
-                valid & out.terminated, valid & out.truncated, current.game_start, valid,
-            )  # fmt: skip
-            normalizer.add(train_reward, out.terminated, out.truncated, valid)
-            game_return += np.where(valid, out.reward, 0.0)
-            for i in np.flatnonzero(valid & out.game_over):
-                recent_returns[i].append(game_return[i])
-                game_return[i] = 0.0
-            current = out
-            env_step += 1
+            self.wandb.log({k: v for k, v in record.items() if k not in ("tasks", "videos")} | {
+                f"{name}/{m}": v for name, r in results.items() for m, v in r.items() if v is not None
+            } | {
+                f"video/{name}": wandb.Video(str(self.dir / "videos" / file), format="mp4")
+                for name, file in record.get("videos", {}).items()
+            }, step=env_step)  # fmt: skip
+        print(f"eval step {env_step}: human-normalised mean {record['mean_score']:.3f}, "
+              f"IQM {record['iqm']:.3f} | "
+              + " ".join(f"{n} {r['return']:.0f}" for n, r in list(results.items())[:8]),
+              flush=True)  # fmt: skip
 
-            if learning and not args.overlap:
-                state, metrics = fns.update(
-                    state, buffer, jnp.asarray(normalizer.reward_scale(args.v_max)), update_key
-                )
+    def checkpoint(self, env_step, state, buffer, metrics, normalizer, rng, act_key) -> None:
+        if metrics is not None:
+            check_finite(metrics, env_step, self.dir)  # never checkpoint a diverged learner
+        host_state = {
+            "env_step": env_step,
+            "normalizer": normalizer.state_dict(),
+            "numpy_rng": rng.bit_generator.state,
+            "act_key": np.asarray(jax.random.key_data(act_key)).tolist(),
+        }
+        save_checkpoint(self.dir, state, buffer, host_state, self.args.checkpoint_replay)
 
-            if env_step % args.log_interval == 0:
-                now = time.time()
-                sps = args.log_interval / (now - last_log_time)
-                last_log_time = now
-                line = f"step {env_step}/{args.total_steps} | {sps:.1f} steps/s | epsilon {epsilon:.3f}"
-                # ETA at the rate since learning began (evaluations and checkpoints included)
-                line += f" | {clock(now - start_time)} elapsed"
-                if learning_since is not None and env_step > learning_since[1]:
-                    rate = (env_step - learning_since[1]) / (now - learning_since[0])
-                    line += f", ETA {clock((args.total_steps - env_step) / rate)}"
-                done_returns = [np.mean(r) for r in recent_returns if r]
-                if done_returns:
-                    line += f" | train game return {np.mean(done_returns):.1f}"
-                if metrics is not None:
-                    line += " | " + " ".join(
-                        f"{k} {float(v):.3g}" for k, v in check_finite(metrics, env_step, run_dir).items()
-                    )
-                print(line, flush=True)
-
-            if env_step % args.eval_interval == 0 or env_step == args.total_steps:
-                filmed = min(args.video_tasks, num_tasks) if args.capture_video else 0
-                results, frames = evaluate(
-                    fns, state, eval_env, tasks, args.eval_epsilon, jax.random.fold_in(eval_key, env_step), filmed
-                )
-                scores = np.array([r["score"] for r in results.values()])
-                record = {
-                    "step": env_step,
-                    "tasks": results,
-                    "mean_score": float(scores.mean()),
-                    "iqm": interquartile_mean(scores),
-                    "sps": (env_step - start_step) / (time.time() - start_time),
-                    "time": time.time(),
-                }
-                if metrics is not None:
-                    record.update({k: float(v) for k, v in check_finite(metrics, env_step, run_dir).items()})
-                if frames:
-                    record["videos"] = save_game_videos(frames, tasks, run_dir / "videos", env_step)
-                with open(run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                if wandb_run is not None:
-                    wandb_run.log({k: v for k, v in record.items() if k not in ("tasks", "videos")} | {
-                        f"{name}/{m}": v for name, r in results.items() for m, v in r.items() if v is not None
-                    } | {
-                        f"video/{name}": wandb.Video(str(run_dir / "videos" / file), format="mp4")
-                        for name, file in record.get("videos", {}).items()
-                    }, step=env_step)  # fmt: skip
-                print(f"eval step {env_step}: human-normalised mean {record['mean_score']:.3f}, "
-                      f"IQM {record['iqm']:.3f} | "
-                      + " ".join(f"{n} {r['return']:.0f}" for n, r in list(results.items())[:8]),
-                      flush=True)  # fmt: skip
-
-            if env_step % args.checkpoint_interval == 0 or env_step == args.total_steps:
-                if metrics is not None:
-                    check_finite(metrics, env_step, run_dir)  # never checkpoint a diverged learner
-                host = {
-                    "env_step": env_step,
-                    "normalizer": normalizer.state_dict(),
-                    "numpy_rng": rng.bit_generator.state,
-                    "act_key": np.asarray(jax.random.key_data(act_key)).tolist(),
-                }
-                save_checkpoint(run_dir, state, buffer, host, args.checkpoint_replay)
-    finally:
-        env.close()
-        eval_env.close()
-        if wandb_run is not None:
-            wandb_run.finish()
-    print(f"done: {env_step} steps per game in {time.time() - start_time:.0f} s; results in {run_dir}")
+    def close(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,19 @@ in TD3+BC, so lambda and bc_weight mean the same at any reward scale.
 
 The dataset format is docs/dataset-format.md; how to run, what is logged and every
 deviation: docs/offline_brc_bc.md. `step` counts gradient updates here, not env steps.
+
+The file, in reading order (section headers `# ---- name`); the method is the first six:
+    Args                   the flags: dataset, networks and learning (as sac_brc.py), BC, evaluation
+    networks               as sac_brc.py: CriticMember, Critic (ensemble + task embeddings), Actor
+    dataset                minibatch stacks sampled on the host and streamed to the devices, the
+                           update's noise; the categorical TD target and the reward scale (eq. 3-4)
+    agent                  TrainState, bf16 compute view, optimisers, the initial state
+    the update             td_target, critic_loss, actor_loss (with the BC term), temperature_loss,
+                           update_once, update_on, then make_agent, which only jits and shards them
+    evaluation, main       deterministic evaluation and the training loop, one call per feature
+    ==== run harness       not needed to learn the method: the dataset load and --dataset-info,
+                           validation, and `Run`: run directory, console, metrics.jsonl,
+                           checkpoints and resume
 """
 
 import dataclasses
@@ -42,14 +55,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Float, Int, Key, PRNGKeyArray
 
 from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
 from common.cli import parse_args
 from common.dataset import Dataset, DatasetError, dataset_bytes, index_dataset, load_dataset
 from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, run_episodes, with_shadowhand_assets
-from common.suites import normalized_score
+from common.suites import TaskSpec, normalized_score
 
 
 @dataclass
@@ -273,38 +286,6 @@ def sample_tanh_gaussian(
     return jnp.tanh(u), jnp.sum(gaussian_log_prob - log_det)
 
 
-def categorical_td_target(
-    reward: Float[Array, " batch"],
-    mask: Float[Array, " batch"],
-    next_log_prob: Float[Array, " batch"],
-    target_logits: Float[Array, "batch 2 atoms"],
-    alpha: Float[Array, ""],
-    gamma: float,
-    support: Float[Array, " atoms"],
-) -> Float[Array, "batch atoms"]:
-    """Soft distributional TD target (paper C.2), projected onto the support.
-
-    SAC without clipped double Q: the next-state distribution is the mean of both target
-    critics' probabilities (not the minimum); each atom becomes
-    `r + gamma * mask * (z - alpha * log_pi(a'|s'))`.
-    """
-    target_probs = jax.nn.softmax(target_logits, axis=-1).mean(axis=1)
-    target_atoms = reward[:, None] + gamma * mask[:, None] * (
-        support[None, :] - alpha * next_log_prob[:, None]
-    )
-    return jax.vmap(categorical_projection, in_axes=(0, 0, None))(target_atoms, target_probs, support)
-
-
-def reward_scale(
-    max_abs_return: Float[Array, " tasks"], alpha: Float[Array, ""], act_dim: int, gamma: float, v_max: float
-) -> Float[Array, " tasks"]:
-    """Paper eq. 3-4: rewards are multiplied by `v_max / (G_i + lambda_i)`, where
-    `lambda_i = alpha * H_i / (1 - gamma)` and `H_i = |A| / 4` (ref. code: the magnitude of
-    half the target entropy, with |A| the padded action size)."""
-    entropy_correction = alpha * (act_dim / 4) / (1 - gamma)
-    return v_max / (max_abs_return + entropy_correction)
-
-
 # ---------------------------------------------------------------- dataset: batches and return normalisation
 
 
@@ -317,6 +298,19 @@ class Batch(NamedTuple):
     reward: Float[Array, "updates batch"]
     next_obs: Float[Array, "updates batch obs"]
     terminated: Float[Array, "updates batch"]
+
+
+class Noise(NamedTuple):
+    """The standard-normal draws of one update's two reparameterised actions."""
+
+    next_action: Float[Array, "batch act"]  # a' ~ pi(.|s') in the TD target
+    action: Float[Array, "batch act"]  # a ~ pi(.|s) in the actor loss
+
+
+def sample_noise(batch_size: int, act_dim: int, key: PRNGKeyArray) -> Noise:
+    next_key, action_key = jax.random.split(key)
+    shape = (batch_size, act_dim)
+    return Noise(jax.random.normal(next_key, shape), jax.random.normal(action_key, shape))
 
 
 def sample_batches(dataset: Dataset, batch_size: int, updates: int, seed: int, call: int) -> Batch:
@@ -383,27 +377,36 @@ class BatchStream:
         self._thread.join(timeout=10)
 
 
-def dataset_info(dataset: Dataset, gamma: float) -> str:
-    """Tasks, sizes and return statistics (undiscounted returns of finished episodes), of every
-    transition in the files (common/dataset.py gathers them while streaming)."""
-    lines = [
-        (
-            f"dataset: {len(dataset.tasks)} tasks, {sum(s.transitions for s in dataset.stats):,} transitions "
-            f"({int(dataset.offsets[-1]):,} loaded), obs {dataset.obs.shape[1]} / action "
-            f"{dataset.action.shape[1]} (padded); source {dataset.metadata.get('source', '?')}"
-        ),
-        f"| task | obs | act | transitions | episodes (term. / trunc.) | return mean | min | max | G (gamma {gamma}) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for task, stats in zip(dataset.tasks, dataset.stats):
-        returns, summary = stats.returns, "- | - | -"
-        if len(returns):
-            summary = f"{returns.mean():.1f} | {returns.min():.1f} | {returns.max():.1f}"
-        lines.append(
-            f"| {task.name} | {task.obs_dim} | {task.act_dim} | {stats.transitions:,} | {len(returns)} "
-            f"({stats.terminated} / {stats.truncated}) | {summary} | {stats.max_abs_return:.1f} |"
-        )
-    return "\n".join(lines)
+def categorical_td_target(
+    reward: Float[Array, " batch"],
+    mask: Float[Array, " batch"],
+    next_log_prob: Float[Array, " batch"],
+    target_logits: Float[Array, "batch 2 atoms"],
+    alpha: Float[Array, ""],
+    gamma: float,
+    support: Float[Array, " atoms"],
+) -> Float[Array, "batch atoms"]:
+    """Soft distributional TD target (paper C.2), projected onto the support.
+
+    SAC without clipped double Q: the next-state distribution is the mean of both target
+    critics' probabilities (not the minimum); each atom becomes
+    `r + gamma * mask * (z - alpha * log_pi(a'|s'))`.
+    """
+    target_probs = jax.nn.softmax(target_logits, axis=-1).mean(axis=1)
+    target_atoms = reward[:, None] + gamma * mask[:, None] * (
+        support[None, :] - alpha * next_log_prob[:, None]
+    )
+    return jax.vmap(categorical_projection, in_axes=(0, 0, None))(target_atoms, target_probs, support)
+
+
+def reward_scale(
+    max_abs_return: Float[Array, " tasks"], alpha: Float[Array, ""], act_dim: int, gamma: float, v_max: float
+) -> Float[Array, " tasks"]:
+    """Paper eq. 3-4: rewards are multiplied by `v_max / (G_i + lambda_i)`, where
+    `lambda_i = alpha * H_i / (1 - gamma)` and `H_i = |A| / 4` (ref. code: the magnitude of
+    half the target entropy, with |A| the padded action size)."""
+    entropy_correction = alpha * (act_dim / 4) / (1 - gamma)
+    return v_max / (max_abs_return + entropy_correction)
 
 
 # ---------------------------------------------------------------- agent
@@ -451,6 +454,108 @@ def resolve_batch_size(args: Args, num_tasks: int) -> int:
     return args.batch_size or (1024 if num_tasks > 1 else 256)
 
 
+class Optimizers(NamedTuple):
+    actor: optax.GradientTransformation
+    critic: optax.GradientTransformation
+    temperature: optax.GradientTransformation
+
+
+def make_optimizers(args: Args) -> Optimizers:
+    return Optimizers(
+        optax.adamw(args.learning_rate, weight_decay=args.weight_decay),
+        optax.adamw(args.learning_rate, weight_decay=args.weight_decay),
+        optax.adam(args.temperature_learning_rate, b1=0.5),  # ref. code
+    )
+
+
+def init_state(
+    actor_key: PRNGKeyArray,
+    critic_key: PRNGKeyArray,
+    *,
+    args: Args,
+    num_tasks: int,
+    obs_dim: int,
+    act_dim: int,
+    optimizers: Optimizers,
+) -> TrainState:
+    critic = Critic(obs_dim, act_dim, num_tasks, args, critic_key)
+    embedding_dim = 0 if critic.task_embedding is None else args.embedding_dim
+    actor = Actor(obs_dim, act_dim, num_tasks, embedding_dim, args, actor_key)
+    log_alpha = jnp.log(jnp.asarray(args.init_temperature, jnp.float32))
+    return TrainState(
+        actor,
+        critic,
+        critic,  # the target starts identical to the critic
+        log_alpha,
+        optimizers.actor.init(eqx.filter(actor, eqx.is_inexact_array)),
+        optimizers.critic.init(eqx.filter(critic, eqx.is_inexact_array)),
+        optimizers.temperature.init(log_alpha),
+        jnp.zeros((), jnp.int32),
+    )
+
+
+# ---------------------------------------------------------------- the update (paper Appendix C.2; BC: TD3+BC)
+# Pure functions of the state, a minibatch and its noise; `args`, `support`, the optimisers and
+# each task's |A_i| are constants of the run. make_agent below only jits and shards them.
+
+
+def policy(state: TrainState, obs: Float[Array, " obs"], task_id: Int[Array, ""]):
+    """pi(.|s, task): the actor reads the critic's task embedding, with no gradient to it."""
+    embedding = state.critic.embed(task_id)
+    return state.actor(obs, jax.lax.stop_gradient(embedding), task_id)
+
+
+def sample_action(
+    mean: Float[Array, "batch act"],
+    log_std: Float[Array, "batch act"],
+    noise: Float[Array, "batch act"],
+    act_dims: Int[Array, " batch"],
+) -> tuple[Float[Array, "batch act"], Float[Array, " batch"]]:
+    """Policy samples with the entries beyond each sample's |A_i| zeroed, as in the dataset (the
+    critic only ever trains on zero padding there), and their log-probabilities."""
+    action, log_prob = jax.vmap(sample_tanh_gaussian)(mean, log_std, noise)
+    mask = jnp.arange(mean.shape[-1])[None, :] < act_dims[:, None]
+    return action * mask, log_prob
+
+
+def td_target(
+    state: TrainState,
+    batch: Batch,
+    reward: Float[Array, " batch"],
+    next_noise: Float[Array, "batch act"],
+    act_dims: Int[Array, " batch"],
+    args: Args,
+    support: Float[Array, " atoms"],
+) -> Float[Array, "batch atoms"] | Float[Array, " batch"]:
+    """The soft TD target of (already scaled) rewards, as sac_brc.py: next action from the current
+    actor (its padding zeroed), next-state value from the target critics. ce: projected
+    probabilities; mse: scalars."""
+    alpha = jnp.exp(state.log_alpha)
+    mask = 1.0 - batch.terminated  # a truncation bootstraps
+    next_mean, next_log_std = jax.vmap(policy, in_axes=(None, 0, 0))(state, batch.next_obs, batch.task)
+    next_action, next_log_prob = sample_action(next_mean, next_log_std, next_noise, act_dims)
+    target_out = precision_view(state.target_critic, args.precision)(batch.next_obs, next_action, batch.task)
+    if args.loss == "ce":
+        target = categorical_td_target(reward, mask, next_log_prob, target_out, alpha, args.gamma, support)
+    else:  # mean of both target critics, as the ce target's mean of probabilities
+        target = reward + args.gamma * mask * (target_out[..., 0].mean(axis=1) - alpha * next_log_prob)
+    return jax.lax.stop_gradient(target)
+
+
+def critic_losses(critic: Critic, batch: Batch, target, args: Args) -> Float[Array, "batch members"]:
+    """Per sample and ensemble member: cross-entropy to the projected target (ce) or the
+    squared TD error (mse)."""
+    out = precision_view(critic, args.precision)(batch.obs, batch.action, batch.task)
+    if args.loss == "ce":
+        return jax.vmap(jax.vmap(cross_entropy, in_axes=(None, 0)))(target, out)
+    return (out[..., 0] - target[:, None]) ** 2
+
+
+def critic_loss(critic: Critic, batch: Batch, target, args: Args) -> Float[Array, ""]:
+    """Mean over the batch, sum over the ensemble."""
+    return critic_losses(critic, batch, target, args).mean(axis=0).sum()
+
+
 def bc_loss(
     mean: Float[Array, "batch act"], data_action: Float[Array, "batch act"], act_dims: Int[Array, " batch"]
 ) -> Float[Array, ""]:
@@ -459,57 +564,138 @@ def bc_loss(
     return jnp.mean(jnp.sum(mask * (jnp.tanh(mean) - data_action) ** 2, axis=-1) / act_dims)
 
 
-def make_agent(args: Args, act_dims: list[int], obs_dim: int, key: PRNGKeyArray):
-    """Initial TrainState and the jitted functions for one configuration."""
+def actor_loss(
+    actor: Actor,
+    critic: Critic,
+    batch: Batch,
+    noise: Float[Array, "batch act"],
+    alpha: Float[Array, ""],
+    act_dims: Int[Array, " batch"],
+    args: Args,
+    support: Float[Array, " atoms"],
+) -> tuple[Float[Array, ""], tuple[Float[Array, ""], Float[Array, ""], Float[Array, ""]]]:
+    """alpha * log_pi(a|s) - lambda * Q(s, a) / mean|Q| + bc_weight * BC (TD3+BC), Q under the
+    mean of both critics' distributions; and the policy entropy estimate -E[log pi] for the
+    temperature, BC and the mean Q."""
+    embedding = jax.lax.stop_gradient(jax.vmap(critic.embed)(batch.task))
+    mean, log_std = jax.vmap(actor)(batch.obs, embedding, batch.task)
+    action, log_prob = sample_action(mean, log_std, noise, act_dims)
+    out = precision_view(critic, args.precision)(batch.obs, action, batch.task)
+    if args.loss == "ce":
+        q = jnp.sum(jax.nn.softmax(out, axis=-1).mean(axis=1) * support, axis=-1)
+    else:
+        q = out[..., 0].mean(axis=1)
+    q_scale = jax.lax.stop_gradient(jnp.mean(jnp.abs(q)))  # TD3+BC's lambda = alpha / mean|Q|
+    bc = bc_loss(mean, batch.action, act_dims)
+    loss = jnp.mean(alpha * log_prob) - args.q_weight * jnp.mean(q) / q_scale + args.bc_weight * bc
+    return loss, (-jnp.mean(log_prob), bc, jnp.mean(q))
+
+
+def temperature_loss(log_alpha: Float[Array, ""], entropy: Float[Array, ""], act_dim: int) -> Float[Array, ""]:
+    """alpha * (entropy - target entropy), target -|A| / 2 (ref. code; the paper's table omits
+    the sign), |A| the padded action size."""
+    return jnp.exp(log_alpha) * (entropy - (-act_dim / 2))
+
+
+def update_once(
+    state: TrainState,
+    scale: Float[Array, " tasks"],
+    batch: Batch,
+    noise: Noise,
+    *,
+    args: Args,
+    support: Float[Array, " atoms"],
+    optimizers: Optimizers,
+    task_act_dims: Int[Array, " tasks"],
+) -> tuple[TrainState, dict]:
+    """One gradient step of the critic, its target, the actor (with the BC term) and the temperature."""
+    reward = batch.reward * scale[batch.task]  # paper eq. 3
+    act_dims = task_act_dims[batch.task]  # each sample's |A_i|
+
+    # critic: as sac_brc.py, the next action from the current actor
+    target = td_target(state, batch, reward, noise.next_action, act_dims, args, support)
+    loss_c, critic_grads = eqx.filter_value_and_grad(critic_loss)(state.critic, batch, target, args)
+    updates, critic_opt_state = optimizers.critic.update(
+        critic_grads, state.critic_opt_state, eqx.filter(state.critic, eqx.is_inexact_array)
+    )
+    critic = eqx.apply_updates(state.critic, updates)
+
+    # target critic: Polyak after every critic update
+    online, _ = eqx.partition(critic, eqx.is_inexact_array)
+    target_params, static = eqx.partition(state.target_critic, eqx.is_inexact_array)
+    target_params = jax.tree.map(lambda t, o: (1 - args.tau) * t + args.tau * o, target_params, online)
+    target_critic = eqx.combine(target_params, static)
+
+    # actor: alpha * log_pi - lambda * Q / mean|Q| + bc_weight * BC (TD3+BC), against the updated critic
+    alpha = jnp.exp(state.log_alpha)
+    (loss_a, (entropy, bc, q_mean)), actor_grads = eqx.filter_value_and_grad(actor_loss, has_aux=True)(
+        state.actor, critic, batch, noise.action, alpha, act_dims, args, support
+    )
+    updates, actor_opt_state = optimizers.actor.update(
+        actor_grads, state.actor_opt_state, eqx.filter(state.actor, eqx.is_inexact_array)
+    )
+    actor = eqx.apply_updates(state.actor, updates)
+
+    # temperature, on log(alpha)
+    alpha_grad = jax.grad(temperature_loss)(state.log_alpha, entropy, batch.action.shape[-1])
+    updates, alpha_opt_state = optimizers.temperature.update(alpha_grad, state.alpha_opt_state)
+    log_alpha = optax.apply_updates(state.log_alpha, updates)
+
+    new_state = TrainState(actor, critic, target_critic, log_alpha, actor_opt_state, critic_opt_state,
+                           alpha_opt_state, state.step + 1)  # fmt: skip
+    metrics = {"critic_loss": loss_c, "actor_loss": loss_a, "bc_loss": bc, "q_mean": q_mean,
+               "entropy": entropy, "temperature": jnp.exp(log_alpha)}  # fmt: skip
+    return new_state, metrics
+
+
+def update_on(
+    state: TrainState,
+    batches: Batch,
+    keys: Key[Array, " updates"],
+    max_abs_return: Float[Array, " tasks"],
+    *,
+    args: Args,
+    support: Float[Array, " atoms"],
+    optimizers: Optimizers,
+    task_act_dims: Int[Array, " tasks"],
+) -> tuple[TrainState, dict]:
+    """One gradient update per minibatch of `batches` (stacked on axis 0), as one lax.scan, each
+    with the noise of its own key."""
+    constants = {"args": args, "support": support, "optimizers": optimizers, "task_act_dims": task_act_dims}
+
+    def body(state, batch_and_key):
+        batch, key = batch_and_key
+        batch_size, act_dim = batch.action.shape
+        # paper eq. 3, lambda_i from the current alpha: before every update (sac_brc.py: every env step)
+        scale = reward_scale(max_abs_return, jnp.exp(state.log_alpha), act_dim, args.gamma, args.v_max)
+        # noise drawn here, not stacked ahead as in sac_brc.py: stacking changes XLA's fusion and,
+        # by rounding, the numbers (e.g. with --task-conditioning heads)
+        return update_once(state, scale, batch, sample_noise(batch_size, act_dim, key), **constants)
+
+    state, metrics = jax.lax.scan(body, state, (batches, keys))
+    return state, jax.tree.map(jnp.mean, metrics)
+
+
+def make_agent(
+    args: Args, act_dims: list[int], obs_dim: int, key: PRNGKeyArray
+) -> tuple[TrainState, AgentFns]:
+    """Initial TrainState and the jitted, sharded entry points for one configuration; `act_dims`
+    are the tasks' |A_i| (the padded action size is the largest)."""
     num_tasks, act_dim = len(act_dims), max(act_dims)
-    gamma, tau = args.gamma, args.tau
-    batch_size = resolve_batch_size(args, num_tasks)
     support = make_support(args.num_atoms, args.v_max)
-    target_entropy = -act_dim / 2  # ref. code (the paper's table omits the sign)
+    optimizers = make_optimizers(args)
     task_act_dims = jnp.asarray(act_dims, jnp.int32)
+    constants = {"args": args, "support": support, "optimizers": optimizers, "task_act_dims": task_act_dims}
 
-    actor_optimizer = optax.adamw(args.learning_rate, weight_decay=args.weight_decay)
-    critic_optimizer = optax.adamw(args.learning_rate, weight_decay=args.weight_decay)
-    alpha_optimizer = optax.adam(args.temperature_learning_rate, b1=0.5)  # ref. code
-
-    actor_key, critic_key = jax.random.split(key)
     # data parallel (as sac_brc.py): every device holds the parameters and optimiser states;
     # each minibatch (axis 1 of the stack, axis 0 is the scanned update) is split across the
     # devices and XLA all-reduces the gradients
     mesh = make_mesh(args.num_devices)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     batch_sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "batch"))
-
-    @partial(jax.jit, out_shardings=replicated)
-    def init(actor_key, critic_key):
-        critic = Critic(obs_dim, act_dim, num_tasks, args, critic_key)
-        embedding_dim = 0 if critic.task_embedding is None else args.embedding_dim
-        actor = Actor(obs_dim, act_dim, num_tasks, embedding_dim, args, actor_key)
-        log_alpha = jnp.log(jnp.asarray(args.init_temperature, jnp.float32))
-        return TrainState(
-            actor,
-            critic,
-            critic,
-            log_alpha,
-            actor_optimizer.init(eqx.filter(actor, eqx.is_inexact_array)),
-            critic_optimizer.init(eqx.filter(critic, eqx.is_inexact_array)),
-            alpha_optimizer.init(log_alpha),
-            jnp.zeros((), jnp.int32),
-        )
-
-    state = init(actor_key, critic_key)
-
-    def policy(state: TrainState, obs, task_id):
-        embedding = state.critic.embed(task_id)  # actor reads the embedding, no gradient to it
-        return state.actor(obs, jax.lax.stop_gradient(embedding), task_id)
-
-    def sample_action(state_or_actor_fn, obs, task, key):
-        """Policy sample with the entries beyond each task's |A_i| zeroed, as in the dataset
-        (the critic only ever trains on zero padding there)."""
-        mean, log_std = state_or_actor_fn(obs, task)
-        action, log_prob = jax.vmap(sample_tanh_gaussian)(mean, log_std, jax.random.normal(key, mean.shape))
-        mask = jnp.arange(act_dim)[None, :] < task_act_dims[task][:, None]
-        return action * mask, log_prob, mean
+    init = partial(init_state, args=args, num_tasks=num_tasks, obs_dim=obs_dim, act_dim=act_dim,
+                   optimizers=optimizers)  # fmt: skip
+    state = jax.jit(init, out_shardings=replicated)(*jax.random.split(key))
 
     @jax.jit
     @eqx.debug.assert_max_traces(max_traces=1)
@@ -519,93 +705,15 @@ def make_agent(args: Args, act_dims: list[int], obs_dim: int, key: PRNGKeyArray)
         mean, _ = jax.vmap(policy, in_axes=(None, 0, 0))(state, obs, task_ids)
         return jnp.tanh(mean)
 
-    def critic_loss_fn(critic: Critic, batch: Batch, target):
-        out = precision_view(critic, args.precision)(batch.obs, batch.action, batch.task)
-        if args.loss == "ce":  # cross-entropy, mean over batch, sum over the ensemble
-            per_sample = jax.vmap(jax.vmap(cross_entropy, in_axes=(None, 0)))(target, out)
-            return per_sample.mean(axis=0).sum()
-        td_error = out[..., 0] - target[:, None]
-        return (td_error**2).mean(axis=0).sum()
-
-    def q_value(critic: Critic, obs, action, task):
-        out = precision_view(critic, args.precision)(obs, action, task)
-        if args.loss == "ce":
-            return jnp.sum(jax.nn.softmax(out, axis=-1).mean(axis=1) * support, axis=-1)
-        return out[..., 0].mean(axis=1)
-
-    def update_once(state: TrainState, scale, batch: Batch, key):
-        next_key, actor_key = jax.random.split(key)
-        reward = batch.reward * scale[batch.task]  # paper eq. 3
-        alpha = jnp.exp(state.log_alpha)
-        mask = 1.0 - batch.terminated  # a truncation bootstraps
-
-        # critic: as sac_brc.py, the next action from the current actor
-        policy_fn = jax.vmap(lambda o, t: policy(state, o, t))
-        next_action, next_log_prob, _ = sample_action(policy_fn, batch.next_obs, batch.task, next_key)
-        target_view = precision_view(state.target_critic, args.precision)
-        target_out = target_view(batch.next_obs, next_action, batch.task)
-        if args.loss == "ce":
-            target = categorical_td_target(reward, mask, next_log_prob, target_out, alpha, gamma, support)
-        else:
-            target = reward + gamma * mask * (target_out[..., 0].mean(axis=1) - alpha * next_log_prob)
-        target = jax.lax.stop_gradient(target)
-        critic_loss, critic_grads = eqx.filter_value_and_grad(critic_loss_fn)(state.critic, batch, target)
-        updates, critic_opt_state = critic_optimizer.update(
-            critic_grads, state.critic_opt_state, eqx.filter(state.critic, eqx.is_inexact_array)
-        )
-        critic = eqx.apply_updates(state.critic, updates)
-
-        online, _ = eqx.partition(critic, eqx.is_inexact_array)
-        target_params, static = eqx.partition(state.target_critic, eqx.is_inexact_array)
-        target_params = jax.tree.map(lambda t, o: (1 - tau) * t + tau * o, target_params, online)
-        target_critic = eqx.combine(target_params, static)
-
-        # actor: alpha * log_pi - lambda * Q / mean|Q| + bc_weight * BC (TD3+BC)
-        def actor_loss_fn(actor: Actor):
-            embedding = jax.lax.stop_gradient(jax.vmap(critic.embed)(batch.task))
-            actor_fn = lambda o, t: jax.vmap(actor)(o, embedding, t)
-            action, log_prob, mean = sample_action(actor_fn, batch.obs, batch.task, actor_key)
-            q = q_value(critic, batch.obs, action, batch.task)
-            q_scale = jax.lax.stop_gradient(jnp.mean(jnp.abs(q)))  # TD3+BC's lambda = alpha / mean|Q|
-            bc = bc_loss(mean, batch.action, task_act_dims[batch.task])
-            loss = jnp.mean(alpha * log_prob) - args.q_weight * jnp.mean(q) / q_scale + args.bc_weight * bc
-            return loss, (-jnp.mean(log_prob), bc, jnp.mean(q))
-
-        (actor_loss, (entropy, bc, q_mean)), actor_grads = eqx.filter_value_and_grad(
-            actor_loss_fn, has_aux=True
-        )(state.actor)
-        updates, actor_opt_state = actor_optimizer.update(
-            actor_grads, state.actor_opt_state, eqx.filter(state.actor, eqx.is_inexact_array)
-        )
-        actor = eqx.apply_updates(state.actor, updates)
-
-        alpha_grad = jax.grad(lambda la: jnp.exp(la) * (entropy - target_entropy))(state.log_alpha)
-        updates, alpha_opt_state = alpha_optimizer.update(alpha_grad, state.alpha_opt_state)
-        log_alpha = optax.apply_updates(state.log_alpha, updates)
-
-        new_state = TrainState(actor, critic, target_critic, log_alpha, actor_opt_state, critic_opt_state,
-                               alpha_opt_state, state.step + 1)  # fmt: skip
-        metrics = {"critic_loss": critic_loss, "actor_loss": actor_loss, "bc_loss": bc, "q_mean": q_mean,
-                   "entropy": entropy, "temperature": jnp.exp(log_alpha)}  # fmt: skip
-        return new_state, metrics
-
     @jax.jit
     @eqx.debug.assert_max_traces(max_traces=1)
     def update(
         state: TrainState, batches: Batch, max_abs_return: Float[Array, " tasks"], key: PRNGKeyArray
     ) -> tuple[TrainState, dict]:
-        """One lax.scan over the stacked minibatches: `updates_per_call` gradient updates."""
+        """`updates_per_call` gradient updates, one per stacked minibatch, each with its own key."""
         batches = jax.lax.with_sharding_constraint(batches, batch_sharded)  # a no-op for placed batches
         keys = jax.random.split(jax.random.fold_in(key, state.step), batches.reward.shape[0])
-
-        def body(state, inputs):
-            batch, k = inputs
-            # paper eq. 3, lambda_i from the current alpha (as sac_brc.py)
-            scale = reward_scale(max_abs_return, jnp.exp(state.log_alpha), act_dim, gamma, args.v_max)
-            return update_once(state, scale, batch, k)
-
-        state, metrics = jax.lax.scan(body, state, (batches, keys))
-        return state, jax.tree.map(jnp.mean, metrics)
+        return update_on(state, batches, keys, max_abs_return, **constants)
 
     fns = AgentFns(
         act_deterministic,
@@ -613,14 +721,129 @@ def make_agent(args: Args, act_dims: list[int], obs_dim: int, key: PRNGKeyArray)
         lambda tree: jax.device_put(tree, replicated),
         lambda batches: jax.device_put(batches, batch_sharded),
     )
-    return state, fns, batch_size
+    return state, fns
 
 
-# ---------------------------------------------------------------- runs: config, checkpoints, metrics
+# ---------------------------------------------------------------- evaluation (as sac_brc.py)
+
+
+def evaluate(fns: AgentFns, state: TrainState, env: MultiTaskEnv, episodes: int) -> dict[str, dict[str, float]]:
+    """Deterministic evaluation (`tanh(mean)`): `episodes` episodes one after another on every
+    eval env; per task the mean return, success rate (success at any step of an episode) and score."""
+    task_ids = jnp.asarray(env.task_ids)
+    policy = lambda obs: np.asarray(fns.act_deterministic(state, jnp.asarray(obs), task_ids))
+    returns, success = run_episodes(env, policy, episodes)
+    results = {}
+    for k, task in enumerate(env.tasks):
+        rows = env.task_ids == k
+        mean_return, success_rate = float(returns[rows].mean()), float(success[rows].mean())
+        results[task.name] = {
+            "return": mean_return,
+            "success": success_rate if task.has_success else None,
+            "score": normalized_score(task, mean_return, success_rate),
+        }
+    return results
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(args: Args) -> None:
+    validate(args)
+    dataset = read_dataset(args)  # refused before it is read if it does not fit in host memory
+    if args.dataset_info:
+        print(dataset_info(dataset, args.gamma))
+        return
+    tasks, batch_size = dataset.tasks, resolve_batch_size(args, len(dataset.tasks))
+    check_eval_assets(args, tasks)
+    check_batch_split(args, batch_size)
+    # G_i of every transition in the files (not only the loaded subset); fixed: the data does not change
+    max_abs_return = jnp.asarray(np.array([s.max_abs_return for s in dataset.stats], np.float32))
+    run = Run.open(args)  # a new run directory, or --resume's after checking its config
+
+    init_key, update_key = jax.random.split(jax.random.key(args.seed))
+    state, fns = make_agent(args, [t.act_dim for t in tasks], dataset.obs.shape[1], init_key)
+    print_sizes(args, dataset, state, max_abs_return)
+    run.create()
+    step = 0
+    if run.resumed:  # the state and update count of the latest checkpoint
+        state, step = run.restore(state, fns)
+    print(f"run directory: {run.dir}; batch {batch_size}, {args.updates_per_call} updates per call")
+
+    # the eval envs of sac_brc.py's protocol (--eval-protocol), seeds disjoint between runs
+    eval_copies, eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)
+    eval_env = MultiTaskEnv(tasks, eval_copies, seed=args.seed, role="eval", mw_backend=args.mw_backend,
+                            num_workers=args.env_workers, shadowhand_assets=args.shadowhand_assets)  # fmt: skip
+    # the batches of call k are a function of (seed, k): a resumed run continues the sequence
+    stream = BatchStream(dataset, batch_size, args.updates_per_call, args.seed, step // args.updates_per_call,
+                         args.prefetch, fns.shard_batches)  # fmt: skip
+    run.start(step)
+    try:
+        while step < args.num_updates:
+            state, metrics = fns.update(state, stream.get(), max_abs_return, update_key)
+            step += args.updates_per_call
+
+            if step % args.log_interval == 0:
+                run.log_progress(step, metrics, stream.wait_s)
+            if step % args.eval_interval == 0 or step == args.num_updates:
+                results = evaluate(fns, state, eval_env, eval_runs)
+                run.log_evaluation(step, results, metrics, stream.wait_s)
+            if step % args.checkpoint_interval == 0 or step == args.num_updates:
+                run.checkpoint(step, state, metrics)
+    finally:
+        stream.close()
+        eval_env.close()
+    print(f"done: {step} updates in {time.time() - run.start_time:.0f} s; results in {run.dir}")
+
+
+# ================================================================ run harness
+# Not needed to learn the method: the dataset load and --dataset-info, validation, and the run
+# directory (config, console, metrics.jsonl, checkpoints and resume). main calls each feature
+# here in one line.
+
+
+# ---------------------------------------------------------------- runs: dataset, config, checkpoints, metrics
 
 
 class ConfigError(Exception):
     """A user error: printed as one message, exit code 2."""
+
+
+def read_dataset(args: Args) -> Dataset:
+    """--dataset, streamed chunk by chunk; the memory plan is checked before anything is allocated."""
+    try:
+        index = index_dataset(Path(args.dataset))
+        dataset = load_dataset(index, args.gamma, args.max_transitions_per_task, args.seed,
+                               fix="pass --max-transitions-per-task {fit} (or less) to train on a random subset")  # fmt: skip
+    except DatasetError as error:
+        raise ConfigError(str(error)) from None
+    loaded = int(dataset.offsets[-1])
+    print(f"memory plan: dataset {loaded:,} of {sum(index.sizes):,} transitions, "
+          f"{dataset_bytes(loaded, index.obs_dim, index.act_dim) / 2**30:.2f} GiB of host memory")  # fmt: skip
+    return dataset
+
+
+def dataset_info(dataset: Dataset, gamma: float) -> str:
+    """Tasks, sizes and return statistics (undiscounted returns of finished episodes), of every
+    transition in the files (common/dataset.py gathers them while streaming)."""
+    lines = [
+        (
+            f"dataset: {len(dataset.tasks)} tasks, {sum(s.transitions for s in dataset.stats):,} transitions "
+            f"({int(dataset.offsets[-1]):,} loaded), obs {dataset.obs.shape[1]} / action "
+            f"{dataset.action.shape[1]} (padded); source {dataset.metadata.get('source', '?')}"
+        ),
+        f"| task | obs | act | transitions | episodes (term. / trunc.) | return mean | min | max | G (gamma {gamma}) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task, stats in zip(dataset.tasks, dataset.stats):
+        returns, summary = stats.returns, "- | - | -"
+        if len(returns):
+            summary = f"{returns.mean():.1f} | {returns.min():.1f} | {returns.max():.1f}"
+        lines.append(
+            f"| {task.name} | {task.obs_dim} | {task.act_dim} | {stats.transitions:,} | {len(returns)} "
+            f"({stats.terminated} / {stats.truncated}) | {summary} | {stats.max_abs_return:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def validate(args: Args) -> None:
@@ -656,15 +879,34 @@ def validate(args: Args) -> None:
         )
 
 
-def check_batch_split(args: Args, num_tasks: int) -> None:
+def check_eval_assets(args: Args, tasks: list[TaskSpec]) -> None:
+    """The evaluation envs' files (ShadowHand shapes), checked before training."""
+    try:
+        with_shadowhand_assets(tasks, args.shadowhand_assets, whole_suite=False)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def check_batch_split(args: Args, batch_size: int) -> None:
     """The batch size depends on the dataset's task count: checked once the dataset is read."""
     devices = args.num_devices or len(jax.devices())
-    batch_size = resolve_batch_size(args, num_tasks)
     if batch_size % devices:
         raise ConfigError(
             f"the batch ({batch_size}) must split evenly across {devices} devices; "
             "change --batch-size or --num-devices"
         )
+
+
+def print_sizes(
+    args: Args, dataset: Dataset, state: TrainState, max_abs_return: Float[Array, " tasks"]
+) -> None:
+    """Device, dataset, parameter counts and each task's G."""
+    obs_dim, act_dim = dataset.obs.shape[1], dataset.action.shape[1]
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {len(jax.devices())} visible")
+    print(f"dataset {args.dataset}: {int(dataset.offsets[-1]):,} transitions, tasks ({len(dataset.tasks)}): "
+          f"{', '.join(t.name for t in dataset.tasks)}; obs {obs_dim}, action {act_dim} (padded)")  # fmt: skip
+    print(f"parameters: critic ensemble {count_parameters(state.critic):,} (+ target), "
+          f"actor {count_parameters(state.actor):,}; G per task {[round(float(g), 1) for g in max_abs_return]}")  # fmt: skip
 
 
 def check_finite(metrics: dict, step: int, run_dir: Path) -> dict:
@@ -719,151 +961,98 @@ def load_checkpoint(run_dir: Path, state_like: TrainState) -> tuple[TrainState, 
     return state, json.loads((ckpt / "host.json").read_text())
 
 
-# ---------------------------------------------------------------- evaluation (as sac_brc.py)
+def check_resume(args: Args, resume_dir: Path) -> None:
+    """--resume refused, in one line, unless `resume_dir` holds a config.json whose fields outside
+    RESUMABLE_FIELDS (the script's own) all equal `args`'s."""
+    if not (resume_dir / "config.json").exists():
+        raise ConfigError(f"--resume {resume_dir}: no config.json there; give a run directory under runs/")
+    saved = json.loads((resume_dir / "config.json").read_text())
+    current = dataclasses.asdict(args)
+    diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {current[k]!r} (now)"
+             for k in current
+             if k not in RESUMABLE_FIELDS and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
+    if diffs:
+        raise ConfigError(
+            f"cannot resume {resume_dir}: its checkpoint was made with other arguments: " + "; ".join(diffs)
+        )
 
 
-def evaluate(fns: AgentFns, state: TrainState, env: MultiTaskEnv, episodes: int) -> dict[str, dict[str, float]]:
-    """Deterministic evaluation (`tanh(mean)`): `episodes` episodes one after another on every
-    eval env; per task the mean return, success rate (success at any step of an episode) and score."""
-    task_ids = jnp.asarray(env.task_ids)
-    policy = lambda obs: np.asarray(fns.act_deterministic(state, jnp.asarray(obs), task_ids))
-    returns, success = run_episodes(env, policy, episodes)
-    results = {}
-    for k, task in enumerate(env.tasks):
-        rows = env.task_ids == k
-        mean_return, success_rate = float(returns[rows].mean()), float(success[rows].mean())
-        results[task.name] = {
-            "return": mean_return,
-            "success": success_rate if task.has_success else None,
-            "score": normalized_score(task, mean_return, success_rate),
-        }
-    return results
+class Run:
+    """The run directory and everything written to it: config.json, the console line,
+    metrics.jsonl, checkpoints, and resuming from them."""
 
+    def __init__(self, args: Args, run_dir: Path, resumed: bool):
+        self.args, self.dir, self.resumed = args, run_dir, resumed
 
-# ---------------------------------------------------------------- main
-
-
-def main(args: Args) -> None:
-    validate(args)
-    try:  # streamed chunk by chunk; the memory plan is checked before anything is allocated
-        index = index_dataset(Path(args.dataset))
-        dataset = load_dataset(index, args.gamma, args.max_transitions_per_task, args.seed,
-                               fix="pass --max-transitions-per-task {fit} (or less) to train on a random subset")  # fmt: skip
-    except DatasetError as error:
-        raise ConfigError(str(error)) from None
-    loaded = int(dataset.offsets[-1])
-    print(f"memory plan: dataset {loaded:,} of {sum(index.sizes):,} transitions, "
-          f"{dataset_bytes(loaded, index.obs_dim, index.act_dim) / 2**30:.2f} GiB of host memory")  # fmt: skip
-    if args.dataset_info:
-        print(dataset_info(dataset, args.gamma))
-        return
-    tasks, num_tasks = dataset.tasks, len(dataset.tasks)
-    try:  # the evaluation envs' files, checked before training
-        with_shadowhand_assets(tasks, args.shadowhand_assets, whole_suite=False)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    check_batch_split(args, num_tasks)
-    obs_dim, act_dim = dataset.obs.shape[1], dataset.action.shape[1]
-    # G_i of every transition in the files (not only the loaded subset); fixed: the data does not change
-    max_abs_return = np.array([s.max_abs_return for s in dataset.stats], np.float32)
-
-    resume_dir = Path(args.resume) if args.resume else None
-    if resume_dir is not None:
-        if not (resume_dir / "config.json").exists():
-            raise ConfigError(
-                f"--resume {resume_dir}: no config.json there; give a run directory under runs/"
-            )
-        saved = json.loads((resume_dir / "config.json").read_text())
-        current = dataclasses.asdict(args)
-        diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {current[k]!r} (now)"
-                 for k in current if k not in RESUMABLE_FIELDS and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
-        if diffs:
-            raise ConfigError(
-                f"cannot resume {resume_dir}: its checkpoint was made with other arguments: "
-                + "; ".join(diffs)
-            )
-        run_dir = resume_dir
-    else:
+    @classmethod
+    def open(cls, args: Args) -> "Run":
+        """--resume's directory after checking that its config matches, else a new name (created
+        by `create`, once the configuration is known to be valid)."""
+        if args.resume:
+            check_resume(args, Path(args.resume))
+            return cls(args, Path(args.resume), resumed=True)
         run_name = args.run_name or f"offline__w{args.width}__s{args.seed}__{int(time.time())}"
         run_dir = Path("runs") / run_name
         if run_dir.exists():
             raise ConfigError(f"{run_dir} exists already; pick another --run-name or pass --resume {run_dir}")
+        return cls(args, run_dir, resumed=False)
 
-    key = jax.random.key(args.seed)
-    init_key, update_key = jax.random.split(key)
-    act_dims = [t.act_dim for t in tasks]
-    state, fns, batch_size = make_agent(args, act_dims, obs_dim, init_key)
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {len(jax.devices())} visible")
-    print(f"dataset {args.dataset}: {int(dataset.offsets[-1]):,} transitions, tasks ({num_tasks}): "
-          f"{', '.join(t.name for t in tasks)}; obs {obs_dim}, action {act_dim} (padded)")  # fmt: skip
-    print(f"parameters: critic ensemble {count_parameters(state.critic):,} (+ target), "
-          f"actor {count_parameters(state.actor):,}; G per task {[round(float(g), 1) for g in max_abs_return]}")  # fmt: skip
+    def create(self) -> None:
+        if not self.resumed:
+            self.dir.mkdir(parents=True)
+            atomic_write_text(self.dir / "config.json", json.dumps(dataclasses.asdict(self.args), indent=2))
 
-    step = 0
-    if resume_dir is None:
-        run_dir.mkdir(parents=True)
-        atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(args), indent=2))
-    else:
-        state, host = load_checkpoint(run_dir, state)
+    def restore(self, state: TrainState, fns: AgentFns) -> tuple[TrainState, int]:
+        """The latest checkpoint's state, on the devices, and its update count."""
+        state, host_state = load_checkpoint(self.dir, state)
         state = fns.replicate(state)
-        step = host["step"]
-        print(f"resumed {run_dir} at update {step}")
-        metrics_path = run_dir / "metrics.jsonl"  # drop lines past the checkpoint: each step once
+        step = host_state["step"]
+        print(f"resumed {self.dir} at update {step}")
+        metrics_path = self.dir / "metrics.jsonl"  # drop lines past the checkpoint: each step once
         if metrics_path.exists():
             lines = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= step]
             atomic_write_text(metrics_path, "".join(l + "\n" for l in lines))
-    print(f"run directory: {run_dir}; batch {batch_size}, {args.updates_per_call} updates per call")
+        return state, step
 
-    # the eval envs of sac_brc.py's protocol (--eval-protocol), seeds disjoint between runs
-    eval_copies, eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)
-    eval_env = MultiTaskEnv(tasks, eval_copies, seed=args.seed, role="eval", mw_backend=args.mw_backend,
-                            num_workers=args.env_workers, shadowhand_assets=args.shadowhand_assets)  # fmt: skip
-    stream = BatchStream(dataset, batch_size, args.updates_per_call, args.seed, step // args.updates_per_call,
-                         args.prefetch, fns.shard_batches)  # fmt: skip
-    max_abs_return = jnp.asarray(max_abs_return)
-    metrics, start_time, start_step = None, time.time(), step
-    last_log_time, last_wait = start_time, 0.0
-    try:
-        while step < args.num_updates:
-            state, metrics = fns.update(state, stream.get(), max_abs_return, update_key)
-            step += args.updates_per_call
+    def start(self, step: int) -> None:
+        self.start_time = self.last_log_time = time.time()
+        self.start_step, self.last_wait = step, 0.0
 
-            if step % args.log_interval == 0:
-                host_metrics = check_finite(metrics, step, run_dir)  # also waits for the update
-                now = time.time()
-                wait = (stream.wait_s - last_wait) / (now - last_log_time)
-                rate = args.log_interval / (now - last_log_time)
-                losses = " ".join(f"{k} {float(v):.3g}" for k, v in host_metrics.items())
-                print(f"update {step}/{args.num_updates} | {rate:.1f} updates/s | data wait {100 * wait:.0f}% | "
-                      f"{losses}", flush=True)  # fmt: skip
-                last_log_time, last_wait = now, stream.wait_s
+    def log_progress(self, step: int, metrics: dict, wait_s: float) -> None:
+        """The console line: updates/s and the share of time spent waiting for batches since the
+        last line, and the update's metrics."""
+        host_metrics = check_finite(metrics, step, self.dir)  # also waits for the update
+        now = time.time()
+        wait = (wait_s - self.last_wait) / (now - self.last_log_time)
+        rate = self.args.log_interval / (now - self.last_log_time)
+        losses = " ".join(f"{k} {float(v):.3g}" for k, v in host_metrics.items())
+        print(f"update {step}/{self.args.num_updates} | {rate:.1f} updates/s | data wait {100 * wait:.0f}% | "
+              f"{losses}", flush=True)  # fmt: skip
+        self.last_log_time, self.last_wait = now, wait_s
 
-            if step % args.eval_interval == 0 or step == args.num_updates:
-                results = evaluate(fns, state, eval_env, eval_runs)
-                elapsed = time.time() - start_time
-                record = {
-                    "step": step,
-                    "eval_protocol": args.eval_protocol,
-                    "mw_backend": args.mw_backend,
-                    "tasks": results,
-                    "mean_score": float(np.mean([r["score"] for r in results.values()])),
-                    "sps": (step - start_step) / elapsed,  # updates per second here
-                    "data_wait": stream.wait_s / elapsed,
-                    "time": time.time(),
-                }
-                record.update({k: float(v) for k, v in check_finite(metrics, step, run_dir).items()})
-                with open(run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                print(f"eval update {step}: mean score {record['mean_score']:.3f} | "
-                      + " ".join(f"{n} {r['return']:.1f}" for n, r in list(results.items())[:8]), flush=True)  # fmt: skip
+    def log_evaluation(self, step: int, results: dict, metrics: dict, wait_s: float) -> None:
+        """Append a record of the evaluation results and the update's metrics to metrics.jsonl; one
+        console line."""
+        elapsed = time.time() - self.start_time
+        record = {
+            "step": step,
+            "eval_protocol": self.args.eval_protocol,
+            "mw_backend": self.args.mw_backend,
+            "tasks": results,
+            "mean_score": float(np.mean([r["score"] for r in results.values()])),
+            "sps": (step - self.start_step) / elapsed,  # updates per second here
+            "data_wait": wait_s / elapsed,
+            "time": time.time(),
+        }
+        record.update({k: float(v) for k, v in check_finite(metrics, step, self.dir).items()})
+        with open(self.dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(f"eval update {step}: mean score {record['mean_score']:.3f} | "
+              + " ".join(f"{n} {r['return']:.1f}" for n, r in list(results.items())[:8]), flush=True)  # fmt: skip
 
-            if step % args.checkpoint_interval == 0 or step == args.num_updates:
-                check_finite(metrics, step, run_dir)  # never checkpoint a diverged learner
-                save_checkpoint(run_dir, state, {"step": step})
-    finally:
-        stream.close()
-        eval_env.close()
-    print(f"done: {step} updates in {time.time() - start_time:.0f} s; results in {run_dir}")
+    def checkpoint(self, step: int, state: TrainState, metrics: dict) -> None:
+        check_finite(metrics, step, self.dir)  # never checkpoint a diverged learner
+        save_checkpoint(self.dir, state, {"step": step})
 
 
 if __name__ == "__main__":

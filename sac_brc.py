@@ -1571,6 +1571,22 @@ def update_flops(args: Args, num_tasks: int, obs_dim: int, act_dim: int, batch_s
     return 2 * batch_size * (6 * 2 * critic + 4 * actor)  # 2 FLOPs per multiply-add
 
 
+def check_resume(args: Args, resume_dir: Path) -> None:
+    """--resume refused, in one line, unless `resume_dir` holds a config.json whose fields outside
+    RESUMABLE_FIELDS (the script's own) all equal `args`'s."""
+    if not (resume_dir / "config.json").exists():
+        raise ConfigError(f"--resume {resume_dir}: no config.json there; give a run directory under runs/")
+    saved = json.loads((resume_dir / "config.json").read_text())
+    current = dataclasses.asdict(args)
+    diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {current[k]!r} (now)"
+             for k in current
+             if k not in RESUMABLE_FIELDS and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
+    if diffs:
+        raise ConfigError(
+            f"cannot resume {resume_dir}: its checkpoint was made with other arguments: " + "; ".join(diffs)
+        )
+
+
 class Run:
     """The run directory and everything written to it: config.json, the console line,
     metrics.jsonl (and wandb), videos, diagnostics, checkpoints, and resuming from them."""
@@ -1584,18 +1600,8 @@ class Run:
         """--resume's directory after checking that its config matches, else a new name (created
         by `create`, once the configuration is known to be valid)."""
         if args.resume:
-            resume_dir = Path(args.resume)
-            if not (resume_dir / "config.json").exists():
-                raise ConfigError(f"--resume {resume_dir}: no config.json there; give a run directory under runs/")
-            saved = json.loads((resume_dir / "config.json").read_text())
-            current = dataclasses.asdict(args)
-            diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {current[k]!r} (now)"
-                     for k in current if k not in RESUMABLE_FIELDS and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
-            if diffs:
-                raise ConfigError(
-                    f"cannot resume {resume_dir}: its checkpoint was made with other arguments: " + "; ".join(diffs)
-                )
-            return cls(args, tasks, resume_dir, resumed=True)
+            check_resume(args, Path(args.resume))
+            return cls(args, tasks, Path(args.resume), resumed=True)
         run_name = (
             args.run_name
             or f"{args.suite if not args.tasks else 'tasks'}__w{args.width}__s{args.seed}__{int(time.time())}"

@@ -47,7 +47,7 @@ def synthetic_dataset(transitions: int, num_tasks: int = 2, obs_dim: int = 39, a
 def bench(width: int, batch: int, updates_per_call: int, calls: int, dataset: Dataset) -> str:
     args = Args(width=width, batch_size=batch, updates_per_call=updates_per_call)
     num_tasks = len(dataset.tasks)
-    state, fns, _ = make_agent(args, [dataset.action.shape[1]] * num_tasks, dataset.obs.shape[1], jax.random.key(0))
+    state, fns = make_agent(args, [dataset.action.shape[1]] * num_tasks, dataset.obs.shape[1], jax.random.key(0))
     max_abs_return = jnp.full(num_tasks, 50.0)
     key = jax.random.key(1)
 

@@ -34,6 +34,16 @@ IDENTICAL = {
     "precision_view": (OFFLINE,),
     "evaluate": (OFFLINE,),
     "resolve_batch_size": (OFFLINE,),
+    "Noise": (OFFLINE,),
+    "sample_noise": (OFFLINE,),
+    "Optimizers": (OFFLINE,),
+    "make_optimizers": (OFFLINE,),
+    "init_state": (OFFLINE,),
+    "policy": (OFFLINE,),
+    "critic_losses": (OFFLINE,),
+    "critic_loss": (OFFLINE,),
+    "temperature_loss": (OFFLINE,),
+    "check_resume": (DRQ, OFFLINE),
 }
 
 # (name, script) -> why that script's definition differs from sac_brc.py's
@@ -59,6 +69,21 @@ DIFFERENT = {
     ("evaluate", TRANSFER): "acts with a chosen embedding per task",
     ("uses_task_embedding", OFFLINE): "no --init-from: an offline learner always starts fresh",
     ("uses_task_embedding", TRANSFER): "reads a multi-task checkpoint only",
+    ("td_target", DRQ): "categorical double-Q n-step target from shifted next frames, no entropy term; "
+                        "also returns online next logits for the q metric",
+    ("td_target", OFFLINE): "the next action's entries beyond each task's |A_i| zeroed, as in the dataset",
+    ("critic_loss", DRQ): "one Q-network's cross-entropy at the action taken; no ensemble, no mse",
+    ("actor_loss", OFFLINE): "TD3+BC: lambda * Q / mean|Q| plus the BC term, padded action entries zeroed; "
+                             "returns the BC term and mean Q too",
+    ("update_once", DRQ): "samples its own minibatch and random shifts inside the step; one Q-network and a "
+                          "Polyak target, no actor or temperature",
+    ("update_once", OFFLINE): "BC metrics, and each task's |A_i| for the padding mask",
+    ("update_on", OFFLINE): "stacked host batches, one key per update: noise drawn inside the scan, since "
+                            "stacking it ahead was not bit-identical under heads",
+    ("print_plan", DRQ): "games and one Q-network's parameter count; no FLOPs or transfer",
+    ("Run", DRQ): "epsilon in the console line, IQM in the record, the normaliser cut on resume; "
+                  "no recorder, video object or diagnostics",
+    ("Run", OFFLINE): "no replay, videos, wandb or diagnostics; counts updates and reports the data wait",
     ("Pretrained", TRANSFER): "the frozen checkpoint it acts with (state, G), not --init-from's start point",
 }
 

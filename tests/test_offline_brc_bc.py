@@ -65,8 +65,8 @@ def test_batches_are_task_uniform_and_stay_in_their_task():
 def test_jitted_entry_points_trace_once():
     args = off.Args(width=16, actor_width=16, num_atoms=11, batch_size=8, updates_per_call=3)
     dataset = toy_dataset()
-    state, fns, batch_size = off.make_agent(args, [2, 1], 3, jax.random.key(0))
-    stream = off.BatchStream(dataset, batch_size, args.updates_per_call, 0, 0, prefetch=2)
+    state, fns = off.make_agent(args, [2, 1], 3, jax.random.key(0))
+    stream = off.BatchStream(dataset, args.batch_size, args.updates_per_call, 0, 0, prefetch=2)
     try:
         for _ in range(3):
             state, metrics = fns.update(state, stream.get(), jnp.array([5.0, 2.0]), jax.random.key(1))
@@ -85,9 +85,9 @@ def bc_error_after_training(bc_weight):
     dataset = toy_dataset(sizes=(256, 256), action_fn=lambda obs: 0.8 * np.tanh(obs @ w))
     args = off.Args(width=32, actor_width=32, num_atoms=11, batch_size=64, updates_per_call=50,
                     learning_rate=3e-3, bc_weight=bc_weight, q_weight=1.0)  # fmt: skip
-    state, fns, batch_size = off.make_agent(args, [2, 1], 3, jax.random.key(0))
+    state, fns = off.make_agent(args, [2, 1], 3, jax.random.key(0))
     for call in range(8):
-        batches = off.sample_batches(dataset, batch_size, args.updates_per_call, 0, call)
+        batches = off.sample_batches(dataset, args.batch_size, args.updates_per_call, 0, call)
         state, _ = fns.update(state, batches, jnp.array([10.0, 10.0]), jax.random.key(1))
     task = (dataset.obs[:, 0]).astype(np.int32)
     action = np.asarray(fns.act_deterministic(state, jnp.asarray(dataset.obs), jnp.asarray(task)))

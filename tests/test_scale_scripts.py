@@ -44,8 +44,8 @@ def drq_one_update(args: drq_brc.Args, num_tasks: int = 2):
 
 def off_one_update(args: off.Args):
     """State after one update call on fixed batches (placed as the BatchStream places them)."""
-    state, fns, batch_size = off.make_agent(args, [2, 1], 3, jax.random.key(0))
-    batches = fns.shard_batches(off.sample_batches(toy_dataset(), batch_size, args.updates_per_call, 0, 0))
+    state, fns = off.make_agent(args, [2, 1], 3, jax.random.key(0))
+    batches = fns.shard_batches(off.sample_batches(toy_dataset(), args.batch_size, args.updates_per_call, 0, 0))
     state, metrics = fns.update(state, batches, jnp.array([5.0, 2.0]), jax.random.key(1))
     devices = len(batches.obs.sharding.device_set)
     return state, {k: float(v) for k, v in metrics.items()}, devices
