@@ -715,7 +715,8 @@ def make_agent(args: Args, num_tasks: int, key: PRNGKeyArray) -> tuple[TrainStat
         jax.jit(eqx.debug.assert_max_traces(act, max_traces=1)),
         jax.jit(eqx.debug.assert_max_traces(act, max_traces=1)),  # evaluation batch shape
         jax.jit(eqx.debug.assert_max_traces(insert, max_traces=1), donate_argnums=0),
-        jax.jit(eqx.debug.assert_max_traces(partial(update, **constants), max_traces=1)),
+        # donated state: the new parameters and optimiser state are written over the old ones
+        jax.jit(eqx.debug.assert_max_traces(partial(update, **constants), max_traces=1), donate_argnums=0),
         lambda tree: jax.device_put(tree, replicated),
     )
     return init(key), fns
@@ -907,12 +908,13 @@ def main(args: Args) -> None:
             if epsilon >= 1.0 or env_step < collect_until:
                 action = rng.integers(0, NUM_ACTIONS, num_tasks).astype(np.int32)
             else:
-                action = np.asarray(fns.act(state, current.obs, task_ids, jnp.float32(epsilon),
-                                            jax.random.fold_in(act_key, env_step)))  # fmt: skip
+                # dispatched, not awaited: with --overlap the update queues right behind it
+                action = fns.act(state, current.obs, task_ids, jnp.float32(epsilon), jax.random.fold_in(act_key, env_step))
             if learning and args.overlap:
                 # dispatched before the env step, so the device computes while envpool steps the
                 # games; it samples the buffer as it was before this step's transition
                 state, metrics = fns.update(state, buffer, scale(), update_key)
+            action = np.asarray(action)  # waits for acting only, not for the update queued behind it
             out = env.step(action)
             valid = ~out.reset_step  # o_t was a final observation: nothing was learned from this step
             train_reward = np.clip(out.reward, -1.0, 1.0) if args.clip_rewards else out.reward

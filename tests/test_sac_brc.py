@@ -62,13 +62,13 @@ def test_update_is_update_on_its_sampled_minibatches_and_noise():
         keys = jax.random.split(jax.random.fold_in(key, state.step), (args.utd, 2))
         batches = jax.vmap(lambda k: sac_brc.sample(buffer, batch_size, k))(keys[:, 0])
         noises = jax.vmap(lambda k: sac_brc.sample_noise(batch_size, act_dim, k))(keys[:, 1])
-        by_update, metrics = fns.update(state, buffer, max_abs_return, key)
         by_update_on, metrics_on = fns.update_on(state, batches, noises, max_abs_return)
+        # another minibatch gives another update
+        other = fns.update_on(state, jax.tree.map(lambda x: x[::-1], batches), noises, max_abs_return)[0]
+        by_update, metrics = fns.update(state, buffer, max_abs_return, key)  # last: it donates `state`
         for a, b in zip(jax.tree.leaves(by_update), jax.tree.leaves(by_update_on)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
         assert metrics.keys() == metrics_on.keys()
-        # another minibatch gives another update
-        other = fns.update_on(state, jax.tree.map(lambda x: x[::-1], batches), noises, max_abs_return)[0]
         assert not np.allclose(np.asarray(other.actor.mean_head.weight), np.asarray(by_update.actor.mean_head.weight))
         state = by_update
     assert fns.update_on._cache_size() == 1
@@ -185,7 +185,7 @@ def test_ablations_update_and_act(loss, conditioning):
         obs = rng.normal(size=(num_tasks, obs_dim)).astype(np.float32)
         buffer = fns.insert(buffer, obs, rng.uniform(-1, 1, (num_tasks, act_dim)).astype(np.float32),
                             np.ones(num_tasks, np.float32), obs, np.zeros(num_tasks, bool))  # fmt: skip
-    before = state.critic.members.head.weight
+    before = np.asarray(state.critic.members.head.weight)  # a copy: update donates the state
     state, metrics = fns.update(state, buffer, jnp.ones(num_tasks), jax.random.key(1))
     assert all(np.isfinite(float(v)) for v in metrics.values())
     assert not np.allclose(before, state.critic.members.head.weight)  # the critic moved
@@ -262,3 +262,20 @@ def test_every_step_stores_one_transition_per_task_and_runs_utd_updates(tmp_path
 def test_console_clock_by_hand():
     seconds = (0.0, 59.9, 60.0, 185.2, 3599.0, 3600.0, 7620.0, 90_000.0)
     assert [sac_brc.clock(s) for s in seconds] == ["0s", "59s", "1m00s", "3m05s", "59m59s", "1h00m", "2h07m", "25h00m"]
+
+
+def test_compiled_update_writes_the_new_state_over_the_old():
+    """The update donates its state: in the compiled program every state leaf (the first
+    parameters) is aliased to an output, so the parameters, their target and the Adam moments
+    are updated in place instead of being copied into new buffers at every call."""
+    args = Args(width=32, actor_width=16, num_atoms=11, batch_size=8, utd=2)
+    num_tasks, obs_dim, act_dim = 2, 3, 2
+    state, fns = make_agent(args, num_tasks, obs_dim, act_dim, resolve_batch_size(args, num_tasks), jax.random.key(0))
+    buffer = replay_buffer_init(num_tasks, 16, obs_dim, act_dim)
+    text = fns.update.lower(state, buffer, jnp.ones(num_tasks), jax.random.key(1)).compile().as_text()
+    header = re.search(r"input_output_alias=\{(.*)", text)  # on the HloModule line: {output}: (parameter, ...)
+    assert header, "no input_output_alias in the compiled update: nothing is donated"
+    aliased = {int(p) for p in re.findall(r"\{[\d,]*\}: \((\d+),", header.group(1))}
+    num_leaves = len(jax.tree.leaves(state))
+    assert set(range(num_leaves)) <= aliased, f"state leaves not aliased: {sorted(set(range(num_leaves)) - aliased)}"
+    assert num_leaves not in aliased  # the replay buffer (the next parameter) is read, not consumed

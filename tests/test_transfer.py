@@ -265,8 +265,8 @@ def test_data_transfer_update_samples_symmetrically_and_scales_prior_rewards_by_
     keys = jax.random.split(jax.random.fold_in(key, state.step), (args.utd, 2))
     batches = jax.vmap(lambda k: sac_brc.sample_symmetric(buffer, prior, batch_size, k))(keys[:, 0])
     noises = jax.vmap(lambda k: sac_brc.sample_noise(batch_size, act_dim, k))(keys[:, 1])
-    by_update, _ = fns.update(state, buffer, max_abs_return, key, prior)
     by_update_on, _ = fns.update_on(state, batches, noises, max_abs_return)
+    by_update, _ = fns.update(jax.tree.map(jnp.copy, state), buffer, max_abs_return, key, prior)  # donates its state
     for a, b in zip(jax.tree.leaves(by_update), jax.tree.leaves(by_update_on)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     # each row's reward is scaled by v_max / (G[reward_task] + lambda): with lambda ~ 0 (alpha
