@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--width-critic", type=int, default=256)
     parser.add_argument("--replay-buffer-size", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, required=True, help="JSON-lines log to write")
+    parser.add_argument("--time-update", type=int, metavar="CALLS", default=0,
+                        help="instead of training: time CALLS calls of agent.update on random transitions, 3 rounds")  # fmt: skip
     args = parser.parse_args()
 
     if not (args.authors_dir / "jaxrl" / "agent" / "brc_learner.py").exists():
@@ -71,6 +73,9 @@ def main() -> None:
 
     out = open(args.out, "w")
     write = lambda record: (out.write(json.dumps(record) + "\n"), out.flush())
+    if args.time_update:
+        write(time_update(agent, replay_buffer, reward_normalizer, batch_size, args))
+        return
     write({"kind": "config", "implementation": "authors", **{k: str(v) for k, v in vars(args).items()},
            "tasks": env_names, "batch_size": batch_size})  # fmt: skip
     episode_return = np.zeros(num_tasks)
@@ -105,6 +110,42 @@ def main() -> None:
                                  for t, name in enumerate(env_names)}})  # fmt: skip
                 tic = time.perf_counter()
     out.close()
+
+
+def time_update(agent, replay_buffer, reward_normalizer, batch_size: int, args) -> dict:
+    """ms per call of their `agent.update` (UTD updates on a batch handed from the host), after
+    warm-up, in 3 rounds of `args.time_update` calls; and of the sampling and normalisation that
+    their loop does before each call, timed apart."""
+    import jax
+    import numpy as np
+
+    rng = np.random.default_rng(args.seed)
+    num_tasks, obs_dim = replay_buffer.num_tasks, replay_buffer.observations.shape[-1]
+    act_dim = replay_buffer.actions.shape[-1]
+    for _ in range(2_000):
+        obs = rng.normal(size=(num_tasks, obs_dim)).astype(np.float32)
+        replay_buffer.insert(obs, rng.uniform(-1, 1, (num_tasks, act_dim)).astype(np.float32),
+                             rng.normal(size=num_tasks).astype(np.float32), np.ones(num_tasks, np.float32), obs)  # fmt: skip
+    reward_normalizer.update(np.ones(num_tasks), np.ones(num_tasks, bool), np.zeros(num_tasks, bool))
+    draw = lambda: reward_normalizer.normalize(replay_buffer.sample(batch_size, args.updates_per_step), agent.get_temperature())
+    step = 1
+    for _ in range(5):  # compiles (twice: their temperature starts weak-typed), then warm
+        agent.update(draw(), args.updates_per_step, step)
+        step += 1
+    jax.block_until_ready(agent.critic.params)
+    update_ms, sample_ms = [], []
+    for _ in range(3):
+        tic = time.perf_counter()
+        batches = [draw() for _ in range(args.time_update)]
+        sample_ms.append((time.perf_counter() - tic) / args.time_update * 1e3)
+        tic = time.perf_counter()
+        for batch in batches:
+            agent.update(batch, args.updates_per_step, step)
+            step += 1
+        jax.block_until_ready(agent.critic.params)
+        update_ms.append((time.perf_counter() - tic) / args.time_update * 1e3)
+    return {"kind": "update_timing", "implementation": "authors", "batch_size": batch_size, "obs_dim": obs_dim,
+            "act_dim": act_dim, "update_ms": update_ms, "sample_ms": sample_ms}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -5,12 +5,14 @@ by benchmarks/authors_driver.py in its own virtual environment; set-up: docs/sid
 on identical configurations and seeds, then prints, per configuration, per seed and as the mean
 over seeds with a 95% bootstrap CI: the deterministic evaluation return (10 episodes) at the
 common evaluation steps and the online return of the last 10 training episodes, the
-difference ours - authors' with its CI, and env steps/s while training from runs taken alone;
-and draws both learning curves into `<out>/side_by_side.png`.
+difference ours - authors' with its CI, and env steps/s while training from runs taken alone
+(`--timing`, which also times the update call alone: ours and theirs in turn, three times, each 3
+rounds of `--update-calls` calls after warm-up, on random transitions of the configuration's
+sizes); and draws both learning curves into `<out>/side_by_side.png`.
 
     python benchmarks/side_by_side.py --authors-dir ~/BiggerRegularizedCategorical \\
         --authors-python ~/brc-authors-venv/bin/python --configs cartpole --seeds 0 1 2 --jobs 2
-    python benchmarks/side_by_side.py --configs cartpole --timing      # steps/s, each run alone
+    python benchmarks/side_by_side.py --configs cartpole --timing      # steps/s and update calls, each alone
     python benchmarks/side_by_side.py --report                         # table and PNG only
 
 Finished runs are kept and skipped, so the command can be repeated to add seeds; a run left
@@ -60,8 +62,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (at most the number of cores)")
     parser.add_argument("--timing", action="store_true",
                         help="instead: one short run of each implementation alone, for env steps/s while training")  # fmt: skip
+    parser.add_argument("--update-calls", type=int, default=20, help="--timing: update calls per timed round")
     parser.add_argument("--report", action="store_true", help="only print the table and draw the PNG from --out")
+    parser.add_argument("--time-our-update", type=Path, help=argparse.SUPPRESS)  # a child of --timing: ours, into this file
     args = parser.parse_args()
+    if args.time_our_update:
+        return time_our_update(args)
 
     if not args.report:
         if args.authors_dir is None or args.authors_python is None:
@@ -74,6 +80,9 @@ def main() -> None:
             sys.exit(f"error: --authors-python {args.authors_python} is not an executable python")
         jobs = [job for config in args.configs for job in plan(config, args)]
         run_all(jobs, 1 if args.timing else args.jobs)
+        if args.timing:
+            for config in args.configs:
+                time_updates(config, args)
     print(report(args.out, args.configs))
 
 
@@ -155,6 +164,69 @@ def run_all(jobs: list[dict], parallel: int) -> None:
         sys.exit(f"error: {len(failed)} run(s) failed; see {logs}")
 
 
+def time_updates(config: str, args) -> None:
+    """The update call alone, ours and theirs in turn (three times each, alone on the machine), into
+    `<out>/<config>/update_timing.json`. Theirs first, so ours runs at the sizes theirs reports."""
+    c, folder = settings(config, args), args.out / config
+    folder.mkdir(parents=True, exist_ok=True)
+    results = {"ours": [], "authors": []}
+    for turn in range(3):
+        theirs = folder / f"update_timing_authors_{turn}.jsonl"
+        subprocess.run([str(args.authors_python), str(REPO / "benchmarks" / "authors_driver.py"), "--authors-dir",
+                        str(args.authors_dir), "--env-names", c["authors_env"], "--width-critic", str(args.width),
+                        "--time-update", str(args.update_calls), "--out", str(theirs)],
+                       cwd=folder, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        record = json.loads(theirs.read_text().splitlines()[-1])
+        results["authors"].append(record)
+        ours = folder / f"update_timing_ours_{turn}.json"
+        subprocess.run([sys.executable, __file__, "--time-our-update", str(ours), "--configs", config, "--width",
+                        str(args.width), "--update-calls", str(args.update_calls)], check=True)  # fmt: skip
+        results["ours"].append(json.loads(ours.read_text()))
+        print(f"update call, turn {turn + 1}: ours {ms_range(results['ours'][-1]['update_ms'])} ms, "
+              f"authors' {ms_range(record['update_ms'])} ms", flush=True)  # fmt: skip
+    (folder / "update_timing.json").write_text(json.dumps(results, indent=1))
+
+
+def time_our_update(args) -> None:
+    """ms per call of sac_brc's jitted update (UTD updates, minibatches sampled inside) on
+    random transitions, 3 rounds of --update-calls after warm-up, at the configuration's sizes."""
+    import jax
+    import jax.numpy as jnp
+
+    from common.suites import resolve_tasks
+    from sac_brc import Args, make_agent, replay_buffer_init
+
+    c = CONFIGS[args.configs[0]]
+    tasks = resolve_tasks("", tuple(c["tasks"]))
+    num_tasks, batch = len(tasks), c["batch_size"]
+    obs_dim, act_dim = max(t.obs_dim for t in tasks), max(t.act_dim for t in tasks)
+    state, fns = make_agent(Args(width=args.width, batch_size=batch, utd=2), num_tasks, obs_dim, act_dim, batch,
+                            jax.random.key(0))  # fmt: skip
+    buffer = replay_buffer_init(num_tasks, 20_000, obs_dim, act_dim)
+    rng = np.random.default_rng(0)
+    for _ in range(2_000):
+        obs = rng.normal(size=(num_tasks, obs_dim)).astype(np.float32)
+        buffer = fns.insert(buffer, obs, rng.uniform(-1, 1, (num_tasks, act_dim)).astype(np.float32),
+                            rng.normal(size=num_tasks).astype(np.float32), obs, np.zeros(num_tasks, bool))  # fmt: skip
+    g = jnp.full(num_tasks, 50.0)
+    for _ in range(5):  # compile, then warm
+        state, metrics = fns.update(state, buffer, g, jax.random.key(1))
+    jax.block_until_ready(metrics)
+    update_ms = []
+    for _ in range(3):
+        tic = time.perf_counter()
+        for _ in range(args.update_calls):
+            state, metrics = fns.update(state, buffer, g, jax.random.key(1))
+        jax.block_until_ready((state, metrics))
+        update_ms.append((time.perf_counter() - tic) / args.update_calls * 1e3)
+    args.time_our_update.write_text(json.dumps({"implementation": "ours", "batch_size": batch, "obs_dim": obs_dim,
+                                                "act_dim": act_dim, "jax": jax.__version__, "update_ms": update_ms}))  # fmt: skip
+
+
+def ms_range(values: list[float]) -> str:
+    return f"{min(values):.0f}-{max(values):.0f}"
+
+
 # ---------------------------------------------------------------- reading
 
 
@@ -234,6 +306,9 @@ def report(out: Path, configs: list[str]) -> str:
         found, rates = load(out, config)
         if not all(found.values()):
             lines.append(f"\n{config}: no finished runs of both implementations under {out / config} yet")
+            if rates:
+                lines.append(f"{config}: env steps/s while training (--timing, alone): "
+                             + ", ".join(f"{impl} {rate:.1f}" for impl, rate in rates.items() if rate))  # fmt: skip
             continue
         # the seeds both implementations ran, at the evaluation steps both reached; a seed that
         # is behind the furthest one (still running) is left out rather than cutting the table
@@ -280,6 +355,17 @@ def report(out: Path, configs: list[str]) -> str:
                 online = np.mean([r["online"][final][t] for t in tasks])
                 lines.append(f"| {seed} | {impl} | " + " | ".join(cells) + f" | {online:.0f} |")
         curves[config] = (found, seeds, steps, views)
+    for config in configs:
+        timing = out / config / "update_timing.json"
+        if timing.exists():
+            t = json.loads(timing.read_text())
+            ours = [ms for r in t["ours"] for ms in r["update_ms"]]
+            theirs = [ms for r in t["authors"] for ms in r["update_ms"]]
+            sample = [ms for r in t["authors"] for ms in r["sample_ms"]]
+            lines.append(f"\n{config}: update call alone (UTD 2, batch {t['ours'][0]['batch_size']}), ms per call over "
+                         f"{len(ours)} rounds, median [range]: ours {np.median(ours):.1f} [{ms_range(ours)}] (sampling "
+                         f"inside); authors' {np.median(theirs):.1f} [{ms_range(theirs)}] with the batch handed from "
+                         f"the host, plus {np.median(sample):.1f} to sample and normalise it")  # fmt: skip
     if curves:
         path = draw(out, curves, rng)
         lines.append(f"\nlearning curves: {path}")
