@@ -7,7 +7,9 @@ prints one Markdown report (also written to `<out>/report.md`):
 1. the device, JAX, jaxlib and the CUDA (or other platform) version;
 2. the update alone (`sac_brc.py`'s jitted update, MT50 shapes, batch 1024) at `--width` in
    float32 and bfloat16: updates/s, and that as a fraction of the device's nominal dense
-   matmul peak and of the matmul rate measured here on one large product;
+   matmul peak and of the matmul rate measured here on one large product; and the time of the
+   loop's other device round trips per env step (act and the action's copy to the host, G's
+   copy to the device, insert), each alone;
 3. `sac_brc.py --suite mw --width 4096` from scratch to 25,000 env steps per task (float32,
    the published protocol, every default as a user gets it): env steps/s while training, as a
    fraction of what the update alone allows (updates/s / UTD);
@@ -67,7 +69,43 @@ def update_alone(width: int, batch: int, precision: str, calls: int, matmul_size
     peak = nominal_peak(jax.devices()[0].device_kind)
     return {"precision": precision, "updates_per_s": updates_per_s, "tflops": tflops, "first_update_s": first,
             "of_nominal": tflops / peak[0 if precision == "bf16" else 1] if peak else None,
-            "of_matmul": tflops / matmul, "matmul_tflops": matmul, "utd": args.utd}  # fmt: skip
+            "of_matmul": tflops / matmul, "matmul_tflops": matmul, "utd": args.utd,
+            "loop_ms": loop_steps(state, fns, buffer)}  # fmt: skip
+
+
+def loop_steps(state, fns, buffer, repeats: int = 100) -> dict[str, float]:
+    """ms of each device round trip the training loop makes per env step besides the update,
+    each alone on an idle device: what the update must hide."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from bench_scale import ACT_DIM, NUM_TASKS, OBS_DIM
+
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(NUM_TASKS, OBS_DIM)).astype(np.float32)
+    action = rng.uniform(-1, 1, (NUM_TASKS, ACT_DIM)).astype(np.float32)
+    reward, done, task_ids = np.zeros(NUM_TASKS, np.float32), np.zeros(NUM_TASKS, bool), jnp.arange(NUM_TASKS)
+    g = np.full(NUM_TASKS, 50.0, np.float32)
+    replay = [buffer]
+
+    def insert():  # the buffer is donated: keep the new one
+        replay[0] = fns.insert(replay[0], obs, action, reward, obs, done)
+        replay[0].size.block_until_ready()
+
+    parts = {
+        "act, the action copied to the host": lambda: np.asarray(fns.act(state, jnp.asarray(obs), task_ids, jax.random.key(0))),
+        "G copied to the device": lambda: jnp.asarray(g).block_until_ready(),
+        "insert (the transition copied to the device)": insert,
+    }
+    times = {}
+    for name, part in parts.items():
+        part()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            part()
+        times[name] = (time.perf_counter() - start) / repeats * 1e3
+    return times
 
 
 def environment() -> dict:
@@ -149,6 +187,10 @@ def report(cli) -> str:
             nominal = f"{r['of_nominal']:.1%}" if r["of_nominal"] is not None else "n/a (unknown device)"
             lines.append(f"| {precision} | {r['updates_per_s']:.1f} | {r['tflops']:.3g} | {nominal} "
                          f"| {r['of_matmul']:.1%} ({r['matmul_tflops']:.3g}) | {r['first_update_s']:.0f} |")  # fmt: skip
+        first = alone[cli.precisions[0]]
+        lines += ["", f"Each device round trip of one env step besides the update, alone on an idle device ({cli.precisions[0]}; "
+                  f"one update call, {first['utd']} updates, takes {1e3 * first['utd'] / first['updates_per_s']:.2f} ms): "
+                  + "; ".join(f"{name} {ms:.3f} ms" for name, ms in first["loop_ms"].items()) + "."]  # fmt: skip
         lines.append("")
     if cli.total_steps:
         run_dir = Path(cli.out).resolve() / "runs" / f"{cli.suite}__w{cli.train_width}__gpu_check"

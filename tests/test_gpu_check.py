@@ -31,6 +31,7 @@ def test_gpu_check_prints_the_whole_report(tmp_path):
     assert "JAX " in report and "cpu" in report
     for precision in ("f32", "bf16"):
         assert f"| {precision} | " in report
+    assert re.search(r"act, the action copied to the host [\d.]+ ms; G copied to the device [\d.]+ ms; insert", report)
     rate = re.search(r"median ([\d.]+) over (\d+) intervals", report)
     assert rate and float(rate.group(1)) > 0 and int(rate.group(2)) >= 3
     assert "end to end is" in report  # same width in both parts: the fraction of the update-alone rate
