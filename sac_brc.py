@@ -1220,8 +1220,10 @@ def init_from_checkpoint(pretrained: Pretrained, state: TrainState, keep_tempera
     log_alpha = loaded.log_alpha if keep_temperature else state.log_alpha
     print(f"model transfer: actor and critic from {ckpt} ({', '.join(t.name for t in pre_tasks)}), "
           f"temperature {float(jnp.exp(log_alpha)):.3g} ({'pretrained' if keep_temperature else 'reset'})")  # fmt: skip
+    # the target starts equal to the critic, in buffers of its own: the update donates both
+    target_critic = jax.tree.map(lambda x: jnp.copy(x) if eqx.is_array(x) else x, critic)
     return eqx.tree_at(lambda s: (s.actor, s.critic, s.target_critic, s.log_alpha), state,
-                       (loaded.actor, critic, critic, log_alpha))  # fmt: skip
+                       (loaded.actor, critic, target_critic, log_alpha))  # fmt: skip
 
 
 def load_prior_data(args: Args) -> Dataset:

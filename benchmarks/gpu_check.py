@@ -147,10 +147,11 @@ def train(cli, run_dir: Path) -> tuple[list[float], float]:
     seconds = time.perf_counter() - start
     if code != 0:
         raise SystemExit(f"error: sac_brc.py exited {code}; its output: {log}\n" + log.read_text()[-2000:])
-    # "step N/T | R steps/s": the rate of the interval that ends at step N
+    # "step N/T | R steps/s": the rate of the interval that ends at step N; an evaluation runs
+    # right after the line of its step, so it falls into the next interval
     rates = [(int(n), float(r)) for n, r in re.findall(r"step (\d+)/\d+ \| ([\d.]+) steps/s", log.read_text())]
     first_training_interval = cli.learning_starts + cli.log_interval
-    training = [r for n, r in rates if n > first_training_interval and n % cli.eval_interval != 0]
+    training = [r for n, r in rates if n > first_training_interval and (n - cli.log_interval) % cli.eval_interval != 0]
     return training, seconds
 
 

@@ -207,7 +207,7 @@ def test_jitted_entry_points_trace_once():
                             np.ones(num_tasks, bool))  # fmt: skip
     obs = rng.integers(0, 256, (num_tasks, 4, 84, 84)).astype(np.uint8)
     eval_obs = np.repeat(obs, 3, axis=0)
-    before = state.q.head.weight
+    before = np.asarray(state.q.head.weight)  # a copy: update donates the state
     for step in range(3):
         action = fns.act(state, obs, jnp.arange(num_tasks), jnp.float32(0.5), jax.random.key(step))
         fns.act_eval(
