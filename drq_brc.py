@@ -909,7 +909,8 @@ def main(args: Args) -> None:
                 action = rng.integers(0, NUM_ACTIONS, num_tasks).astype(np.int32)
             else:
                 # dispatched, not awaited: with --overlap the update queues right behind it
-                action = fns.act(state, current.obs, task_ids, jnp.float32(epsilon), jax.random.fold_in(act_key, env_step))
+                action = fns.act(state, current.obs, task_ids, jnp.float32(epsilon),
+                                 jax.random.fold_in(act_key, env_step))  # fmt: skip
             if learning and args.overlap:
                 # dispatched before the env step, so the device computes while envpool steps the
                 # games; it samples the buffer as it was before this step's transition
