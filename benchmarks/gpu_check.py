@@ -161,8 +161,11 @@ def published_comparison(cli, run_dir: Path) -> list[str]:
 
     args = plot.Args(runs=(str(run_dir),), out=str(run_dir / "plots"), reference=cli.reference, table=True,
                      reference_interval=cli.reference_interval)  # fmt: skip
-    with contextlib.redirect_stdout(io.StringIO()):  # its "wrote ..." lines
-        plot.main(args)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # its "wrote ..." lines
+            plot.main(args)
+    except plot.PlotError as error:  # e.g. --reference without this suite's curves
+        return [f"No comparison: {error}"]
     table = (run_dir / "plots" / "table.md").read_text().splitlines()
     start = next((i for i, line in enumerate(table) if line.startswith("Ours:")), None)
     if start is None:
@@ -171,7 +174,20 @@ def published_comparison(cli, run_dir: Path) -> list[str]:
     return table[start:end]
 
 
+def refuse(message: str) -> None:
+    """Bad input: one line, exit 2 (as the scripts and plot.py do)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def report(cli) -> str:
+    # refuse bad input before minutes of measuring, not after
+    if cli.reference and not Path(cli.reference).is_dir():
+        refuse(f"--reference {cli.reference} is not a directory: give the results/ folder of a clone of "
+               "github.com/naumix/BiggerRegularizedCategorical")
+    run_dir = Path(cli.out).resolve() / "runs" / f"{cli.suite}__w{cli.train_width}__gpu_check"
+    if cli.total_steps and run_dir.exists():
+        refuse(f"{run_dir} exists from an earlier check; remove it or give another --out")
     env = child("env", cli)
     lines = ["# GPU check", "",
              f"{env['device']} ({env['backend']}, {env['devices']} device(s) visible, the first used), "
@@ -194,9 +210,6 @@ def report(cli) -> str:
                   + "; ".join(f"{name} {ms:.3f} ms" for name, ms in first["loop_ms"].items()) + "."]  # fmt: skip
         lines.append("")
     if cli.total_steps:
-        run_dir = Path(cli.out).resolve() / "runs" / f"{cli.suite}__w{cli.train_width}__gpu_check"
-        if run_dir.exists():
-            raise SystemExit(f"error: {run_dir} exists from an earlier check; remove it or give another --out")
         rates, seconds = train(cli, run_dir)
         lines += [f"## `sac_brc.py --suite {cli.suite} --width {cli.train_width}` to {cli.total_steps:,} steps per task "
                   f"({' '.join(cli.train_args) or 'defaults'})", ""]  # fmt: skip
