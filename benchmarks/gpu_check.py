@@ -17,6 +17,8 @@ prints one Markdown report (also written to `<out>/report.md`):
    success rate) with its 95% bootstrap CI over seeds on both sides, computed by
    `plot.py --table`'s own code from `--reference`, the `results/` folder of the authors'
    repository (github.com/naumix/BiggerRegularizedCategorical).
+With `--trace DIR`, also a profiler trace of three update calls per precision (open
+`perfetto_trace.json.gz` in ui.perfetto.dev): where the update's time goes, kernel by kernel.
 
 About 10 minutes on one H100/H200 with 16 CPU cores. Every size is a flag, so the same code
 runs on one DMC-HARD or HumanoidBench task (`--suite dog-run`), and on a CPU at tiny sizes
@@ -39,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def update_alone(width: int, batch: int, precision: str, calls: int, matmul_size: int) -> dict:
+def update_alone(width: int, batch: int, precision: str, calls: int, matmul_size: int, trace: str | None) -> dict:
     """Updates/s of sac_brc's jitted update at MT50 shapes, and the rates it is measured against
     (runs in a child process: `--part update`)."""
     import jax
@@ -65,6 +67,12 @@ def update_alone(width: int, batch: int, precision: str, calls: int, matmul_size
         state, metrics = fns.update(state, buffer, g, jax.random.key(1))
     jax.block_until_ready((state, metrics))
     updates_per_s = calls * args.utd / (time.perf_counter() - start)
+    if trace:  # a kernel-level trace of 3 calls, for perfetto (ui.perfetto.dev) or TensorBoard
+        jax.profiler.start_trace(str(Path(trace) / precision), create_perfetto_trace=True)
+        for _ in range(3):
+            state, metrics = fns.update(state, buffer, g, jax.random.key(1))
+        jax.block_until_ready((state, metrics))
+        jax.profiler.stop_trace()
     tflops = update_flops(args, NUM_TASKS, OBS_DIM, ACT_DIM, batch) * updates_per_s / 1e12
     peak = nominal_peak(jax.devices()[0].device_kind)
     return {"precision": precision, "updates_per_s": updates_per_s, "tflops": tflops, "first_update_s": first,
@@ -123,6 +131,8 @@ def child(part: str, cli) -> dict:
     """Runs one part in a fresh process and returns its JSON result."""
     command = [sys.executable, __file__, "--part", part, "--width", str(cli.width), "--batch", str(cli.batch),
                "--calls", str(cli.calls), "--matmul-size", str(cli.matmul_size or 0)]  # fmt: skip
+    if cli.trace:
+        command += ["--trace", str(Path(cli.trace).resolve())]
     out = subprocess.run(command + cli.part_args, capture_output=True, text=True, check=False)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode != 0 or not lines:
@@ -180,7 +190,21 @@ def refuse(message: str) -> None:
     sys.exit(2)
 
 
-def report(cli) -> str:
+class Report:
+    """The report's lines, printed and rewritten to `<out>/report.md` as each part ends: a check
+    stopped part-way (a time limit, a lost machine) keeps what it measured."""
+
+    def __init__(self, path: Path):
+        self.path, self.lines = path, []
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def add(self, *lines: str) -> None:
+        self.lines += lines
+        print("\n".join(lines), flush=True)
+        self.path.write_text("\n".join(self.lines) + "\n")
+
+
+def report(cli) -> None:
     # refuse bad input before minutes of measuring, not after
     if cli.reference and not Path(cli.reference).is_dir():
         refuse(f"--reference {cli.reference} is not a directory: give the results/ folder of a clone of "
@@ -189,30 +213,30 @@ def report(cli) -> str:
     if cli.total_steps and run_dir.exists():
         refuse(f"{run_dir} exists from an earlier check; remove it or give another --out")
     env = child("env", cli)
-    lines = ["# GPU check", "",
-             f"{env['device']} ({env['backend']}, {env['devices']} device(s) visible, the first used), "
-             f"{env['cores']} CPU cores; JAX {env['jax']}, jaxlib {env['jaxlib']}, platform {env['platform_version']}; "
-             f"{time.strftime('%Y-%m-%d')}.", ""]  # fmt: skip
+    out = Report(Path(cli.out) / "report.md")
+    out.add("# GPU check", "",
+            f"{env['device']} ({env['backend']}, {env['devices']} device(s) visible, the first used), "
+            f"{env['cores']} CPU cores; JAX {env['jax']}, jaxlib {env['jaxlib']}, platform {env['platform_version']}; "
+            f"{time.strftime('%Y-%m-%d')}.", "")  # fmt: skip
     alone = {}
     if cli.precisions:
-        lines += [f"## The update alone (MT50 shapes, width {cli.width}, batch {cli.batch}, {cli.calls} timed calls)", "",
-                  "| precision | updates/s | TFLOP/s | of nominal peak | of measured matmul rate (TFLOP/s) | first update s |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+        out.add(f"## The update alone (MT50 shapes, width {cli.width}, batch {cli.batch}, {cli.calls} timed calls)", "",
+                "| precision | updates/s | TFLOP/s | of nominal peak | of measured matmul rate (TFLOP/s) | first update s |",
+                "|---|---|---|---|---|---|")  # fmt: skip
         for precision in cli.precisions:
             cli.part_args = ["--precision", precision]
             r = alone[precision] = child("update", cli)
             nominal = f"{r['of_nominal']:.1%}" if r["of_nominal"] is not None else "n/a (unknown device)"
-            lines.append(f"| {precision} | {r['updates_per_s']:.1f} | {r['tflops']:.3g} | {nominal} "
-                         f"| {r['of_matmul']:.1%} ({r['matmul_tflops']:.3g}) | {r['first_update_s']:.0f} |")  # fmt: skip
+            out.add(f"| {precision} | {r['updates_per_s']:.1f} | {r['tflops']:.3g} | {nominal} "
+                    f"| {r['of_matmul']:.1%} ({r['matmul_tflops']:.3g}) | {r['first_update_s']:.0f} |")  # fmt: skip
         first = alone[cli.precisions[0]]
-        lines += ["", f"Each device round trip of one env step besides the update, alone on an idle device ({cli.precisions[0]}; "
-                  f"one update call, {first['utd']} updates, takes {1e3 * first['utd'] / first['updates_per_s']:.2f} ms): "
-                  + "; ".join(f"{name} {ms:.3f} ms" for name, ms in first["loop_ms"].items()) + "."]  # fmt: skip
-        lines.append("")
+        out.add("", f"Each device round trip of one env step besides the update, alone on an idle device ({cli.precisions[0]}; "
+                f"one update call, {first['utd']} updates, takes {1e3 * first['utd'] / first['updates_per_s']:.2f} ms): "
+                + "; ".join(f"{name} {ms:.3f} ms" for name, ms in first["loop_ms"].items()) + ".", "")  # fmt: skip
     if cli.total_steps:
         rates, seconds = train(cli, run_dir)
-        lines += [f"## `sac_brc.py --suite {cli.suite} --width {cli.train_width}` to {cli.total_steps:,} steps per task "
-                  f"({' '.join(cli.train_args) or 'defaults'})", ""]  # fmt: skip
+        out.add(f"## `sac_brc.py --suite {cli.suite} --width {cli.train_width}` to {cli.total_steps:,} steps per task "
+                f"({' '.join(cli.train_args) or 'defaults'})", "")  # fmt: skip
         given = " ".join(cli.train_args).replace("=", " ").split()
         precision = given[given.index("--precision") + 1] if "--precision" in given[:-1] else "f32"
         if rates:
@@ -224,15 +248,13 @@ def report(cli) -> str:
                 allowed = alone[precision]["updates_per_s"] / alone[precision]["utd"]
                 line += f"; the update alone (MT50 shapes) allows {allowed:.1f}: end to end is {rate / allowed:.0%} of it"
             hours = 1e6 / rate / 3600
-            lines += [line + f". 1M steps per task at this rate: {hours:.1f} h.", ""]
+            out.add(line + f". 1M steps per task at this rate: {hours:.1f} h.", "")
         else:
-            lines += ["Too few training intervals for a rate: give more --total-steps.", ""]
-        lines += [f"Wall time of the run: {seconds / 60:.1f} min (start-up, random steps, compilation and evaluation included).", ""]
+            out.add("Too few training intervals for a rate: give more --total-steps.", "")
+        out.add(f"Wall time of the run: {seconds / 60:.1f} min (start-up, random steps, compilation and evaluation included).", "")
         if cli.reference:
-            lines += ["### Evaluation against the published curve (`plot.py --table`)", ""]
-            lines += published_comparison(cli, run_dir) + [""]
-        lines.append(f"Run directory: {run_dir}")
-    return "\n".join(lines)
+            out.add("### Evaluation against the published curve (`plot.py --table`)", "", *published_comparison(cli, run_dir), "")
+        out.add(f"Run directory: {run_dir}")
 
 
 def main() -> None:
@@ -253,6 +275,7 @@ def main() -> None:
     parser.add_argument("--log-interval", type=int, default=1_000)
     parser.add_argument("--reference-interval", type=int, default=25_000,
                         help="env steps between two points of a published curve (25k: the published MT50 data)")  # fmt: skip
+    parser.add_argument("--trace", help="also write a profiler trace of 3 update calls per precision to this folder")
     parser.add_argument("--part", choices=["env", "update"], help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="f32", help=argparse.SUPPRESS)
     cli, extra = parser.parse_known_args()
@@ -264,12 +287,9 @@ def main() -> None:
         import jax
 
         size = cli.matmul_size or (8192 if jax.default_backend() != "cpu" else 1024)
-        print(json.dumps(update_alone(cli.width, cli.batch, cli.precision, cli.calls, size)))
+        print(json.dumps(update_alone(cli.width, cli.batch, cli.precision, cli.calls, size, cli.trace)))
     else:
-        text = report(cli)
-        Path(cli.out).mkdir(parents=True, exist_ok=True)
-        (Path(cli.out) / "report.md").write_text(text + "\n")
-        print(text)
+        report(cli)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def test_gpu_check_prints_the_whole_report(tmp_path):
          "--out", str(tmp_path / "check"), "--width", "32", "--batch", "32", "--calls", "2", "--matmul-size", "256",
          "--suite", "reach", "--train-width", "32", "--total-steps", "1000", "--learning-starts", "200",
          "--eval-interval", "500", "--log-interval", "100", "--reference-interval", "500",
-         "--batch-size", "32", "--eval-episodes", "1"],
+         "--trace", str(tmp_path / "trace"), "--batch-size", "32", "--eval-episodes", "1"],
         capture_output=True, text=True, timeout=None, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
@@ -31,6 +31,7 @@ def test_gpu_check_prints_the_whole_report(tmp_path):
     assert "JAX " in report and "cpu" in report
     for precision in ("f32", "bf16"):
         assert f"| {precision} | " in report
+        assert list((tmp_path / "trace" / precision).rglob("perfetto_trace.json.gz")), precision
     assert re.search(r"act, the action copied to the host [\d.]+ ms; G copied to the device [\d.]+ ms; insert", report)
     rate = re.search(r"median ([\d.]+) over (\d+) intervals", report)
     assert rate and float(rate.group(1)) > 0 and int(rate.group(2)) >= 3
