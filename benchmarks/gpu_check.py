@@ -224,7 +224,7 @@ def report(cli) -> None:
                 "| precision | updates/s | TFLOP/s | of nominal peak | of measured matmul rate (TFLOP/s) | first update s |",
                 "|---|---|---|---|---|---|")  # fmt: skip
         for precision in cli.precisions:
-            cli.part_args = ["--precision", precision]
+            cli.part_args = ["--part-precision", precision]
             r = alone[precision] = child("update", cli)
             nominal = f"{r['of_nominal']:.1%}" if r["of_nominal"] is not None else "n/a (unknown device)"
             out.add(f"| {precision} | {r['updates_per_s']:.1f} | {r['tflops']:.3g} | {nominal} "
@@ -258,7 +258,8 @@ def report(cli) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # no abbreviations: sac_brc.py's own flags (--precision) must pass through, not match ours (--precisions)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--reference", help="published curves: the authors' repository's results/ folder")
     parser.add_argument("--out", default=str(REPO / "runs" / "gpu-check"), help="where the run and report.md go")
     parser.add_argument("--width", type=int, default=4096, help="critic width of the update-alone part")
@@ -277,7 +278,7 @@ def main() -> None:
                         help="env steps between two points of a published curve (25k: the published MT50 data)")  # fmt: skip
     parser.add_argument("--trace", help="also write a profiler trace of 3 update calls per precision to this folder")
     parser.add_argument("--part", choices=["env", "update"], help=argparse.SUPPRESS)
-    parser.add_argument("--precision", default="f32", help=argparse.SUPPRESS)
+    parser.add_argument("--part-precision", default="f32", help=argparse.SUPPRESS)
     cli, extra = parser.parse_known_args()
     cli.train_args = extra  # anything else goes to sac_brc.py as it is (e.g. --precision bf16, --env-workers 8)
     cli.part_args = []
@@ -287,7 +288,7 @@ def main() -> None:
         import jax
 
         size = cli.matmul_size or (8192 if jax.default_backend() != "cpu" else 1024)
-        print(json.dumps(update_alone(cli.width, cli.batch, cli.precision, cli.calls, size, cli.trace)))
+        print(json.dumps(update_alone(cli.width, cli.batch, cli.part_precision, cli.calls, size, cli.trace)))
     else:
         report(cli)
 

@@ -1,5 +1,6 @@
 """benchmarks/gpu_check.py end to end on a CPU at tiny sizes: the same code a GPU user runs."""
 
+import json
 import re
 import subprocess
 import sys
@@ -22,7 +23,7 @@ def test_gpu_check_prints_the_whole_report(tmp_path):
          "--out", str(tmp_path / "check"), "--width", "32", "--batch", "32", "--calls", "2", "--matmul-size", "256",
          "--suite", "reach", "--train-width", "32", "--total-steps", "1000", "--learning-starts", "200",
          "--eval-interval", "500", "--log-interval", "100", "--reference-interval", "500",
-         "--trace", str(tmp_path / "trace"), "--batch-size", "32", "--eval-episodes", "1"],
+         "--trace", str(tmp_path / "trace"), "--batch-size", "32", "--eval-episodes", "1", "--precision", "bf16"],
         capture_output=True, text=True, timeout=None, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
@@ -36,6 +37,10 @@ def test_gpu_check_prints_the_whole_report(tmp_path):
     rate = re.search(r"median ([\d.]+) over (\d+) intervals", report)
     assert rate and float(rate.group(1)) > 0 and int(rate.group(2)) >= 3
     assert "end to end is" in report  # same width in both parts: the fraction of the update-alone rate
+    # sac_brc.py's own flags reach it, --precision too (not taken for gpu_check's --precisions)
+    assert "(--trace" not in report and "--precision bf16" in report
+    run = tmp_path / "check" / "runs" / "reach__w32__gpu_check"
+    assert json.loads((run / "config.json").read_text())["precision"] == "bf16"
     # the published side at 500 and 1,000 steps: 3 of 5 seeds succeed, mean 0.60
     assert "| 500 | " in report and "| 1k | " in report
     rows = [line for line in report.splitlines() if line.startswith("| 1k | ")]
