@@ -472,10 +472,20 @@ class ReturnNormalizer:
         for i in range(len(reward)):
             self.current_rewards[i].append(float(reward[i]))
             if terminated[i] or truncated[i]:
-                returns = discounted_returns(np.array(self.current_rewards[i]), self.gamma, not terminated[i])
-                self.max_abs_return[i] = max(self.max_abs_return[i], np.abs(returns).max())
-                self.episode_ended[i] = True
-                self.current_rewards[i] = []
+                self._end_episode(i, truncated=not terminated[i])
+
+    def _end_episode(self, i: int, truncated: bool) -> None:
+        returns = discounted_returns(np.array(self.current_rewards[i]), self.gamma, truncated)
+        self.max_abs_return[i] = max(self.max_abs_return[i], np.abs(returns).max())
+        self.episode_ended[i] = True
+        self.current_rewards[i] = []
+
+    def truncate_all(self) -> None:
+        """End every running episode as truncated (on resume, where the envs start afresh: without
+        this, the next episode's rewards would join the cut one's and G_i span both)."""
+        for i, rewards in enumerate(self.current_rewards):
+            if rewards:
+                self._end_episode(i, truncated=True)
 
     def g(self) -> np.ndarray:
         """G_i per task (with the start-up rule), float32, for the update's reward scale."""
@@ -1629,6 +1639,7 @@ class Run:
         state, buffer = fns.replicate((state, buffer))
         env_step = host_state["env_step"]
         normalizer.load_state_dict(host_state["normalizer"])
+        normalizer.truncate_all()  # the envs restart from a reset
         rng.bit_generator.state = host_state["numpy_rng"]
         act_key = jax.random.wrap_key_data(jnp.asarray(host_state["act_key"], jnp.uint32))
         collect_until = env_step if restored_replay else env_step + self.args.learning_starts

@@ -62,7 +62,7 @@ DIFFERENT = {
     ("load_checkpoint", OFFLINE): "no replay buffer to restore",
     ("check_finite", OFFLINE): "names an update, not an env step",
     ("check_memory", DRQ): "frames and one Q-network",
-    ("ReturnNormalizer", DRQ): "clipped rewards, life-loss episodes, cut on resume (truncate_all)",
+    ("ReturnNormalizer", DRQ): "clipped rewards, life-loss episodes",
     ("TrainState", DRQ): "one Q-network and its target, no actor or temperature",
     ("precision_view", DRQ): "a convolutional Q-network: encoder and dense layers cast",
     ("evaluate", DRQ): "games, with their own episode ends",
@@ -81,7 +81,7 @@ DIFFERENT = {
     ("update_on", OFFLINE): "stacked host batches, one key per update: noise drawn inside the scan, since "
                             "stacking it ahead was not bit-identical under heads",
     ("print_plan", DRQ): "games and one Q-network's parameter count; no FLOPs or transfer",
-    ("Run", DRQ): "epsilon in the console line, IQM in the record, the normaliser cut on resume; "
+    ("Run", DRQ): "epsilon in the console line, IQM in the record; "
                   "no recorder, video object or diagnostics",
     ("Run", OFFLINE): "no replay, videos, wandb or diagnostics; counts updates and reports the data wait",
     ("Pretrained", TRANSFER): "the frozen checkpoint it acts with (state, G), not --init-from's start point",

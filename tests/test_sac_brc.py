@@ -120,12 +120,24 @@ def test_end_to_end_run_and_resume(run, tmp_path):
     assert {p.name for p in (ckpt / "step_000000300").iterdir()} == {"state.eqx", "replay.npz", "host.json"}
     assert not list(ckpt.glob(".tmp*")) and not list(ckpt.glob("step_000000150"))
 
+    at_300 = json.loads((ckpt / "step_000000300" / "host.json").read_text())["normalizer"]
     resumed = run("sac_brc.py", "--resume", str(run_dir), "--total-steps", "450")  # the rest from config.json
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed" in resumed.stdout and "at step 300; replay buffer restored" in resumed.stdout
     assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")] == [150, 300, 450]
     host = json.loads((ckpt / "step_000000450" / "host.json").read_text())
     assert host["env_step"] == 450
+    # the checkpoint fell mid-episode (cartpole: step 300 of 1,000): on resume the cut episode ends
+    # as truncated (bootstrapped with mean reward / (1 - gamma)), and the next one starts its own
+    cut = at_300["current_rewards"][1]
+    assert len(cut) == 300 and not at_300["episode_ended"][1]
+    tail, g_cut = np.mean(cut) / (1 - config["gamma"]), 0.0
+    for reward in reversed(cut):
+        tail = reward + config["gamma"] * tail
+        g_cut = max(g_cut, abs(tail))
+    at_450 = host["normalizer"]
+    assert len(at_450["current_rewards"][1]) == 150 and at_450["episode_ended"][1]
+    assert at_450["max_abs_return"][1] == pytest.approx(g_cut, rel=1e-9)
 
     other = run("sac_brc.py", "--resume", str(run_dir), "--width", "64", "--total-steps", "600")
     assert other.returncode == 2
