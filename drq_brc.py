@@ -151,7 +151,7 @@ class Args:
     precision: Literal["f32", "bf16"] = "f32"
     """encoder convolutions and Q-network matmuls in float32 or bfloat16 (float32 master weights, LayerNorm statistics, softmax and loss)"""
     overlap: bool = True
-    """step the environments while the device runs the update; the update then samples from the buffer as it was before the newest transition"""
+    """step the environments while the device runs the update; the update then samples from the buffer, and uses G_i, as they were before the newest transition"""
     num_devices: int | None = None
     """data-parallel devices (batch sharded, parameters and replay replicated); default all visible devices"""
 
@@ -537,7 +537,7 @@ class TrainState(eqx.Module):
 
 
 class AgentFns(NamedTuple):
-    """The jitted entry points (STYLE.md 7), each traced once per run, and `replicate`, which puts
+    """The jitted entry points, each traced once per run (a retrace is a silent slowdown), and `replicate`, which puts
     a pytree (the replay buffer, a restored state) on the devices, replicated."""
 
     act: callable
@@ -737,7 +737,7 @@ class AtariStep(NamedTuple):
 
 class AtariGames:
     """One envpool instance per game, `envs_per_game` copies each, stepped in lockstep with
-    async send/recv; rows are game-major. Atari-100k protocol (notes/envpool-facts.md §3):
+    async send/recv; rows are game-major. Atari-100k protocol (docs/drq_brc.md):
     84x84 grey, 4-frame stack, frame skip 4, full 18-action space, no sticky actions, up to
     30 no-op starts, no FIRE on reset (DrQ-eps), `max_episode_steps` agent steps per game."""
 

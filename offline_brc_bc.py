@@ -450,7 +450,7 @@ def make_mesh(num_devices: int | None) -> jax.sharding.Mesh:
 
 
 def resolve_batch_size(args: Args, num_tasks: int) -> int:
-    """--batch-size, else 1024 multi-task and 256 single-task (DESIGN.md; ref. code: 1024 for both)."""
+    """--batch-size, else 1024 multi-task and 256 single-task (as the ref. code's train.py)."""
     return args.batch_size or (1024 if num_tasks > 1 else 256)
 
 

@@ -18,9 +18,9 @@ confidence band, and several configurations become several curves. `--reference 
 overlays the published curves stored as `<suite>/<variant>/<task>.npy` arrays of shape
 (seeds, points), evaluated every `--reference-interval` steps.
 
-    python plot.py runs/mw__w4096__s0 runs/mw__w4096__s1 --reference ../shared/reference/brc_official_results
+    python plot.py runs/mw__w4096__s0 runs/mw__w4096__s1 --reference ~/BiggerRegularizedCategorical/results
     python plot.py runs/ --out plots/width --labels "width 1024" "width 4096"
-    python plot.py runs/mw-easy__* --reference ../shared/reference/brc_official_results --table
+    python plot.py runs/mw-easy__* --reference ~/BiggerRegularizedCategorical/results --table
 """
 
 import json

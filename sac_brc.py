@@ -170,7 +170,7 @@ class Args:
     precision: Literal["f32", "bf16"] = "f32"
     """critic matmuls and activations in float32 or bfloat16 (float32 master weights, loss and softmax)"""
     overlap: bool = True
-    """step the environments while the device runs the update; the update then samples from the buffer as it was before the newest transition"""
+    """step the environments while the device runs the update; the update then samples from the buffer, and uses G_i, as they were before the newest transition"""
     num_devices: int | None = None
     """data-parallel devices (batch sharded, parameters replicated); default all visible devices"""
 
@@ -556,7 +556,7 @@ class TrainState(eqx.Module):
 
 
 class AgentFns(NamedTuple):
-    """The jitted entry points (STYLE.md 7), each traced once per run, and `replicate`, which puts
+    """The jitted entry points, each traced once per run (a retrace is a silent slowdown), and `replicate`, which puts
     a pytree (the replay buffer, a restored state) on the devices, replicated."""
 
     act: callable
@@ -583,7 +583,7 @@ def make_mesh(num_devices: int | None) -> jax.sharding.Mesh:
 
 
 def resolve_batch_size(args: Args, num_tasks: int) -> int:
-    """--batch-size, else 1024 multi-task and 256 single-task (DESIGN.md; ref. code: 1024 for both)."""
+    """--batch-size, else 1024 multi-task and 256 single-task (as the ref. code's train.py)."""
     return args.batch_size or (1024 if num_tasks > 1 else 256)
 
 

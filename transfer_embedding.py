@@ -5,8 +5,9 @@ and 24: the actor and critic of a multi-task `sac_brc.py` checkpoint stay frozen
 agent adapts to a held-out task only through the task embedding it is conditioned on.
 
     --mode zero-shot   act with a randomly chosen pretrained embedding (no target data)
-    --mode few-shot    rank every pretrained embedding by the frozen critic's TD loss on one
-                       shared set of about 300 target transitions, keep the best (and the ranking)
+    --mode few-shot    rank every pretrained embedding by the frozen critic's mean squared Bellman
+                       residual on one shared set of about 300 target transitions, keep the best
+                       (and the ranking)
     --mode tune        freeze actor and critic, create a new embedding and optimise only it by
                        the critic's cross-entropy TD loss on fewer than 1000 target transitions
 
@@ -443,8 +444,9 @@ def candidate_losses(
     """Few-shot criterion: for every target task and every pretrained embedding k, the mean
     squared Bellman residual of the frozen critic read as task k (its embedding in actor,
     critic and target, rewards scaled by its own G_k) on all of the task's transitions:
-    expected Q (mean of both critics) minus the expected soft TD target, divided by task
-    k's reward scale, i.e. in the target task's reward units. Not the cross-entropy: that
+    expected Q (mean of both critics) minus the expected soft TD target, in the critic's
+    normalised units as read for k (not divided back into reward units: the scale of k is part
+    of what is ranked). Not the cross-entropy: that
     adds the target distribution's entropy, which differs between candidates and outranks
     the fit. The next actions use the same noise for every k."""
     num_tasks, budget = data.reward.shape

@@ -76,7 +76,7 @@ def make_ensemble(
     Call the result with `eqx.filter_vmap(lambda m, x: m(x), in_axes=(eqx.if_array(0), None))`.
     The members are built one by one from split keys and stacked, not built under
     `eqx.filter_vmap`: a vmapped orthogonal initialiser is one batched QR, and jaxlib's CPU
-    path for batched LAPACK calls can deadlock (jax 0.10, notes/jax-cpu-facts.md). The values
+    path for batched LAPACK calls can deadlock (jax 0.10). The values
     are the same (each member orthogonal on its own, as in the ref. code; tested).
     """
     members = [make_member(k) for k in jax.random.split(key, size)]

@@ -34,7 +34,7 @@ from common.suites import SH_BUNDLED, TaskSpec
 # envpool 1.2.5 tasks that differ from the `metaworld` package, so they run on the package
 # backend even when `mw_backend="envpool"` (tests/test_envs.py re-checks each):
 # - dial-turn: MetaWorld's scripted expert solves it in the package, never on envpool
-#   (the dial barely turns; notes/envpool-facts.md §5);
+#   (the dial barely turns);
 # - shelf-place, hammer: envpool's goal y grows by ~0.85 at every reset (0.86 -> 1.72 ->
 #   2.56 ...), off the table after the first episode; the expert's success (shelf-place)
 #   or return (hammer, 1300 -> 280) collapses from the second episode on.

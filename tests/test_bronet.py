@@ -201,7 +201,7 @@ def mt50_critic_members(key):
 
 def test_make_ensemble_makes_no_batched_qr():
     """The orthogonal initialiser's QR runs once per matrix, never batched over the members
-    (a batched LAPACK call can deadlock jaxlib's CPU backend, notes/jax-cpu-facts.md)."""
+    (a batched LAPACK call can deadlock jaxlib's CPU backend in jax 0.10)."""
     jaxpr = jax.make_jaxpr(lambda k: eqx.filter(mt50_critic_members(k), eqx.is_array))(jax.random.key(0))
     qr_shapes = [shapes[0] for name, shapes in primitives(jaxpr.jaxpr, []) if name == "qr"]
     assert len(qr_shapes) == 2 * 5  # 2 members x (input layer + 2 blocks x 2 layers)

@@ -193,7 +193,7 @@ def test_double_q_categorical_target_matches_numpy_loop():
 
 
 def test_jitted_entry_points_trace_once():
-    """act, act_eval, insert and update compile once for a run (STYLE.md 6)."""
+    """act, act_eval, insert and update compile once for a run: a retrace would be a silent slowdown."""
     args = Args(**TINY, utd=2, n_step=3)
     num_tasks = 2
     state, fns = make_agent(args, num_tasks, jax.random.key(0))

@@ -3,7 +3,7 @@
 References are the upstream packages themselves: dm_control for DMC observation and
 action sizes and key order, envpool instances built directly for row alignment and
 resets, and the `metaworld` package (with its scripted expert policies) for MetaWorld
-behaviour and the published protocol's frozen layouts. See notes/envpool-facts.md for the envpool facts used here.
+behaviour and the published protocol's frozen layouts.
 """
 
 import contextlib
@@ -363,7 +363,7 @@ def metaworld_layouts(env: MultiTaskEnv, episodes: int) -> np.ndarray:
 
 
 def test_default_backend_freezes_one_layout_per_env_as_published():
-    """The published protocol (notes/published-protocol.md): each env is the goal-observable
+    """The published protocol (the ref. code's jaxrl/envs.py): each env is the goal-observable
     constructor called with its seed, and every reset shows that env's one layout (object and
     goal); other seeds give other layouts; the eval env is a second such env with its own
     seed; with --mw-backend envpool, resets redraw."""

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 import plot
 from common.suites import SH_TRAIN
 
-REAL_REFERENCE = Path("/work/shared/reference/brc_official_results")
+# the published curves: the results/ folder of a clone of github.com/naumix/BiggerRegularizedCategorical
+REAL_REFERENCE = Path(os.environ["BRC_REFERENCE"]) if os.environ.get("BRC_REFERENCE") else None
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -124,7 +126,7 @@ def test_shadowhand_reference_is_a_column_of_the_aggregate_file(tmp_path):
         plot.load_reference(tmp_path, "BRC_multitask", "sh-cube")
 
 
-@pytest.mark.skipif(not REAL_REFERENCE.is_dir(), reason="published reference curves not on this machine")
+@pytest.mark.skipif(not (REAL_REFERENCE and REAL_REFERENCE.is_dir()), reason="set BRC_REFERENCE to the authors' results/ folder")
 def test_real_reference_layout():
     reach = plot.load_reference(REAL_REFERENCE, "BRC_multitask", "reach")
     assert reach.shape == (5, 20) and 0 <= reach.min() and reach.max() <= 1

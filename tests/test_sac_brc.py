@@ -17,7 +17,7 @@ TINY = ["--width", "32", "--actor-width", "32", "--num-atoms", "21", "--batch-si
 
 
 def test_jitted_entry_points_trace_once():
-    """act, act_deterministic, insert and update compile once for a run (STYLE.md 6)."""
+    """act, act_deterministic, insert and update compile once for a run: a retrace would be a silent slowdown."""
     args = Args(width=32, actor_width=16, num_atoms=11, batch_size=8, utd=2)
     num_tasks, obs_dim, act_dim = 3, 5, 2
     state, fns = make_agent(args, num_tasks, obs_dim, act_dim, resolve_batch_size(args, num_tasks), jax.random.key(0))

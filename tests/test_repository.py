@@ -1,0 +1,48 @@
+"""What a forker gets: no reference to a file outside the repository, and common/ standing on
+its own (it imports no script, so any script can be copied out with common/ alone)."""
+
+import ast
+import re
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = {"sac_brc", "drq_brc", "offline_brc_bc", "transfer_embedding", "plot", "benchmarks"}
+# notes a forker does not have, and absolute paths of one machine
+OUTSIDE = re.compile(r"\b(STYLE|DESIGN)\.md\b|(?<![\w.-])notes/[\w-]+\.md|\bshared/reference\b|(?<![\w.])/work/")
+
+
+def tracked_text_files() -> list[Path]:
+    names = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    return [REPO / n for n in names if n.endswith((".py", ".md", ".toml", ".txt", ".cff")) or n == ".ci/run"]
+
+
+def test_no_reference_outside_the_repository():
+    found = []
+    for path in tracked_text_files():
+        if path == Path(__file__).resolve():
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if OUTSIDE.search(line):
+                found.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not found, "\n".join(found)
+
+
+def test_the_pattern_finds_what_it_should():
+    for line in ["see STYLE.md 7", "(DESIGN.md)", "notes/jax-cpu-facts.md", "../shared/reference/x", "/work/a"]:
+        assert OUTSIDE.search(line), line
+    for line in ["docs/reproducing.md", "release-notes/v1.md", "common/run.py", "a/work/b"]:
+        assert not OUTSIDE.search(line), line
+
+
+def test_common_imports_no_script():
+    for path in sorted((REPO / "common").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] not in SCRIPTS, f"{path.name} imports {name}"
