@@ -1576,7 +1576,7 @@ def update_flops(args: Args, num_tasks: int, obs_dim: int, act_dim: int, batch_s
     The two critics count twice; LayerNorm, softmax and projection are left out.
     """
     heads = num_tasks if num_tasks > 1 and args.task_conditioning == "heads" else 1
-    embedding_dim = args.embedding_dim if num_tasks > 1 and args.task_conditioning == "embedding" else 0
+    embedding_dim = args.embedding_dim if uses_task_embedding(args, num_tasks) else 0
     outputs = (args.num_atoms if args.loss == "ce" else 1) * heads
     critic = (obs_dim + act_dim + embedding_dim) * args.width + 2 * args.depth * args.width**2
     critic += args.width * outputs

@@ -1,5 +1,6 @@
 """Speed and scale options of sac_brc.py: bf16, data parallel, FLOP count, overlap."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -108,6 +109,20 @@ def test_update_flops_match_xla_cost_analysis():
         cost = cost[0] if isinstance(cost, list) else cost
         ours = update_flops(args, num_tasks, OBS_DIM, ACT_DIM, batch_size)  # XLA counts the scan body once
         assert 0.9 < ours / cost["flops"] < 1.02, (ours, cost["flops"])
+
+
+def test_update_flops_count_the_networks_built():
+    """update_flops counts the matmuls of the networks make_agent builds, for every conditioning,
+    one or more tasks, and a one-task --init-from learner (which keeps the embedding input)."""
+    linears = lambda m: [l for l in jax.tree.leaves(m, is_leaf=lambda x: isinstance(x, eqx.nn.Linear))
+                         if isinstance(l, eqx.nn.Linear)]  # fmt: skip
+    for conditioning, num_tasks, init_from in itertools.product(("embedding", "heads"), (1, 3), (None, "pretrain")):
+        args = Args(width=64, actor_width=32, batch_size=16, task_conditioning=conditioning, init_from=init_from)
+        state, _ = make_agent(args, num_tasks, OBS_DIM, ACT_DIM, 16, jax.random.key(0))
+        critic_macs = sum(l.weight.size for l in linears(state.critic)) // 2  # one of the two members
+        actor_macs = sum(l.weight.size for l in linears(state.actor))
+        built = 2 * 16 * (6 * 2 * critic_macs + 4 * actor_macs)
+        assert update_flops(args, num_tasks, OBS_DIM, ACT_DIM, 16) == built, (conditioning, num_tasks, init_from)
 
 
 @pytest.mark.slow
