@@ -56,6 +56,7 @@ from common.bronet import count_parameters, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
 from common.cli import parse_args
 from common.envs import env_seeds
+from common.run import CheckpointSchedule, Stopped, StopSignal
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 from common.video import write_mp4
 
@@ -134,6 +135,8 @@ class Args:
     """steps between console progress lines"""
     checkpoint_interval: int = 50_000
     """steps between checkpoints (one is also written at the end)"""
+    checkpoint_minutes: float = 30.0
+    """also write a checkpoint when this many minutes have passed since the last (0: by steps only); SIGTERM or Ctrl-C always writes one, then exits"""
     checkpoint_replay: bool = True
     """save the replay buffer with each checkpoint so that --resume continues exactly"""
     run_name: str | None = None
@@ -158,7 +161,7 @@ class Args:
 
 # Fields that may change when resuming; every other field must match the checkpoint.
 RESUMABLE_FIELDS = {"total_steps", "eval_interval", "eval_episodes", "log_interval", "checkpoint_interval",
-                    "checkpoint_replay", "resume", "track", "run_name", "overlap", "num_devices",
+                    "checkpoint_minutes", "checkpoint_replay", "resume", "track", "run_name", "overlap", "num_devices",
                     "capture_video", "video_tasks"}  # fmt: skip
 
 NUM_ACTIONS = 18  # the full ALE action space for every game (paper Appendix E.1)
@@ -894,6 +897,8 @@ def main(args: Args) -> None:
     recent_returns = [deque(maxlen=10) for _ in range(num_tasks)]
     metrics = None
     env = eval_env = None
+    checkpoints = CheckpointSchedule(args.checkpoint_interval, args.total_steps, args.checkpoint_minutes)
+    stop = StopSignal()  # SIGTERM (preemption) or Ctrl-C: finish this step, checkpoint, exit
     try:  # the envs and wandb are closed on the way out, whatever happens
         env = AtariGames(tasks, 1, args.seed, "train", args.terminal_on_life_loss, args.max_episode_steps)
         eval_env = AtariGames(tasks, args.eval_episodes, args.seed, "eval", False, args.max_episode_steps)
@@ -944,9 +949,13 @@ def main(args: Args) -> None:
                 if frames:
                     record["videos"] = save_game_videos(frames, tasks, run.dir / "videos", env_step)
                 run.log_evaluation(record)
-            if env_step % args.checkpoint_interval == 0 or env_step == args.total_steps:
+            if stop.received or checkpoints.due(env_step):
                 run.checkpoint(env_step, state, buffer, metrics, normalizer, rng, act_key)
+                checkpoints.written()
+            if stop.received:
+                raise stop.stopped("drq_brc.py", env_step, run.dir)
     finally:
+        stop.restore()
         for e in (env, eval_env):
             if e is not None:
                 e.close()
@@ -989,6 +998,8 @@ def validate(args: Args) -> list[TaskSpec]:
         raise ConfigError(f"--channels must be one or more positive numbers, got {args.channels}")
     if args.depth < 0 or args.shift_pad < 0 or args.epsilon_decay_steps < 0:
         raise ConfigError("--depth, --shift-pad and --epsilon-decay-steps must be >= 0")
+    if not args.checkpoint_minutes >= 0:  # also refuses nan
+        raise ConfigError(f"--checkpoint-minutes must be 0 (by steps only) or more, got {args.checkpoint_minutes}")
     if args.num_atoms < 2:
         raise ConfigError("--num-atoms must be at least 2 for the categorical Q-network")
     if not (0 < args.gamma < 1) or args.v_max <= 0:
@@ -1347,3 +1358,9 @@ if __name__ == "__main__":
     except (ConfigError, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except Stopped as stopped:  # SIGTERM or Ctrl-C, after a checkpoint
+        print(stopped, file=sys.stderr)
+        sys.exit(stopped.code)
+    except KeyboardInterrupt:  # a second Ctrl-C; checkpoints are whole or absent
+        print("interrupted: --resume RUN_DIR continues from its latest checkpoint, if one was written", file=sys.stderr)
+        sys.exit(130)

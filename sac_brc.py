@@ -55,6 +55,7 @@ from common.envs import (
     EnvError, MultiTaskEnv, env_seeds, eval_envs_and_episodes, require_packages, run_episodes,
     with_shadowhand_assets,
 )  # fmt: skip
+from common.run import CheckpointSchedule, Stopped, StopSignal
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 from common.video import VideoRecorder
 
@@ -136,6 +137,8 @@ class Args:
     """steps between console progress lines"""
     checkpoint_interval: int = 100_000
     """steps between checkpoints (one is also written at the end)"""
+    checkpoint_minutes: float = 30.0
+    """also write a checkpoint when this many minutes have passed since the last (0: by steps only); SIGTERM or Ctrl-C always writes one, then exits"""
     checkpoint_replay: bool = True
     """save the replay buffer with each checkpoint so that --resume continues exactly"""
     run_name: str | None = None
@@ -177,7 +180,7 @@ class Args:
 
 # Fields that may change when resuming; every other field must match the checkpoint.
 RESUMABLE_FIELDS = {"total_steps", "eval_interval", "log_interval", "checkpoint_interval",
-                    "checkpoint_replay", "resume", "track", "run_name", "overlap", "num_devices", "env_workers",
+                    "checkpoint_minutes", "checkpoint_replay", "resume", "track", "run_name", "overlap", "num_devices", "env_workers",
                     "shadowhand_assets", "capture_video", "video_tasks", "diagnostics",
                     "diagnostics_batch_size"}  # fmt: skip
 
@@ -924,6 +927,8 @@ def main(args: Args) -> None:
     metrics = None
     run.start(env_step)  # the clock, and wandb with --track
     env = eval_env = video = None
+    checkpoints = CheckpointSchedule(args.checkpoint_interval, args.total_steps, args.checkpoint_minutes)
+    stop = StopSignal()  # SIGTERM (preemption) or Ctrl-C: finish this step, checkpoint, exit
     try:  # every env worker is stopped on the way out, whatever happens
         env = MultiTaskEnv(tasks, 1, role="train", **env_kwargs)
         eval_env = MultiTaskEnv(tasks, eval_copies, role="eval", **env_kwargs)
@@ -972,9 +977,13 @@ def main(args: Args) -> None:
                     record["diagnostics"] = run.diagnose(diagnose, state, buffer, normalizer.g(),
                                                          jax.random.fold_in(diagnostics_key, env_step), env_step)  # fmt: skip
                 run.log_evaluation(record)
-            if env_step % args.checkpoint_interval == 0 or env_step == args.total_steps:
+            if stop.received or checkpoints.due(env_step):
                 run.checkpoint(env_step, state, buffer, metrics, normalizer, rng, act_key, recorder)
+                checkpoints.written()
+            if stop.received:
+                raise stop.stopped("sac_brc.py", env_step, run.dir)
     finally:
+        stop.restore()
         for e in (env, eval_env, video):
             if e is not None:
                 e.close()
@@ -1362,6 +1371,8 @@ def validate(args: Args) -> tuple[Args, list[TaskSpec]]:
         raise ConfigError("--depth, --actor-depth and --learning-starts must be >= 0")
     if args.batch_size is not None and args.batch_size <= 0:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
+    if not args.checkpoint_minutes >= 0:  # also refuses nan
+        raise ConfigError(f"--checkpoint-minutes must be 0 (by steps only) or more, got {args.checkpoint_minutes}")
     if args.loss == "ce" and args.num_atoms < 2:
         raise ConfigError("--num-atoms must be at least 2 for the categorical critic")
     if not (0 < args.gamma < 1) or args.v_max <= 0 or args.init_temperature <= 0:
@@ -1786,6 +1797,9 @@ if __name__ == "__main__":
     except (ConfigError, FloatingPointError, EnvError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except Stopped as stopped:  # SIGTERM or Ctrl-C, after a checkpoint
+        print(stopped, file=sys.stderr)
+        sys.exit(stopped.code)
     except KeyboardInterrupt:  # the env workers are stopped; checkpoints are whole or absent
         print("interrupted: --resume RUN_DIR continues from its latest checkpoint, if one was written", file=sys.stderr)
         sys.exit(130)

@@ -304,10 +304,12 @@ def _worker(conn, jobs: list[tuple[TaskSpec, list[int]]], options: dict[str, dic
     Commands: ("reset", None) -> ("ok", [obs per task]); ("step", [actions or None per task])
     -> ("ok", [(next_obs, reward, terminated, truncated, success, obs) or None per task]), None
     for a task that was not stepped. Answers ("error", message) once when an env cannot be built
-    or stepped, and then stops. The parent alone handles Ctrl-C and stops its workers; a worker
-    whose parent has gone exits quietly.
+    or stepped, and then stops. The parent alone handles Ctrl-C and SIGTERM (a scheduler sends it
+    to every process of the job) and stops its workers after its last checkpoint; a worker whose
+    parent has gone exits quietly.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     envs, name = [], jobs[0][0].name
     try:
         if any(task.domain == "humanoidbench" for task, _ in jobs):
@@ -414,6 +416,9 @@ class _Worker:
             except (BrokenPipeError, OSError):
                 pass
             self._process.join(timeout=5)
+            if self._process.is_alive():  # stuck in an env: it ignores SIGTERM, so SIGKILL
+                self._process.kill()
+                self._process.join()
 
 
 def worker_options(tasks: list[TaskSpec], shadowhand_assets: str | None) -> dict[str, dict]:

@@ -20,3 +20,22 @@ def run_script(*argv: str, cwd: Path, timeout: float = 600) -> subprocess.Comple
 @pytest.fixture
 def run(tmp_path):
     return lambda *argv, **kw: run_script(*argv, cwd=tmp_path, **kw)
+
+
+def signal_when(*argv: str, cwd: Path, line_start: str, signum: int) -> tuple[int, str]:
+    """Start `python <script> argv...` in `cwd`, send `signum` to it and every process it started
+    (as a scheduler does to a job) once a line of its output starts with `line_start`, and return
+    its exit code and whole output (stdout and stderr together)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONWARNINGS="ignore", PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / argv[0]), *argv[1:]],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    lines = []
+    for line in process.stdout:  # ends when the script exits, if the line never comes
+        lines.append(line)
+        if line.startswith(line_start):
+            os.killpg(process.pid, signum)
+            break
+    lines += process.stdout.readlines()
+    return process.wait(), "".join(lines)

@@ -3,6 +3,9 @@
 import dataclasses
 import inspect
 import json
+import re
+import signal
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +13,7 @@ import numpy as np
 import pytest
 
 import drq_brc
+from conftest import signal_when
 from common.suites import (
     ATARI_100K,
     ATARI_RANDOM_HUMAN,
@@ -301,6 +305,30 @@ def test_help_lists_every_argument_with_text(run):
 
 def read_metrics(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_resume_continues_from_that_step(run, tmp_path):
+    """A preempted run (SIGTERM mid-interval) finishes its step, checkpoints and exits 143 with a
+    line naming --resume; the resumed run continues from that step with its replay."""
+    common = [*TINY_CLI, "--tasks", "pong", "--learning-starts", "40", "--eval-interval", "100000",
+              "--eval-episodes", "1", "--max-episode-steps", "40", "--log-interval", "30",
+              "--checkpoint-interval", "100000", "--run-name", "preempted"]  # fmt: skip
+    code, output = signal_when("drq_brc.py", *common, "--total-steps", "100000", cwd=tmp_path,
+                               line_start="step 90/", signum=signal.SIGTERM)  # fmt: skip
+    stopped = re.search(r"stopped by SIGTERM at step (\d+): checkpoint written; continue with "
+                        r"python drq_brc.py --resume (\S+)", output)  # fmt: skip
+    assert code == 143 and stopped, output[-3000:]
+    step = int(stopped.group(1))
+    assert step >= 90 and Path(stopped.group(2)) == Path("runs/preempted")
+    ckpt = tmp_path / "runs" / "preempted" / "checkpoints"
+    assert (ckpt / "latest").read_text() == f"step_{step:09d}"
+    assert json.loads((ckpt / f"step_{step:09d}" / "host.json").read_text())["env_step"] == step
+
+    resumed = run("drq_brc.py", "--resume", str(tmp_path / "runs" / "preempted"), "--total-steps", str(step + 30))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"at step {step}; replay buffer restored" in resumed.stdout
+    assert [r["step"] for r in read_metrics(tmp_path / "runs" / "preempted" / "metrics.jsonl")] == [step + 30]
 
 
 @pytest.mark.slow

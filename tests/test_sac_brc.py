@@ -4,6 +4,8 @@ import dataclasses
 import inspect
 import json
 import re
+import signal
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 
 import sac_brc
+from conftest import signal_when
 from sac_brc import Args, make_agent, replay_buffer_init, resolve_batch_size
 
 TINY = ["--width", "32", "--actor-width", "32", "--num-atoms", "21", "--batch-size", "64"]
@@ -87,6 +90,37 @@ def test_help_lists_every_argument_with_text(run):
 
 def read_metrics(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_resume_continues_from_that_step(run, tmp_path):
+    """A preempted run (SIGTERM mid-interval) finishes its step, checkpoints and exits 143 with a
+    line naming --resume; the resumed run loses no step, update or stored transition."""
+    # reach: MetaWorld's envs run in worker processes, which the signal reaches too
+    common = [*TINY, "--tasks", "reach", "--learning-starts", "100", "--utd", "2", "--eval-interval",
+              "100000", "--eval-episodes", "1", "--log-interval", "50", "--checkpoint-interval", "100000",
+              "--run-name", "preempted"]  # fmt: skip
+    code, output = signal_when("sac_brc.py", *common, "--total-steps", "100000", cwd=tmp_path,
+                               line_start="step 200/", signum=signal.SIGTERM)  # fmt: skip
+    run_dir = tmp_path / "runs" / "preempted"
+    stopped = re.search(r"stopped by SIGTERM at step (\d+): checkpoint written; continue with "
+                        r"python sac_brc.py --resume (\S+)", output)  # fmt: skip
+    assert code == 143 and stopped, output[-3000:]
+    step = int(stopped.group(1))
+    assert step >= 200 and Path(stopped.group(2)) == Path("runs/preempted")
+    ckpt = run_dir / "checkpoints"
+    assert (ckpt / "latest").read_text() == f"step_{step:09d}"
+    assert json.loads((ckpt / f"step_{step:09d}" / "host.json").read_text())["env_step"] == step
+    assert np.load(ckpt / f"step_{step:09d}" / "replay.npz")["size"].tolist() == [step]
+
+    total = step + 100
+    resumed = run("sac_brc.py", "--resume", str(run_dir), "--total-steps", str(total))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"at step {step}; replay buffer restored" in resumed.stdout
+    records = read_metrics(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in records] == [total]  # the final evaluation, once
+    assert records[-1]["updates"] == (total - 100) * 2  # every step after learning-starts: UTD updates
+    assert np.load(ckpt / f"step_{total:09d}" / "replay.npz")["size"].tolist() == [total]
 
 
 @pytest.mark.slow

@@ -1,0 +1,43 @@
+"""common/run.py: the checkpoint schedule, and the first SIGTERM or SIGINT caught, the second not."""
+
+import os
+import signal
+
+import pytest
+
+from common import run
+from common.run import CheckpointSchedule, StopSignal
+
+
+def test_checkpoint_schedule_by_steps_at_the_end_and_by_time(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(run.time, "monotonic", lambda: now[0])
+    schedule = CheckpointSchedule(interval=100, last_step=250, minutes=30.0)
+    assert [s for s in range(1, 251) if schedule.due(s)] == [100, 200, 250]
+    now[0] += 30 * 60 - 1
+    assert not schedule.due(7)
+    now[0] += 1  # 30 minutes since the last one
+    assert schedule.due(7)
+    schedule.written()
+    assert not schedule.due(8)
+    never = CheckpointSchedule(interval=100, last_step=250, minutes=0.0)
+    now[0] += 1e6
+    assert not never.due(7) and never.due(100)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_the_first_signal_is_caught_and_the_second_acts(signum, code):
+    before = signal.getsignal(signum)
+    stop = StopSignal()
+    try:
+        assert stop.received is None
+        os.kill(os.getpid(), signum)
+        assert stop.received == signum
+        assert signal.getsignal(signum) is before  # a second one acts as without StopSignal
+        stopped = stop.stopped("sac_brc.py", 1234, "runs/x")
+        assert stopped.code == code
+        assert str(stopped) == (f"stopped by {signal.Signals(signum).name} at step 1234: checkpoint written; "
+                                "continue with python sac_brc.py --resume runs/x")  # fmt: skip
+    finally:
+        stop.restore()
+    assert signal.getsignal(signum) is before
