@@ -39,9 +39,7 @@ The file, in reading order (section headers `# ---- name`); the method is the fi
 import dataclasses
 import json
 import math
-import os
 import queue
-import shutil
 import sys
 import threading
 import time
@@ -62,6 +60,9 @@ from common.categorical import categorical_projection, cross_entropy, make_suppo
 from common.cli import parse_args
 from common.dataset import Dataset, DatasetError, dataset_bytes, index_dataset, load_dataset
 from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, run_episodes, with_shadowhand_assets
+from common.run import (
+    ConfigError, atomic_write_text, check_finite, check_resume, drop_metrics_after, load_checkpoint, save_checkpoint,
+)  # fmt: skip
 from common.suites import TaskSpec, normalized_score
 
 
@@ -805,10 +806,6 @@ def main(args: Args) -> None:
 # ---------------------------------------------------------------- runs: dataset, config, checkpoints, metrics
 
 
-class ConfigError(Exception):
-    """A user error: printed as one message, exit code 2."""
-
-
 def read_dataset(args: Args) -> Dataset:
     """--dataset, streamed chunk by chunk; the memory plan is checked before anything is allocated."""
     try:
@@ -909,74 +906,6 @@ def print_sizes(
           f"actor {count_parameters(state.actor):,}; G per task {[round(float(g), 1) for g in max_abs_return]}")  # fmt: skip
 
 
-def check_finite(metrics: dict, step: int, run_dir: Path) -> dict:
-    """Host copy of the update metrics; stops the run if the learner has diverged."""
-    host_metrics = jax.device_get(metrics)
-    bad = [name for name, value in host_metrics.items() if not np.isfinite(value)]
-    if bad:
-        raise FloatingPointError(
-            f"{', '.join(bad)} not finite at update {step}; the last good checkpoint is kept in "
-            f"{run_dir / 'checkpoints'}. Try a lower --learning-rate."
-        )
-    return host_metrics
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def save_checkpoint(run_dir: Path, state: TrainState, host: dict) -> None:
-    """Write checkpoints/step_N/ in a temporary folder, rename it, then point `latest` at it."""
-    ckpt_root = run_dir / "checkpoints"
-    ckpt_root.mkdir(exist_ok=True)
-    name = f"step_{host['step']:09d}"
-    tmp = ckpt_root / f".tmp_{name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    eqx.tree_serialise_leaves(tmp / "state.eqx", state)
-    (tmp / "host.json").write_text(json.dumps(host))
-    final = ckpt_root / name
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    atomic_write_text(ckpt_root / "latest", name)
-    for old in ckpt_root.glob("step_*"):  # keep only the newest checkpoint
-        if old.name != name:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def load_checkpoint(run_dir: Path, state_like: TrainState) -> tuple[TrainState, dict]:
-    ckpt_root = run_dir / "checkpoints"
-    if not (ckpt_root / "latest").exists():
-        raise ConfigError(f"{run_dir} has no checkpoint to resume from (no checkpoints/latest)")
-    ckpt = ckpt_root / (ckpt_root / "latest").read_text().strip()
-    try:
-        state = eqx.tree_deserialise_leaves(ckpt / "state.eqx", state_like)
-    except Exception as error:  # noqa: BLE001 (any shape or structure mismatch)
-        raise ConfigError(
-            f"checkpoint {ckpt} does not match this configuration ({type(error).__name__}); "
-            f"resume with the arguments in {run_dir / 'config.json'}"
-        ) from None
-    return state, json.loads((ckpt / "host.json").read_text())
-
-
-def check_resume(args: Args, resume_dir: Path) -> None:
-    """--resume refused, in one line, unless `resume_dir` holds a config.json whose fields outside
-    RESUMABLE_FIELDS (the script's own) all equal `args`'s."""
-    if not (resume_dir / "config.json").exists():
-        raise ConfigError(f"--resume {resume_dir}: no config.json there; give a run directory under runs/")
-    saved = json.loads((resume_dir / "config.json").read_text())
-    current = dataclasses.asdict(args)
-    diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {current[k]!r} (now)"
-             for k in current
-             if k not in RESUMABLE_FIELDS and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
-    if diffs:
-        raise ConfigError(
-            f"cannot resume {resume_dir}: its checkpoint was made with other arguments: " + "; ".join(diffs)
-        )
-
-
 class Run:
     """The run directory and everything written to it: config.json, the console line,
     metrics.jsonl, checkpoints, and resuming from them."""
@@ -989,7 +918,7 @@ class Run:
         """--resume's directory after checking that its config matches, else a new name (created
         by `create`, once the configuration is known to be valid)."""
         if args.resume:
-            check_resume(args, Path(args.resume))
+            check_resume(args, Path(args.resume), RESUMABLE_FIELDS)
             return cls(args, Path(args.resume), resumed=True)
         run_name = args.run_name or f"offline__w{args.width}__s{args.seed}__{int(time.time())}"
         run_dir = Path("runs") / run_name
@@ -1004,14 +933,11 @@ class Run:
 
     def restore(self, state: TrainState, fns: AgentFns) -> tuple[TrainState, int]:
         """The latest checkpoint's state, on the devices, and its update count."""
-        state, host_state = load_checkpoint(self.dir, state)
+        state, host_state, _ = load_checkpoint(self.dir, state)  # no replay: the data is the dataset
         state = fns.replicate(state)
         step = host_state["step"]
         print(f"resumed {self.dir} at update {step}")
-        metrics_path = self.dir / "metrics.jsonl"  # drop lines past the checkpoint: each step once
-        if metrics_path.exists():
-            lines = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= step]
-            atomic_write_text(metrics_path, "".join(l + "\n" for l in lines))
+        drop_metrics_after(self.dir, step)
         return state, step
 
     def start(self, step: int) -> None:
@@ -1021,7 +947,7 @@ class Run:
     def log_progress(self, step: int, metrics: dict, wait_s: float) -> None:
         """The console line: updates/s and the share of time spent waiting for batches since the
         last line, and the update's metrics."""
-        host_metrics = check_finite(metrics, step, self.dir)  # also waits for the update
+        host_metrics = check_finite(metrics, step, self.dir, "update")  # also waits for the update
         now = time.time()
         wait = (wait_s - self.last_wait) / (now - self.last_log_time)
         rate = self.args.log_interval / (now - self.last_log_time)
@@ -1044,15 +970,15 @@ class Run:
             "data_wait": wait_s / elapsed,
             "time": time.time(),
         }
-        record.update({k: float(v) for k, v in check_finite(metrics, step, self.dir).items()})
+        record.update({k: float(v) for k, v in check_finite(metrics, step, self.dir, "update").items()})
         with open(self.dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         print(f"eval update {step}: mean score {record['mean_score']:.3f} | "
               + " ".join(f"{n} {r['return']:.1f}" for n, r in list(results.items())[:8]), flush=True)  # fmt: skip
 
     def checkpoint(self, step: int, state: TrainState, metrics: dict) -> None:
-        check_finite(metrics, step, self.dir)  # never checkpoint a diverged learner
-        save_checkpoint(self.dir, state, {"step": step})
+        check_finite(metrics, step, self.dir, "update")  # never checkpoint a diverged learner
+        save_checkpoint(self.dir, step, state, {"step": step})
 
 
 if __name__ == "__main__":

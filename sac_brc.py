@@ -31,7 +31,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from collections import deque
@@ -55,7 +54,10 @@ from common.envs import (
     EnvError, MultiTaskEnv, env_seeds, eval_envs_and_episodes, require_packages, run_episodes,
     with_shadowhand_assets,
 )  # fmt: skip
-from common.run import CheckpointSchedule, Stopped, StopSignal
+from common.run import (
+    CheckpointSchedule, ConfigError, Stopped, StopSignal, atomic_write_text, check_finite, check_resume, clock,
+    drop_metrics_after, load_checkpoint, save_checkpoint,
+)  # fmt: skip
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 from common.video import VideoRecorder
 
@@ -1333,10 +1335,6 @@ def start_transfer(
 # ---------------------------------------------------------------- runs: config, checkpoints, metrics
 
 
-class ConfigError(Exception):
-    """A user error: printed as one message, exit code 2."""
-
-
 def validate(args: Args) -> tuple[Args, list[TaskSpec]]:
     """Every flag checked before anything runs. Returns the run's Args, whose --tasks are the
     tasks it trains on (as config.json records them: a comma list split, ShadowHand shapes
@@ -1437,58 +1435,13 @@ def check_memory(
         )
 
 
-def clock(seconds: float) -> str:
-    """A duration for the console line: 42s, 3m05s, 2h07m."""
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def check_finite(metrics: dict, env_step: int, run_dir: Path) -> dict:
-    """Host copy of the update metrics; stops the run if the learner has diverged."""
-    host_metrics = jax.device_get(metrics)
-    bad = [name for name, value in host_metrics.items() if not np.isfinite(value)]
-    if bad:
-        raise FloatingPointError(
-            f"{', '.join(bad)} not finite at step {env_step}; the last good checkpoint is kept in "
-            f"{run_dir / 'checkpoints'}. Try a lower --learning-rate."
-        )
-    return host_metrics
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def save_checkpoint(
-    run_dir: Path, state: TrainState, buffer: ReplayBuffer, host: dict, save_replay: bool
-) -> None:
-    """Write checkpoints/step_N/ in a temporary folder, rename it, then point `latest` at it."""
-    ckpt_root = run_dir / "checkpoints"
-    ckpt_root.mkdir(exist_ok=True)
-    name = f"step_{host['env_step']:09d}"
-    tmp = ckpt_root / f".tmp_{name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    eqx.tree_serialise_leaves(tmp / "state.eqx", state)
-    if save_replay:
-        size = int(jnp.max(buffer.size))
-        np.savez(tmp / "replay.npz", **{
-            field: np.asarray(getattr(buffer, field)[:, :size]) for field in ("obs", "action", "reward", "next_obs", "terminated")
-        }, position=np.asarray(buffer.position), size=np.asarray(buffer.size))  # fmt: skip
-    (tmp / "host.json").write_text(json.dumps(host))
-    final = ckpt_root / name
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    atomic_write_text(ckpt_root / "latest", name)
-    for old in ckpt_root.glob("step_*"):  # keep only the newest checkpoint
-        if old.name != name:
-            shutil.rmtree(old, ignore_errors=True)
+def replay_arrays(buffer: ReplayBuffer) -> dict[str, np.ndarray]:
+    """What a checkpoint's replay.npz holds: each task's stored transitions, and the ring's state."""
+    size = int(jnp.max(buffer.size))
+    return {
+        **{field: np.asarray(getattr(buffer, field)[:, :size]) for field in ("obs", "action", "reward", "next_obs", "terminated")},
+        "position": np.asarray(buffer.position), "size": np.asarray(buffer.size),
+    }  # fmt: skip
 
 
 def restore_replay(path: Path, buffer: ReplayBuffer) -> ReplayBuffer:
@@ -1520,25 +1473,6 @@ def restore_replay(path: Path, buffer: ReplayBuffer) -> ReplayBuffer:
     return ReplayBuffer(
         **fields, position=jnp.asarray(size % capacity, jnp.int32), size=jnp.asarray(size, jnp.int32)
     )
-
-
-def load_checkpoint(run_dir: Path, state_like: TrainState, buffer: ReplayBuffer):
-    ckpt_root = run_dir / "checkpoints"
-    if not (ckpt_root / "latest").exists():
-        raise ConfigError(f"{run_dir} has no checkpoint to resume from (no checkpoints/latest)")
-    ckpt = ckpt_root / (ckpt_root / "latest").read_text().strip()
-    try:
-        state = eqx.tree_deserialise_leaves(ckpt / "state.eqx", state_like)
-    except Exception as error:  # noqa: BLE001 (any shape or structure mismatch)
-        raise ConfigError(
-            f"checkpoint {ckpt} does not match this configuration ({type(error).__name__}); "
-            f"resume with the arguments in {run_dir / 'config.json'}"
-        ) from None
-    host = json.loads((ckpt / "host.json").read_text())
-    restored_replay = (ckpt / "replay.npz").exists()
-    if restored_replay:
-        buffer = restore_replay(ckpt / "replay.npz", buffer)
-    return state, buffer, host, restored_replay
 
 
 def print_plan(
@@ -1596,22 +1530,6 @@ def update_flops(args: Args, num_tasks: int, obs_dim: int, act_dim: int, batch_s
     return 2 * batch_size * (6 * 2 * critic + 4 * actor)  # 2 FLOPs per multiply-add
 
 
-def check_resume(args: Args, resume_dir: Path) -> None:
-    """--resume refused, in one line, unless `resume_dir` holds a config.json whose fields outside
-    RESUMABLE_FIELDS (the script's own) all equal `args`'s."""
-    if not (resume_dir / "config.json").exists():
-        raise ConfigError(f"--resume {resume_dir}: no config.json there; give a run directory under runs/")
-    saved = json.loads((resume_dir / "config.json").read_text())
-    current = dataclasses.asdict(args)
-    diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {current[k]!r} (now)"
-             for k in current
-             if k not in RESUMABLE_FIELDS and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
-    if diffs:
-        raise ConfigError(
-            f"cannot resume {resume_dir}: its checkpoint was made with other arguments: " + "; ".join(diffs)
-        )
-
-
 class Run:
     """The run directory and everything written to it: config.json, the console line,
     metrics.jsonl (and wandb), videos, diagnostics, checkpoints, and resuming from them."""
@@ -1625,7 +1543,7 @@ class Run:
         """--resume's directory after checking that its config matches, else a new name (created
         by `create`, once the configuration is known to be valid)."""
         if args.resume:
-            check_resume(args, Path(args.resume))
+            check_resume(args, Path(args.resume), RESUMABLE_FIELDS)
             return cls(args, tasks, Path(args.resume), resumed=True)
         run_name = (
             args.run_name
@@ -1646,7 +1564,10 @@ class Run:
         """The latest checkpoint: state, replay, env step, normaliser and numpy stream (in place),
         the action key; and the step until which the run only collects (without a saved replay,
         `learning_starts` steps with the restored policy)."""
-        state, buffer, host_state, restored_replay = load_checkpoint(self.dir, state, buffer)
+        state, host_state, replay_file = load_checkpoint(self.dir, state)
+        restored_replay = replay_file is not None
+        if restored_replay:
+            buffer = restore_replay(replay_file, buffer)
         state, buffer = fns.replicate((state, buffer))
         env_step = host_state["env_step"]
         normalizer.load_state_dict(host_state["normalizer"])
@@ -1656,11 +1577,7 @@ class Run:
         collect_until = env_step if restored_replay else env_step + self.args.learning_starts
         replay = "restored" if restored_replay else "refilled"
         print(f"resumed {self.dir} at step {env_step}; replay buffer {replay}")
-        # drop metrics past the checkpoint so the stream has each step once
-        metrics_path = self.dir / "metrics.jsonl"
-        if metrics_path.exists():
-            lines = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= env_step]
-            atomic_write_text(metrics_path, "".join(l + "\n" for l in lines))
+        drop_metrics_after(self.dir, env_step)
         return state, buffer, env_step, act_key, collect_until
 
     def open_recorder(self, env_step: int) -> DatasetWriter | None:
@@ -1783,7 +1700,7 @@ class Run:
         }
         if recorder is not None:  # the recording is complete up to every checkpoint
             recorder.flush()
-        save_checkpoint(self.dir, state, buffer, host_state, self.args.checkpoint_replay)
+        save_checkpoint(self.dir, env_step, state, host_state, replay_arrays(buffer) if self.args.checkpoint_replay else None)
 
     def close(self) -> None:
         if self.wandb is not None:

@@ -35,7 +35,7 @@ The file, in reading order (section headers `# ---- name`); all but the run harn
     target-task data, scoring, evaluation
                            collect, tuning_g, few_shot_ranking, evaluate
     main                   the three modes, one call per step
-    ==== run harness       not needed to learn the method: ConfigError, validation, the run
+    ==== run harness       not needed to learn the method: validation, the run
                            directory and the result files (few_shot_table.json,
                            tuned_embedding.npy, metrics.jsonl)
 """
@@ -62,6 +62,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from common.bronet import BroNet, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
 from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, run_episodes, with_shadowhand_assets
+from common.run import ConfigError, atomic_write_text
 from common.suites import TASKS, TaskSpec, normalized_score, resolve_tasks
 
 
@@ -737,16 +738,6 @@ def main(args: Args) -> None:
 
 # ================================================================ run harness
 # Not needed to learn the method: validation and writing the results.
-
-
-class ConfigError(Exception):
-    """A user error: printed as one message, exit code 2."""
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def validate(args: Args) -> tuple[list[TaskSpec], int]:

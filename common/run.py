@@ -1,5 +1,7 @@
-"""The run harness the training scripts share: when to checkpoint, and stopping cleanly on a
-signal, so that a preempted run loses nothing it had done.
+"""The run harness the scripts share, typed on plain pytrees and dicts (common/ imports no
+script): user errors, config.json and `--resume`'s check, metrics.jsonl, atomic checkpoints of a
+state pytree plus a host dict plus (optionally) replay arrays, when to checkpoint, and stopping
+cleanly on a signal, so that a preempted run loses nothing it had done.
 
 A scheduler that preempts a job (SLURM, a cloud spot instance) first sends SIGTERM, then kills
 it after a grace period; Ctrl-C sends SIGINT. Either one, received once, asks the training loop
@@ -9,8 +11,118 @@ SIGTERM, 130 for SIGINT), so a wrapper sees the run did not finish. A second sig
 once, as it would without this.
 """
 
+import dataclasses
+import json
+import os
+import shutil
 import signal
 import time
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import numpy as np
+from jaxtyping import PyTree
+
+
+class ConfigError(Exception):
+    """A user error: printed as one message, exit code 2."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def clock(seconds: float) -> str:
+    """A duration for the console line: 42s, 3m05s, 2h07m."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def check_finite(metrics: dict, step: int, run_dir: Path, unit: str = "step") -> dict:
+    """Host copy of the update metrics; stops the run if the learner has diverged (`unit`: what
+    `step` counts, for the message)."""
+    host_metrics = jax.device_get(metrics)
+    bad = [name for name, value in host_metrics.items() if not np.isfinite(value)]
+    if bad:
+        raise FloatingPointError(
+            f"{', '.join(bad)} not finite at {unit} {step}; the last good checkpoint is kept in "
+            f"{run_dir / 'checkpoints'}. Try a lower --learning-rate."
+        )
+    return host_metrics
+
+
+def check_resume(args, resume_dir: Path, resumable: set[str]) -> None:
+    """--resume refused, in one line, unless `resume_dir` holds a config.json whose fields outside
+    `resumable` (the script's RESUMABLE_FIELDS) all equal those of `args` (a dataclass)."""
+    if not (resume_dir / "config.json").exists():
+        raise ConfigError(f"--resume {resume_dir}: no config.json there; give a run directory under runs/")
+    saved = json.loads((resume_dir / "config.json").read_text())
+    current = dataclasses.asdict(args)
+    diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {current[k]!r} (now)"
+             for k in current
+             if k not in resumable and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
+    if diffs:
+        raise ConfigError(
+            f"cannot resume {resume_dir}: its checkpoint was made with other arguments: " + "; ".join(diffs)
+        )
+
+
+def save_checkpoint(
+    run_dir: Path, step: int, state: PyTree, host: dict, replay: dict[str, np.ndarray] | None = None
+) -> None:
+    """Write checkpoints/step_N/ (state.eqx, host.json, and replay.npz if `replay` is given) in a
+    temporary folder, rename it, then point `latest` at it; only the newest is kept."""
+    ckpt_root = run_dir / "checkpoints"
+    ckpt_root.mkdir(exist_ok=True)
+    name = f"step_{step:09d}"
+    tmp = ckpt_root / f".tmp_{name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    eqx.tree_serialise_leaves(tmp / "state.eqx", state)
+    if replay is not None:
+        np.savez(tmp / "replay.npz", **replay)
+    (tmp / "host.json").write_text(json.dumps(host))
+    final = ckpt_root / name
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    atomic_write_text(ckpt_root / "latest", name)
+    for old in ckpt_root.glob("step_*"):  # keep only the newest checkpoint
+        if old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(run_dir: Path, state_like: PyTree) -> tuple[PyTree, dict, Path | None]:
+    """The latest checkpoint's state (shaped as `state_like`), host dict, and its replay.npz if it
+    has one."""
+    ckpt_root = run_dir / "checkpoints"
+    if not (ckpt_root / "latest").exists():
+        raise ConfigError(f"{run_dir} has no checkpoint to resume from (no checkpoints/latest)")
+    ckpt = ckpt_root / (ckpt_root / "latest").read_text().strip()
+    try:
+        state = eqx.tree_deserialise_leaves(ckpt / "state.eqx", state_like)
+    except Exception as error:  # noqa: BLE001 (any shape or structure mismatch)
+        raise ConfigError(
+            f"checkpoint {ckpt} does not match this configuration ({type(error).__name__}); "
+            f"resume with the arguments in {run_dir / 'config.json'}"
+        ) from None
+    host = json.loads((ckpt / "host.json").read_text())
+    return state, host, ckpt / "replay.npz" if (ckpt / "replay.npz").exists() else None
+
+
+def drop_metrics_after(run_dir: Path, step: int) -> None:
+    """On resume: metrics.jsonl keeps the records up to the checkpoint's step, so that the stream
+    has each step once."""
+    metrics_path = run_dir / "metrics.jsonl"
+    if metrics_path.exists():
+        lines = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= step]
+        atomic_write_text(metrics_path, "".join(l + "\n" for l in lines))
 
 
 class Stopped(Exception):

@@ -17,12 +17,7 @@ DRQ, OFFLINE, TRANSFER = SCRIPTS[1:]
 # take `PretrainConfig` (the pretraining run's fields it reads) where sac_brc.py's take `Args`;
 # that one word is the only difference allowed.
 IDENTICAL = {
-    "ConfigError": (DRQ, OFFLINE, TRANSFER),
-    "atomic_write_text": (DRQ, OFFLINE, TRANSFER),
     "make_mesh": (DRQ, OFFLINE),
-    "clock": (DRQ,),
-    "check_finite": (DRQ,),
-    "load_checkpoint": (DRQ,),
     "discounted_returns": (DRQ, TRANSFER),
     "CriticMember": (OFFLINE, TRANSFER),
     "Critic": (OFFLINE, TRANSFER),
@@ -43,7 +38,6 @@ IDENTICAL = {
     "critic_losses": (OFFLINE,),
     "critic_loss": (OFFLINE,),
     "temperature_loss": (OFFLINE,),
-    "check_resume": (DRQ, OFFLINE),
 }
 
 # (name, script) -> why that script's definition differs from sac_brc.py's
@@ -56,11 +50,8 @@ DIFFERENT = {
     ("Batch", DRQ): "stacked uint8 frames and discrete actions",
     ("Batch", OFFLINE): "minibatches stacked (updates, batch), gathered on the host from the dataset",
     **{(n, DRQ): "a replay of uint8 frame timelines (frames stored once, stacks rebuilt at sampling)"
-       for n in ("ReplayBuffer", "replay_buffer_init", "replay_buffer_bytes", "insert", "sample", "restore_replay")},
-    ("save_checkpoint", DRQ): "its replay holds other fields (frame timelines)",
-    ("save_checkpoint", OFFLINE): "no replay buffer; the step is an update count",
-    ("load_checkpoint", OFFLINE): "no replay buffer to restore",
-    ("check_finite", OFFLINE): "names an update, not an env step",
+       for n in ("ReplayBuffer", "replay_buffer_init", "replay_buffer_bytes", "insert", "sample", "replay_arrays",
+                 "restore_replay")},
     ("check_memory", DRQ): "frames and one Q-network",
     ("ReturnNormalizer", DRQ): "clipped rewards, life-loss episodes",
     ("TrainState", DRQ): "one Q-network and its target, no actor or temperature",
