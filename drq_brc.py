@@ -32,8 +32,6 @@ The file, in reading order (section headers `# ---- name`); the method is the fi
                            directory, checkpoints and resume, metrics
 """
 
-import dataclasses
-import json
 import math
 import sys
 import time
@@ -55,8 +53,8 @@ from common.categorical import categorical_projection, cross_entropy, make_suppo
 from common.cli import parse_args
 from common.envs import env_seeds
 from common.run import (
-    CheckpointSchedule, ConfigError, Stopped, StopSignal, atomic_write_text, check_finite, check_resume, clock,
-    drop_metrics_after, load_checkpoint, save_checkpoint,
+    CheckpointSchedule, ConfigError, RunDir, Stopped, StopSignal, check_finite, drop_metrics_after,
+    load_checkpoint, save_checkpoint,
 )  # fmt: skip
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 from common.video import write_mp4
@@ -1127,34 +1125,19 @@ def restore_replay(path: Path, buffer: ReplayBuffer) -> ReplayBuffer:
     )
 
 
-class Run:
-    """The run directory and everything written to it: config.json, the console line,
-    metrics.jsonl (and wandb), checkpoints, and resuming from them."""
+class Run(RunDir):
+    """The run directory (common/run.py: config.json, metrics.jsonl and wandb, the progress
+    line), and what this script adds: its checkpoints and resuming from them, and the console
+    lines."""
 
-    def __init__(self, args: Args, tasks: list[TaskSpec], run_dir: Path, resumed: bool):
-        self.args, self.tasks, self.dir, self.resumed = args, tasks, run_dir, resumed
-        self.wandb = None
+    def __init__(self, args: Args, run_dir: Path, resumed: bool, total: int, tasks: list[TaskSpec]):
+        super().__init__(args, run_dir, resumed, total)
+        self.tasks = tasks
 
     @classmethod
     def open(cls, args: Args, tasks: list[TaskSpec]) -> "Run":
-        """--resume's directory after checking that its config matches, else a new name (created
-        by `create`, once the configuration is known to be valid)."""
-        if args.resume:
-            check_resume(args, Path(args.resume), RESUMABLE_FIELDS)
-            return cls(args, tasks, Path(args.resume), resumed=True)
-        run_name = (
-            args.run_name
-            or f"{args.suite if not args.tasks else 'tasks'}__drq__s{args.seed}__{int(time.time())}"
-        )
-        run_dir = Path("runs") / run_name
-        if run_dir.exists():
-            raise ConfigError(f"{run_dir} exists already; pick another --run-name or pass --resume {run_dir}")
-        return cls(args, tasks, run_dir, resumed=False)
-
-    def create(self) -> None:
-        if not self.resumed:
-            self.dir.mkdir(parents=True)
-            atomic_write_text(self.dir / "config.json", json.dumps(dataclasses.asdict(self.args), indent=2))
+        name = f"{args.suite if not args.tasks else 'tasks'}__drq__s{args.seed}__{int(time.time())}"
+        return super().open(args, name, RESUMABLE_FIELDS, args.total_steps, tasks=tasks)
 
     def restore(self, state: TrainState, buffer: ReplayBuffer, fns: AgentFns, normalizer: ReturnNormalizer,
                 rng: np.random.Generator):  # fmt: skip
@@ -1177,35 +1160,12 @@ class Run:
         drop_metrics_after(self.dir, env_step)
         return state, buffer, env_step, act_key, collect_until
 
-    def start(self, env_step: int) -> None:
-        if self.args.track:
-            try:
-                import wandb
-            except ImportError:
-                raise ConfigError("--track needs wandb: pip install wandb") from None
-            self.wandb = wandb.init(project="brc", name=self.dir.name, config=dataclasses.asdict(self.args),
-                                    resume="allow")  # fmt: skip
-        self.start_time = self.last_log_time = time.time()
-        self.start_step = env_step
-        self.learning_since = None  # (time, env_step) of the first update of this process
-
-    def learning_at(self, env_step: int) -> None:
-        if self.learning_since is None:
-            self.learning_since = (time.time(), env_step)
-
     def log_progress(
         self, env_step: int, epsilon: float, recent_returns: list[deque], metrics: dict | None
     ) -> None:
-        """The console line: steps/s over the last interval, elapsed time, and an ETA at the rate
-        since learning began (evaluations and checkpoints included)."""
-        now = time.time()
-        sps = self.args.log_interval / (now - self.last_log_time)
-        self.last_log_time = now
-        line = f"step {env_step}/{self.args.total_steps} | {sps:.1f} steps/s | epsilon {epsilon:.3f}"
-        line += f" | {clock(now - self.start_time)} elapsed"
-        if self.learning_since is not None and env_step > self.learning_since[1]:
-            rate = (env_step - self.learning_since[1]) / (now - self.learning_since[0])
-            line += f", ETA {clock((self.args.total_steps - env_step) / rate)}"
+        """The console line: the progress with epsilon, the mean return of the last training games
+        and the update's metrics."""
+        line = self.progress(env_step, f"epsilon {epsilon:.3f}")
         done_returns = [np.mean(r) for r in recent_returns if r]
         if done_returns:
             line += f" | train game return {np.mean(done_returns):.1f}"
@@ -1231,18 +1191,8 @@ class Run:
 
     def log_evaluation(self, record: dict) -> None:
         """Append the record to metrics.jsonl (and wandb, --track); one console line."""
-        with open(self.dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        self.write(record)
         results, env_step = record["tasks"], record["step"]
-        if self.wandb is not None:
-            import wandb
-
-            self.wandb.log({k: v for k, v in record.items() if k not in ("tasks", "videos")} | {
-                f"{name}/{m}": v for name, r in results.items() for m, v in r.items() if v is not None
-            } | {
-                f"video/{name}": wandb.Video(str(self.dir / "videos" / file), format="mp4")
-                for name, file in record.get("videos", {}).items()
-            }, step=env_step)  # fmt: skip
         print(f"eval step {env_step}: human-normalised mean {record['mean_score']:.3f}, "
               f"IQM {record['iqm']:.3f} | "
               + " ".join(f"{n} {r['return']:.0f}" for n, r in list(results.items())[:8]),
@@ -1258,10 +1208,6 @@ class Run:
             "act_key": np.asarray(jax.random.key_data(act_key)).tolist(),
         }
         save_checkpoint(self.dir, env_step, state, host_state, replay_arrays(buffer) if self.args.checkpoint_replay else None)
-
-    def close(self) -> None:
-        if self.wandb is not None:
-            self.wandb.finish()
 
 
 if __name__ == "__main__":

@@ -36,8 +36,6 @@ The file, in reading order (section headers `# ---- name`); the method is the fi
                            checkpoints and resume
 """
 
-import dataclasses
-import json
 import math
 import queue
 import sys
@@ -60,9 +58,7 @@ from common.categorical import categorical_projection, cross_entropy, make_suppo
 from common.cli import parse_args
 from common.dataset import Dataset, DatasetError, dataset_bytes, index_dataset, load_dataset
 from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, run_episodes, with_shadowhand_assets
-from common.run import (
-    ConfigError, atomic_write_text, check_finite, check_resume, drop_metrics_after, load_checkpoint, save_checkpoint,
-)  # fmt: skip
+from common.run import ConfigError, RunDir, check_finite, drop_metrics_after, load_checkpoint, save_checkpoint
 from common.suites import TaskSpec, normalized_score
 
 
@@ -906,30 +902,14 @@ def print_sizes(
           f"actor {count_parameters(state.actor):,}; G per task {[round(float(g), 1) for g in max_abs_return]}")  # fmt: skip
 
 
-class Run:
-    """The run directory and everything written to it: config.json, the console line,
-    metrics.jsonl, checkpoints, and resuming from them."""
-
-    def __init__(self, args: Args, run_dir: Path, resumed: bool):
-        self.args, self.dir, self.resumed = args, run_dir, resumed
+class Run(RunDir):
+    """The run directory (common/run.py: config.json, metrics.jsonl), and what this script adds:
+    its checkpoints and resuming from them, and console lines counted in updates."""
 
     @classmethod
     def open(cls, args: Args) -> "Run":
-        """--resume's directory after checking that its config matches, else a new name (created
-        by `create`, once the configuration is known to be valid)."""
-        if args.resume:
-            check_resume(args, Path(args.resume), RESUMABLE_FIELDS)
-            return cls(args, Path(args.resume), resumed=True)
-        run_name = args.run_name or f"offline__w{args.width}__s{args.seed}__{int(time.time())}"
-        run_dir = Path("runs") / run_name
-        if run_dir.exists():
-            raise ConfigError(f"{run_dir} exists already; pick another --run-name or pass --resume {run_dir}")
-        return cls(args, run_dir, resumed=False)
-
-    def create(self) -> None:
-        if not self.resumed:
-            self.dir.mkdir(parents=True)
-            atomic_write_text(self.dir / "config.json", json.dumps(dataclasses.asdict(self.args), indent=2))
+        name = f"offline__w{args.width}__s{args.seed}__{int(time.time())}"
+        return super().open(args, name, RESUMABLE_FIELDS, args.num_updates)
 
     def restore(self, state: TrainState, fns: AgentFns) -> tuple[TrainState, int]:
         """The latest checkpoint's state, on the devices, and its update count."""
@@ -941,8 +921,8 @@ class Run:
         return state, step
 
     def start(self, step: int) -> None:
-        self.start_time = self.last_log_time = time.time()
-        self.start_step, self.last_wait = step, 0.0
+        super().start(step)
+        self.last_wait = 0.0  # seconds spent waiting for batches, at the last console line
 
     def log_progress(self, step: int, metrics: dict, wait_s: float) -> None:
         """The console line: updates/s and the share of time spent waiting for batches since the
@@ -971,8 +951,7 @@ class Run:
             "time": time.time(),
         }
         record.update({k: float(v) for k, v in check_finite(metrics, step, self.dir, "update").items()})
-        with open(self.dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        self.write(record)
         print(f"eval update {step}: mean score {record['mean_score']:.3f} | "
               + " ".join(f"{n} {r['return']:.1f}" for n, r in list(results.items())[:8]), flush=True)  # fmt: skip
 

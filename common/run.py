@@ -178,3 +178,80 @@ class CheckpointSchedule:
 
     def written(self) -> None:
         self.written_at = time.monotonic()
+
+
+class RunDir:
+    """A run's directory and what every script writes to it: config.json, metrics.jsonl (and
+    wandb with --track), and the console's progress line. `args` is the script's dataclass of
+    flags (with `resume`, `run_name`, `log_interval` and, if it logs to wandb, `track`); each
+    script's `Run` adds its own checkpoint contents and console fields."""
+
+    def __init__(self, args, run_dir: Path, resumed: bool, total: int):
+        self.args, self.dir, self.resumed, self.total = args, run_dir, resumed, total
+        self.wandb = None
+
+    @classmethod
+    def open(cls, args, default_name: str, resumable: set[str], total: int, **extra) -> "RunDir":
+        """--resume's directory after checking that its config matches, else runs/<--run-name or
+        `default_name`> (created by `create`, once the configuration is known to be valid)."""
+        if args.resume:
+            check_resume(args, Path(args.resume), resumable)
+            return cls(args, Path(args.resume), resumed=True, total=total, **extra)
+        run_dir = Path("runs") / (args.run_name or default_name)
+        if run_dir.exists():
+            raise ConfigError(f"{run_dir} exists already; pick another --run-name or pass --resume {run_dir}")
+        return cls(args, run_dir, resumed=False, total=total, **extra)
+
+    def create(self) -> None:
+        if not self.resumed:
+            self.dir.mkdir(parents=True)
+            atomic_write_text(self.dir / "config.json", json.dumps(dataclasses.asdict(self.args), indent=2))
+
+    def start(self, step: int) -> None:
+        """The clocks of the progress line, and wandb with --track."""
+        if getattr(self.args, "track", False):
+            try:
+                import wandb
+            except ImportError:
+                raise ConfigError("--track needs wandb: pip install wandb") from None
+            self.wandb = wandb.init(project="brc", name=self.dir.name, config=dataclasses.asdict(self.args),
+                                    resume="allow")  # fmt: skip
+        self.start_time = self.last_log_time = time.time()
+        self.start_step = step
+        self.learning_since = None  # (time, step) of the first update of this process
+
+    def learning_at(self, step: int) -> None:
+        if self.learning_since is None:
+            self.learning_since = (time.time(), step)
+
+    def progress(self, step: int, *fields: str) -> str:
+        """The start of a progress line: steps/s over the last interval, `fields`, elapsed time, and
+        an ETA at the rate since learning began (evaluations and checkpoints included)."""
+        now = time.time()
+        sps = self.args.log_interval / (now - self.last_log_time)
+        self.last_log_time = now
+        line = " | ".join([f"step {step}/{self.total}", f"{sps:.1f} steps/s", *fields])
+        line += f" | {clock(now - self.start_time)} elapsed"
+        if self.learning_since is not None and step > self.learning_since[1]:
+            rate = (step - self.learning_since[1]) / (now - self.learning_since[0])
+            line += f", ETA {clock((self.total - step) / rate)}"
+        return line
+
+    def write(self, record: dict) -> None:
+        """Append `record` to metrics.jsonl, and with --track log it to wandb: its scalars, each
+        task's results as `<task>/<metric>`, and its videos."""
+        with open(self.dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.wandb is not None:
+            import wandb
+
+            self.wandb.log({k: v for k, v in record.items() if k not in ("tasks", "videos")} | {
+                f"{name}/{m}": v for name, r in record["tasks"].items() for m, v in r.items() if v is not None
+            } | {
+                f"video/{name}": wandb.Video(str(self.dir / "videos" / file), format="mp4")
+                for name, file in record.get("videos", {}).items()
+            }, step=record["step"])  # fmt: skip
+
+    def close(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
