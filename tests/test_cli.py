@@ -1,7 +1,12 @@
-"""common/cli.py: `--resume RUN_DIR` alone takes every other argument from the run's config.json."""
+"""common/cli.py: `--resume RUN_DIR` alone takes every other argument from the run's config.json; every
+script's command line keeps its flags."""
 
 import dataclasses
 import json
+import os
+import re
+import subprocess
+import sys
 
 import pytest
 
@@ -9,6 +14,7 @@ import drq_brc
 import offline_brc_bc
 import sac_brc
 from common.cli import parse_args, resume_dir_in
+from conftest import REPO
 
 
 def test_resume_alone_restores_the_saved_arguments_and_flags_override(tmp_path):
@@ -45,3 +51,62 @@ def test_resume_with_an_unreadable_config_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and len(err.splitlines()) == 1
     assert err.startswith(f"error: --resume {tmp_path}: its config.json cannot be read")
+
+
+# Every script's flags before the one-harness issue (commit bc804a2), and the ones it added: a
+# refactor of the harness must not change a command line users have in their scripts.
+FLAGS_BEFORE = {
+    "sac_brc": (
+        "--actor-depth --actor-width --batch-size --buffer-size --capture-video --checkpoint-interval "
+        "--checkpoint-replay --depth --diagnostics --diagnostics-batch-size --embedding-dim --env-workers "
+        "--eval-episodes --eval-interval --eval-protocol --gamma --help --init-buffer "
+        "--init-buffer-per-task --init-from --init-temperature --learning-rate --learning-starts "
+        "--log-interval --loss --mw-backend --no-capture-video --no-checkpoint-replay --no-diagnostics "
+        "--no-overlap --no-track --num-atoms --num-devices --overlap --precision --resume --run-name "
+        "--save-buffer --seed --shadowhand-assets --suite --task-conditioning --tasks --tau "
+        "--temperature-learning-rate --total-steps --track --transfer-temperature --utd --v-max "
+        "--video-tasks --weight-decay --width"
+    ).split(),
+    "drq_brc": (
+        "--adam-eps --batch-size --buffer-size --capture-video --channels --checkpoint-interval "
+        "--checkpoint-replay --clip-rewards --depth --embedding-dim --end-epsilon --epsilon-decay-steps "
+        "--eval-episodes --eval-epsilon --eval-interval --gamma --help --learning-rate --learning-starts "
+        "--log-interval --max-episode-steps --n-step --no-capture-video --no-checkpoint-replay "
+        "--no-clip-rewards --no-overlap --no-terminal-on-life-loss --no-track --num-atoms --num-devices "
+        "--overlap --precision --resume --run-name --seed --shift-pad --start-epsilon --suite --tasks "
+        "--tau --terminal-on-life-loss --total-steps --track --utd --v-max --video-tasks --weight-decay "
+        "--width"
+    ).split(),
+    "offline_brc_bc": (
+        "--actor-depth --actor-width --batch-size --bc-weight --checkpoint-interval --dataset "
+        "--dataset-info --depth --embedding-dim --env-workers --eval-episodes --eval-interval "
+        "--eval-protocol --gamma --help --init-temperature --learning-rate --log-interval --loss "
+        "--max-transitions-per-task --mw-backend --no-dataset-info --num-atoms --num-devices "
+        "--num-updates --precision --prefetch --q-weight --resume --run-name --seed --shadowhand-assets "
+        "--task-conditioning --tau --temperature-learning-rate --updates-per-call --v-max --weight-decay "
+        "--width"
+    ).split(),
+    "transfer_embedding": (
+        "--batch-size --budget --checkpoint --env-workers --eval-episodes --eval-protocol --help --mode "
+        "--mw-backend --run-name --seed --shadowhand-assets --suite --tasks --tune-learning-rate "
+        "--tune-steps"
+    ).split(),
+}
+FLAGS_ADDED = {"sac_brc": ["--checkpoint-minutes"], "drq_brc": ["--checkpoint-minutes"]}
+
+
+def help_flags(script: str) -> set[str]:
+    """The flags on the option lines of `python <script>.py --help`."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="200")
+    command = [sys.executable, str(REPO / f"{script}.py"), "--help"]
+    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
+    found = set()
+    for line in out.splitlines():
+        if m := re.match(r"^│ (?:-h, )?(--[a-z0-9-]+(?:, --[a-z0-9-]+)*)", line):
+            found |= set(m.group(1).split(", "))
+    return found
+
+
+@pytest.mark.parametrize("script", sorted(FLAGS_BEFORE))
+def test_every_script_keeps_its_flags(script):
+    assert help_flags(script) == set(FLAGS_BEFORE[script]) | set(FLAGS_ADDED.get(script, []))
