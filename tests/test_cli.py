@@ -2,6 +2,8 @@
 script's command line keeps its flags."""
 
 import dataclasses
+import importlib
+import inspect
 import json
 import os
 import re
@@ -110,3 +112,15 @@ def help_flags(script: str) -> set[str]:
 @pytest.mark.parametrize("script", sorted(FLAGS_BEFORE))
 def test_every_script_keeps_its_flags(script):
     assert help_flags(script) == set(FLAGS_BEFORE[script]) | set(FLAGS_ADDED.get(script, []))
+
+
+@pytest.mark.parametrize("script", sorted(FLAGS_BEFORE))
+def test_help_gives_every_argument_a_text(script):
+    Args = importlib.import_module(script).Args
+    source = inspect.getsource(Args)
+    flags = help_flags(script)
+    for field in dataclasses.fields(Args):
+        assert f"--{field.name.replace('_', '-')}" in flags, field.name
+        # a docstring line directly under the field, which tyro turns into the help text
+        after = source.split(f"    {field.name}:", 1)[1].splitlines()[1].strip()
+        assert after.startswith('"""') and len(after) > 10, f"{field.name} has no help text"
