@@ -1,4 +1,5 @@
-"""common/run.py: the checkpoint schedule, and the first SIGTERM or SIGINT caught, the second not."""
+"""common/run.py: the console clock, the checkpoint schedule, and the first SIGTERM or SIGINT caught, the
+second not."""
 
 import os
 import signal
@@ -6,7 +7,7 @@ import signal
 import pytest
 
 from common import run
-from common.run import CheckpointSchedule, StopSignal
+from common.run import CheckpointSchedule, StopSignal, clock
 
 
 def test_checkpoint_schedule_by_steps_at_the_end_and_by_time(monkeypatch):
@@ -41,3 +42,8 @@ def test_the_first_signal_is_caught_and_the_second_acts(signum, code):
     finally:
         stop.restore()
     assert signal.getsignal(signum) is before
+
+
+def test_console_clock_by_hand():
+    seconds = (0.0, 59.9, 60.0, 185.2, 3599.0, 3600.0, 7620.0, 90_000.0)
+    assert [clock(s) for s in seconds] == ["0s", "59s", "1m00s", "3m05s", "59m59s", "1h00m", "2h07m", "25h00m"]

@@ -292,11 +292,6 @@ def test_every_step_stores_one_transition_per_task_and_runs_utd_updates(tmp_path
     assert record["eval_protocol"] == "published" and record["mw_backend"] == "metaworld"
 
 
-def test_console_clock_by_hand():
-    seconds = (0.0, 59.9, 60.0, 185.2, 3599.0, 3600.0, 7620.0, 90_000.0)
-    assert [sac_brc.clock(s) for s in seconds] == ["0s", "59s", "1m00s", "3m05s", "59m59s", "1h00m", "2h07m", "25h00m"]
-
-
 def test_compiled_update_writes_the_new_state_over_the_old():
     """The update donates its state: in the compiled program every state leaf (the first
     parameters) is aliased to an output, so the parameters, their target and the Adam moments
