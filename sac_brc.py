@@ -23,8 +23,8 @@ The file, in reading order (section headers `# ---- name`); the method is the fi
     evaluation, main       deterministic evaluation and the training loop, one call per feature
     ==== run harness       not needed to learn the method: the paper's multi-task diagnostics
                            (--diagnostics), --init-from and --init-buffer, validation and the
-                           memory plan, and `Run`: run directory, console, metrics.jsonl, wandb,
-                           videos, checkpoints and resume
+                           memory plan, and `Run`: this script's console lines, videos,
+                           checkpoint contents and resume, on common/run.py's shared harness
 """
 
 import dataclasses
@@ -994,9 +994,9 @@ def main(args: Args) -> None:
 
 
 # ================================================================ run harness
-# Not needed to learn the method: diagnostics, validation and the memory plan, the run
-# directory (config, console, metrics.jsonl, wandb, videos, checkpoints and resume), and the
-# transfer set-up. main calls each feature here in one line.
+# Not needed to learn the method: diagnostics, the transfer set-up, validation and the memory
+# plan, and this script's part of the run directory (console lines, videos, checkpoint contents
+# and resume; the rest is common/run.py). main calls each feature here in one line.
 
 
 # ---------------------------------------------------------------- diagnostics (paper Section 5, Appendix D)
