@@ -53,8 +53,7 @@ from common.categorical import categorical_projection, cross_entropy, make_suppo
 from common.cli import parse_args
 from common.envs import env_seeds
 from common.run import (
-    CheckpointSchedule, ConfigError, RunDir, Stopped, StopSignal, check_finite, drop_metrics_after,
-    load_checkpoint, save_checkpoint,
+    ConfigError, RunDir, Stopped, check_finite, drop_metrics_after, load_checkpoint, save_checkpoint,
 )  # fmt: skip
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 from common.video import write_mp4
@@ -896,14 +895,12 @@ def main(args: Args) -> None:
     recent_returns = [deque(maxlen=10) for _ in range(num_tasks)]
     metrics = None
     env = eval_env = None
-    checkpoints = CheckpointSchedule(args.checkpoint_interval, args.total_steps, args.checkpoint_minutes)
-    stop = StopSignal()  # SIGTERM (preemption) or Ctrl-C: finish this step, checkpoint, exit
     try:  # the envs and wandb are closed on the way out, whatever happens
         env = AtariGames(tasks, 1, args.seed, "train", args.terminal_on_life_loss, args.max_episode_steps)
         eval_env = AtariGames(tasks, args.eval_episodes, args.seed, "eval", False, args.max_episode_steps)
         task_ids = jnp.asarray(env.task_ids)
         current = env.reset()
-        run.start(env_step)  # the clock, and wandb with --track
+        run.start(env_step)  # the clocks, wandb with --track, and checkpoints on SIGTERM or Ctrl-C
         while env_step < args.total_steps:
             learning = env_step >= max(args.learning_starts, collect_until)
             if learning:
@@ -948,13 +945,9 @@ def main(args: Args) -> None:
                 if frames:
                     record["videos"] = save_game_videos(frames, tasks, run.dir / "videos", env_step)
                 run.log_evaluation(record)
-            if stop.received or checkpoints.due(env_step):
+            if run.checkpoint_due(env_step):  # on a stop signal, the run ends after it
                 run.checkpoint(env_step, state, buffer, metrics, normalizer, rng, act_key)
-                checkpoints.written()
-            if stop.received:
-                raise stop.stopped("drq_brc.py", env_step, run.dir)
     finally:
-        stop.restore()
         for e in (env, eval_env):
             if e is not None:
                 e.close()
@@ -1208,6 +1201,7 @@ class Run(RunDir):
             "act_key": np.asarray(jax.random.key_data(act_key)).tolist(),
         }
         save_checkpoint(self.dir, env_step, state, host_state, replay_arrays(buffer) if self.args.checkpoint_replay else None)
+        self.checkpoint_written(env_step, "drq_brc.py")
 
 
 if __name__ == "__main__":

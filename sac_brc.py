@@ -55,8 +55,7 @@ from common.envs import (
     with_shadowhand_assets,
 )  # fmt: skip
 from common.run import (
-    CheckpointSchedule, ConfigError, RunDir, Stopped, StopSignal, check_finite, drop_metrics_after,
-    load_checkpoint, save_checkpoint,
+    ConfigError, RunDir, Stopped, check_finite, drop_metrics_after, load_checkpoint, save_checkpoint,
 )  # fmt: skip
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 from common.video import VideoRecorder
@@ -927,10 +926,8 @@ def main(args: Args) -> None:
     episode_return = np.zeros(num_tasks)
     recent_returns = [deque(maxlen=10) for _ in range(num_tasks)]
     metrics = None
-    run.start(env_step)  # the clock, and wandb with --track
+    run.start(env_step)  # the clocks, wandb with --track, and checkpoints on SIGTERM or Ctrl-C
     env = eval_env = video = None
-    checkpoints = CheckpointSchedule(args.checkpoint_interval, args.total_steps, args.checkpoint_minutes)
-    stop = StopSignal()  # SIGTERM (preemption) or Ctrl-C: finish this step, checkpoint, exit
     try:  # every env worker is stopped on the way out, whatever happens
         env = MultiTaskEnv(tasks, 1, role="train", **env_kwargs)
         eval_env = MultiTaskEnv(tasks, eval_copies, role="eval", **env_kwargs)
@@ -979,13 +976,9 @@ def main(args: Args) -> None:
                     record["diagnostics"] = run.diagnose(diagnose, state, buffer, normalizer.g(),
                                                          jax.random.fold_in(diagnostics_key, env_step), env_step)  # fmt: skip
                 run.log_evaluation(record)
-            if stop.received or checkpoints.due(env_step):
+            if run.checkpoint_due(env_step):  # on a stop signal, the run ends after it
                 run.checkpoint(env_step, state, buffer, metrics, normalizer, rng, act_key, recorder)
-                checkpoints.written()
-            if stop.received:
-                raise stop.stopped("sac_brc.py", env_step, run.dir)
     finally:
-        stop.restore()
         for e in (env, eval_env, video):
             if e is not None:
                 e.close()
@@ -1653,6 +1646,7 @@ class Run(RunDir):
         if recorder is not None:  # the recording is complete up to every checkpoint
             recorder.flush()
         save_checkpoint(self.dir, env_step, state, host_state, replay_arrays(buffer) if self.args.checkpoint_replay else None)
+        self.checkpoint_written(env_step, "sac_brc.py")
 
 
 if __name__ == "__main__":

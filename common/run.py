@@ -208,7 +208,8 @@ class RunDir:
             atomic_write_text(self.dir / "config.json", json.dumps(dataclasses.asdict(self.args), indent=2))
 
     def start(self, step: int) -> None:
-        """The clocks of the progress line, and wandb with --track."""
+        """The clocks of the progress line, wandb with --track, and (for a script with
+        `--checkpoint-minutes`) the checkpoint schedule and the stop signal, until `close`."""
         if getattr(self.args, "track", False):
             try:
                 import wandb
@@ -219,6 +220,21 @@ class RunDir:
         self.start_time = self.last_log_time = time.time()
         self.start_step = step
         self.learning_since = None  # (time, step) of the first update of this process
+        if hasattr(self.args, "checkpoint_minutes"):
+            a = self.args
+            self.schedule = CheckpointSchedule(a.checkpoint_interval, self.total, a.checkpoint_minutes)
+            self.stop = StopSignal()  # SIGTERM (preemption) or Ctrl-C: finish the step, checkpoint, exit
+
+    def checkpoint_due(self, step: int) -> bool:
+        """Every --checkpoint-interval steps, at the end, every --checkpoint-minutes, and on a stop
+        signal."""
+        return self.stop.received is not None or self.schedule.due(step)
+
+    def checkpoint_written(self, step: int, script: str) -> None:
+        """After a checkpoint: the schedule restarts; on a stop signal the run ends here (`Stopped`)."""
+        self.schedule.written()
+        if self.stop.received is not None:
+            raise self.stop.stopped(script, step, self.dir)
 
     def learning_at(self, step: int) -> None:
         if self.learning_since is None:
@@ -253,5 +269,7 @@ class RunDir:
             }, step=record["step"])  # fmt: skip
 
     def close(self) -> None:
+        if hasattr(self, "stop"):
+            self.stop.restore()
         if self.wandb is not None:
             self.wandb.finish()
