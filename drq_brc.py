@@ -53,7 +53,8 @@ from common.categorical import categorical_projection, cross_entropy, make_suppo
 from common.cli import parse_args
 from common.envs import env_seeds
 from common.run import (
-    ConfigError, RunDir, Stopped, check_finite, drop_metrics_after, load_checkpoint, save_checkpoint,
+    ConfigError, RunDir, Stopped, check_finite, device_memory, drop_metrics_after, load_checkpoint,
+    save_checkpoint,
 )  # fmt: skip
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 from common.video import write_mp4
@@ -1037,14 +1038,7 @@ def check_memory(args: Args, num_tasks: int, capacity: int, params: int) -> None
     devices = args.num_devices or len(jax.devices())
     activation_bytes = 2 if args.precision == "bf16" else 4
     activations = activation_bytes * 3 * args.batch_size * conv_activation_floats(args.channels) // devices
-    device = jax.devices()[0]
-    stats = device.memory_stats() if device.platform != "cpu" else None
-    if stats and "bytes_limit" in stats:
-        available, where = stats["bytes_limit"], f"{device.device_kind} memory"
-    else:
-        with open("/proc/meminfo") as f:
-            meminfo = dict(line.split(":", 1) for line in f)
-        available, where = int(meminfo["MemAvailable"].split()[0]) * 1024, "available host memory"
+    available, where = device_memory()
     gib = lambda b: f"{b / 2**30:.2f} GiB"
     print(
         f"memory plan: replay {gib(replay)} ({num_tasks} games x {capacity} frames of 84x84 uint8, stored "

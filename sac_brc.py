@@ -55,7 +55,8 @@ from common.envs import (
     with_shadowhand_assets,
 )  # fmt: skip
 from common.run import (
-    ConfigError, RunDir, Stopped, check_finite, drop_metrics_after, load_checkpoint, save_checkpoint,
+    ConfigError, RunDir, Stopped, check_finite, device_memory, drop_metrics_after, load_checkpoint,
+    save_checkpoint,
 )  # fmt: skip
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 from common.video import VideoRecorder
@@ -1402,14 +1403,7 @@ def check_memory(
         "bf16 copies": 2 * 2 * critic_params if args.precision == "bf16" else 0,
     }
     networks = sum(parts.values())
-    device = jax.devices()[0]
-    stats = device.memory_stats() if device.platform != "cpu" else None
-    if stats and "bytes_limit" in stats:
-        available, where = stats["bytes_limit"], f"{device.device_kind} memory"
-    else:
-        with open("/proc/meminfo") as f:
-            meminfo = dict(line.split(":", 1) for line in f)
-        available, where = int(meminfo["MemAvailable"].split()[0]) * 1024, "available host memory"
+    available, where = device_memory()
     gib = lambda b: f"{b / 2**30:.2f} GiB"
     # every device holds all of it (data parallel: replicated parameters and replay)
     print(

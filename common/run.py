@@ -24,6 +24,18 @@ import jax
 import numpy as np
 from jaxtyping import PyTree
 
+from common.dataset import available_memory
+
+
+def device_memory() -> tuple[int, str]:
+    """Bytes the first device can hold, and what they are: the accelerator's memory limit, or on
+    a CPU the host's available memory (for the scripts' memory plans)."""
+    device = jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return stats["bytes_limit"], f"{device.device_kind} memory"
+    return available_memory(), "available host memory"
+
 
 class ConfigError(Exception):
     """A user error: printed as one message, exit code 2."""
