@@ -22,15 +22,15 @@ The file, in reading order (section headers `# ---- name`); the method is the fi
                            then make_agent, which only jits and shards them
     evaluation, main       deterministic evaluation and the training loop, one call per feature
     ==== run harness       not needed to learn the method: the paper's multi-task diagnostics
-                           (--diagnostics), --init-from and --init-buffer, validation and the
-                           memory plan, and `Run`: this script's console lines, videos,
-                           checkpoint contents and resume, on common/run.py's shared harness
+                           (--diagnostics, on common/diagnostics.py), --init-from and
+                           --init-buffer, validation and the memory plan, and `Run`: this
+                           script's console lines, videos, checkpoint contents and resume, on
+                           common/run.py's shared harness
 """
 
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from collections import deque
@@ -50,6 +50,9 @@ from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_li
 from common.categorical import categorical_projection, cross_entropy, make_support
 from common.cli import parse_args, saved_args
 from common.dataset import Dataset, DatasetError, DatasetWriter, index_dataset, load_dataset, make_metadata
+from common.diagnostics import (
+    diagnostics_record, gradient_conflicts, plot_task_embeddings, relative_spread, task_gradient_gram,
+)  # fmt: skip
 from common.envs import (
     EnvError, MultiTaskEnv, env_seeds, eval_envs_and_episodes, require_packages, run_episodes,
     with_shadowhand_assets,
@@ -996,39 +999,6 @@ def main(args: Args) -> None:
 # ---------------------------------------------------------------- diagnostics (paper Section 5, Appendix D)
 
 
-def task_gradient_gram(
-    params, task_loss, all_task_losses, num_tasks: int
-) -> Float[Array, "tasks tasks"]:
-    """Gram matrix `G_ij = <grad L_i, grad L_j>` of the per-task loss gradients.
-
-    Never holds all T gradients at once (T x 136M floats for MT50 at width 4096): for each task
-    i (`lax.map`), g_i = grad L_i by reverse mode, then the row `(g_1.g_i, ..., g_T.g_i)` is one
-    forward-mode JVP of the vector of all T losses along g_i.
-    """
-
-    def row(i):
-        g = jax.grad(task_loss)(params, i)
-        return jax.jvp(all_task_losses, (params,), (g,))[1]
-
-    gram = jax.lax.map(row, jnp.arange(num_tasks))
-    return 0.5 * (gram + gram.T)  # symmetric up to rounding
-
-
-def gradient_conflicts(gram: Float[Array, "tasks tasks"]) -> tuple[Float[Array, " tasks"], Float[Array, ""]]:
-    """Per-task gradient norms and the rate of conflicting pairs as in PCGrad (Yu et al., 2020):
-    the fraction of task pairs i < j whose gradients have negative cosine similarity (NaN for one task)."""
-    norm = jnp.sqrt(jnp.diagonal(gram))
-    cosine = gram / (norm[:, None] * norm[None, :])
-    i, j = jnp.triu_indices(gram.shape[0], k=1)
-    return norm, jnp.mean(cosine[i, j] < 0)
-
-
-def relative_spread(values: Float[Array, " tasks"]) -> Float[Array, ""]:
-    """Paper Figure 3: std / mean across tasks. Entropy estimates can be negative, so the
-    mean is taken in absolute value (the paper's sigma / mu assumes positive quantities)."""
-    return jnp.std(values) / jnp.abs(jnp.mean(values))
-
-
 def make_diagnostics(args: Args, num_tasks: int, act_dim: int):
     """The paper's multi-task diagnostics as one jitted function of the training state.
 
@@ -1094,60 +1064,6 @@ def make_diagnostics(args: Args, num_tasks: int, act_dim: int):
         }
 
     return diagnose
-
-
-def diagnostics_record(diagnostics: dict, task_names: list[str]) -> dict:
-    """Host copy for metrics.jsonl: per-task values by task name; no conflict rate for one task."""
-    host = jax.device_get(diagnostics)
-    record = {
-        name: dict(zip(task_names, map(float, host[name]))) for name in ("td_loss", "grad_norm", "entropy")
-    }
-    record["spread"] = {name: float(v) for name, v in host["spread"].items()}
-    record["conflict_rate"] = float(host["conflict_rate"]) if len(task_names) > 1 else None
-    return record
-
-
-def embedding_pca(task_embedding: Float[np.ndarray, "tasks embedding"]) -> tuple[np.ndarray, np.ndarray]:
-    """Paper Figure 7: first two principal components of the L2-normalised task embeddings
-    (the vectors the networks read). Returns the (tasks, 2) coordinates and the explained
-    variance ratio of each component."""
-    x = task_embedding / np.linalg.norm(task_embedding, axis=1, keepdims=True)
-    x = x - x.mean(axis=0)
-    _, singular, vt = np.linalg.svd(x, full_matrices=False)
-    variance = singular**2
-    return x @ vt[:2].T, (variance / variance.sum())[:2]
-
-
-def plot_task_embeddings(
-    task_embedding: Float[np.ndarray, "tasks embedding"], tasks: list[TaskSpec], env_step: int, path: Path
-) -> list:
-    """Scatter of the embedding PCA, one colour per embodiment, each point named; the PNG is
-    written to a temporary file and renamed. Returns the explained variance ratios."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    coords, explained = embedding_pca(task_embedding)
-    # embodiment: the DMC domain (`cheetah` of cheetah-run), else the suite's domain
-    embodiment = [t.name.rsplit("-", 1)[0] if t.domain == "dmc" else t.domain for t in tasks]
-    fig, ax = plt.subplots(figsize=(6.4, 5.2))
-    for k, kind in enumerate(dict.fromkeys(embodiment)):
-        rows = [i for i, e in enumerate(embodiment) if e == kind]
-        ax.scatter(coords[rows, 0], coords[rows, 1], color=f"C{k % 10}", label=kind, s=25)
-    for (x, y), task in zip(coords, tasks):
-        ax.annotate(task.name, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
-    ax.set_xlabel(f"PC 1 ({explained[0]:.0%} of variance)")
-    ax.set_ylabel(f"PC 2 ({explained[1]:.0%} of variance)" if len(explained) > 1 else "PC 2")
-    ax.set_title(f"task embeddings (L2-normalised), step {env_step}", fontsize=10)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return explained.tolist()
 
 
 # ---------------------------------------------------------------- transfer: --init-from, --init-buffer

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-import sac_brc
+from common import diagnostics
 from sac_brc import Args, make_agent, make_diagnostics, replay_buffer_init, resolve_batch_size
 
 
@@ -22,14 +22,14 @@ def test_gram_norms_and_conflicts_on_a_hand_computed_quadratic():
     (cosines -1 and -1/sqrt 2); (0, 1) and (1, 2) are orthogonal, which is no conflict."""
     c = jnp.array([[1.0, 0, 0], [0, 2, 0], [-1, 0, 0], [1, 1, 0]])
     losses = lambda w: 0.5 * jnp.sum((w[None, :] - c) ** 2, axis=1)
-    gram = sac_brc.task_gradient_gram(jnp.zeros(3), lambda w, i: losses(w)[i], losses, 4)
+    gram = diagnostics.task_gradient_gram(jnp.zeros(3), lambda w, i: losses(w)[i], losses, 4)
     expected = np.array([[1, 0, -1, 1], [0, 4, 0, 2], [-1, 0, 1, -1], [1, 2, -1, 2]], float)
     np.testing.assert_allclose(gram, expected, atol=1e-6)
-    norm, rate = sac_brc.gradient_conflicts(gram)
+    norm, rate = diagnostics.gradient_conflicts(gram)
     np.testing.assert_allclose(norm, [1, 2, 1, np.sqrt(2)], rtol=1e-6)
     assert float(rate) == pytest.approx(2 / 6)
-    assert float(sac_brc.relative_spread(jnp.array([1.0, 2.0, 3.0]))) == pytest.approx(np.sqrt(2 / 3) / 2)
-    assert float(sac_brc.relative_spread(jnp.array([-1.0, -3.0]))) == pytest.approx(0.5)  # |mean|
+    assert float(diagnostics.relative_spread(jnp.array([1.0, 2.0, 3.0]))) == pytest.approx(np.sqrt(2 / 3) / 2)
+    assert float(diagnostics.relative_spread(jnp.array([-1.0, -3.0]))) == pytest.approx(0.5)  # |mean|
 
 
 def numpy_projection(value: float, support: np.ndarray) -> np.ndarray:
@@ -129,7 +129,7 @@ def test_diagnose_traces_once_and_keeps_training_state():
 def test_embedding_pca_matches_a_covariance_eigendecomposition():
     rng = np.random.default_rng(0)
     table = rng.normal(size=(6, 5)) * rng.uniform(0.1, 10, (6, 1))  # rows of very different norms
-    coords, explained = sac_brc.embedding_pca(table)
+    coords, explained = diagnostics.embedding_pca(table)
     x = table / np.sqrt((table**2).sum(axis=1, keepdims=True))
     x = x - x.mean(axis=0)
     eigenvalues, eigenvectors = np.linalg.eigh(x.T @ x)  # ascending
