@@ -160,8 +160,8 @@ class Args:
 
 # Fields that may change when resuming; every other field must match the checkpoint.
 RESUMABLE_FIELDS = {"total_steps", "eval_interval", "eval_episodes", "log_interval", "checkpoint_interval",
-                    "checkpoint_minutes", "checkpoint_replay", "resume", "track", "run_name", "overlap", "num_devices",
-                    "capture_video", "video_tasks"}  # fmt: skip
+                    "checkpoint_minutes", "checkpoint_replay", "resume", "track", "run_name", "overlap",
+                    "num_devices", "capture_video", "video_tasks"}  # fmt: skip
 
 NUM_ACTIONS = 18  # the full ALE action space for every game (paper Appendix E.1)
 FRAME = 84  # 84 x 84 grey frames
@@ -539,8 +539,9 @@ class TrainState(eqx.Module):
 
 
 class AgentFns(NamedTuple):
-    """The jitted entry points, each traced once per run (a retrace is a silent slowdown), and `replicate`, which puts
-    a pytree (the replay buffer, a restored state) on the devices, replicated."""
+    """The jitted entry points, each traced once per run (a retrace is a silent slowdown), and
+    `replicate`, which puts a pytree (the replay buffer, a restored state) on the devices,
+    replicated."""
 
     act: callable
     act_eval: callable
@@ -988,7 +989,8 @@ def validate(args: Args) -> list[TaskSpec]:
     if args.depth < 0 or args.shift_pad < 0 or args.epsilon_decay_steps < 0:
         raise ConfigError("--depth, --shift-pad and --epsilon-decay-steps must be >= 0")
     if not args.checkpoint_minutes >= 0:  # also refuses nan
-        raise ConfigError(f"--checkpoint-minutes must be 0 (by steps only) or more, got {args.checkpoint_minutes}")
+        minutes = args.checkpoint_minutes
+        raise ConfigError(f"--checkpoint-minutes must be >= 0 (0: by steps only), got {minutes}")
     if args.num_atoms < 2:
         raise ConfigError("--num-atoms must be at least 2 for the categorical Q-network")
     if not (0 < args.gamma < 1) or args.v_max <= 0:
@@ -1194,7 +1196,8 @@ class Run(RunDir):
             "numpy_rng": rng.bit_generator.state,
             "act_key": np.asarray(jax.random.key_data(act_key)).tolist(),
         }
-        save_checkpoint(self.dir, env_step, state, host_state, replay_arrays(buffer) if self.args.checkpoint_replay else None)
+        replay = replay_arrays(buffer) if self.args.checkpoint_replay else None
+        save_checkpoint(self.dir, env_step, state, host_state, replay)
         self.checkpoint_written(env_step, "drq_brc.py")
 
 
@@ -1209,5 +1212,6 @@ if __name__ == "__main__":
         print(stopped, file=sys.stderr)
         sys.exit(stopped.code)
     except KeyboardInterrupt:  # a second Ctrl-C; checkpoints are whole or absent
-        print("interrupted: --resume RUN_DIR continues from its latest checkpoint, if one was written", file=sys.stderr)
+        print("interrupted: --resume RUN_DIR continues from its latest checkpoint, if one was written",
+              file=sys.stderr)
         sys.exit(130)

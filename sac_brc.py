@@ -185,7 +185,8 @@ class Args:
 
 # Fields that may change when resuming; every other field must match the checkpoint.
 RESUMABLE_FIELDS = {"total_steps", "eval_interval", "log_interval", "checkpoint_interval",
-                    "checkpoint_minutes", "checkpoint_replay", "resume", "track", "run_name", "overlap", "num_devices", "env_workers",
+                    "checkpoint_minutes", "checkpoint_replay", "resume", "track", "run_name", "overlap",
+                    "num_devices", "env_workers",
                     "shadowhand_assets", "capture_video", "video_tasks", "diagnostics",
                     "diagnostics_batch_size"}  # fmt: skip
 
@@ -564,8 +565,9 @@ class TrainState(eqx.Module):
 
 
 class AgentFns(NamedTuple):
-    """The jitted entry points, each traced once per run (a retrace is a silent slowdown), and `replicate`, which puts
-    a pytree (the replay buffer, a restored state) on the devices, replicated."""
+    """The jitted entry points, each traced once per run (a retrace is a silent slowdown), and
+    `replicate`, which puts a pytree (the replay buffer, a restored state) on the devices,
+    replicated."""
 
     act: callable
     act_deterministic: callable
@@ -1280,7 +1282,8 @@ def validate(args: Args) -> tuple[Args, list[TaskSpec]]:
     if args.batch_size is not None and args.batch_size <= 0:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
     if not args.checkpoint_minutes >= 0:  # also refuses nan
-        raise ConfigError(f"--checkpoint-minutes must be 0 (by steps only) or more, got {args.checkpoint_minutes}")
+        minutes = args.checkpoint_minutes
+        raise ConfigError(f"--checkpoint-minutes must be >= 0 (0: by steps only), got {minutes}")
     if args.loss == "ce" and args.num_atoms < 2:
         raise ConfigError("--num-atoms must be at least 2 for the categorical critic")
     if not (0 < args.gamma < 1) or args.v_max <= 0 or args.init_temperature <= 0:
@@ -1341,10 +1344,9 @@ def check_memory(
 def replay_arrays(buffer: ReplayBuffer) -> dict[str, np.ndarray]:
     """What a checkpoint's replay.npz holds: each task's stored transitions, and the ring's state."""
     size = int(jnp.max(buffer.size))
-    return {
-        **{field: np.asarray(getattr(buffer, field)[:, :size]) for field in ("obs", "action", "reward", "next_obs", "terminated")},
-        "position": np.asarray(buffer.position), "size": np.asarray(buffer.size),
-    }  # fmt: skip
+    fields = ("obs", "action", "reward", "next_obs", "terminated")
+    return {**{f: np.asarray(getattr(buffer, f)[:, :size]) for f in fields},
+            "position": np.asarray(buffer.position), "size": np.asarray(buffer.size)}  # fmt: skip
 
 
 def restore_replay(path: Path, buffer: ReplayBuffer) -> ReplayBuffer:
@@ -1555,7 +1557,8 @@ class Run(RunDir):
         }
         if recorder is not None:  # the recording is complete up to every checkpoint
             recorder.flush()
-        save_checkpoint(self.dir, env_step, state, host_state, replay_arrays(buffer) if self.args.checkpoint_replay else None)
+        replay = replay_arrays(buffer) if self.args.checkpoint_replay else None
+        save_checkpoint(self.dir, env_step, state, host_state, replay)
         self.checkpoint_written(env_step, "sac_brc.py")
 
 

@@ -313,7 +313,8 @@ def test_sigterm_checkpoints_and_resume_continues_from_that_step(run, tmp_path):
     assert (ckpt / "latest").read_text() == f"step_{step:09d}"
     assert json.loads((ckpt / f"step_{step:09d}" / "host.json").read_text())["env_step"] == step
 
-    resumed = run("drq_brc.py", "--resume", str(tmp_path / "runs" / "preempted"), "--total-steps", str(step + 30))
+    run_dir = tmp_path / "runs" / "preempted"
+    resumed = run("drq_brc.py", "--resume", str(run_dir), "--total-steps", str(step + 30))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"at step {step}; replay buffer restored" in resumed.stdout
     assert [r["step"] for r in read_metrics(tmp_path / "runs" / "preempted" / "metrics.jsonl")] == [step + 30]
@@ -368,6 +369,7 @@ def test_end_to_end_multi_task_run_and_resume(run, tmp_path):
         ("drq_brc.py", ["--suite", "pong", "--learning-starts", "5"], "must each be at least 28"),
         ("drq_brc.py", ["--suite", "pong", "--eval-epsilon", "2"], "--eval-epsilon must be in [0, 1]"),
         ("drq_brc.py", ["--suite", "pong", "--resume", "runs/nothing-here"], "no config.json there"),
+        ("drq_brc.py", ["--suite", "pong", "--checkpoint-minutes", "nan"], "--checkpoint-minutes must be >= 0"),
         ("drq_brc.py", ["--suite", "atari", "--buffer-size", "100000000", "--total-steps", "100000000"],
          "Use --buffer-size"),
         ("sac_brc.py", ["--suite", "atari"], "sac_brc.py is for continuous control; the Atari games"),

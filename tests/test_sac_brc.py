@@ -177,6 +177,7 @@ def test_end_to_end_run_and_resume(run, tmp_path):
         (["--suite", "reach", "--resume", "runs/nothing-here"], "no config.json there"),
         (["--suite", "reach", "--init-buffer-per-task", "5"], "pass --init-buffer too"),
         (["--suite", "reach", "--num-devices", "3"], "--num-devices must be between 1 and the 1 visible"),
+        (["--suite", "reach", "--checkpoint-minutes", "-1"], "--checkpoint-minutes must be >= 0"),
     ],
 )
 def test_bad_input_gives_one_clear_message(run, argv, message):
