@@ -73,6 +73,8 @@ def check_finite(metrics: dict, step: int, run_dir: Path, unit: str = "step") ->
 def check_resume(args, resume_dir: Path, resumable: set[str]) -> None:
     """--resume refused, in one line, unless `resume_dir` holds a config.json whose fields outside
     `resumable` (the script's RESUMABLE_FIELDS) all equal those of `args` (a dataclass)."""
+    if not resume_dir.is_dir():
+        raise ConfigError(f"--resume {resume_dir}: no such directory; give a run directory under runs/")
     if not (resume_dir / "config.json").exists():
         raise ConfigError(f"--resume {resume_dir}: no config.json there; give a run directory under runs/")
     saved = json.loads((resume_dir / "config.json").read_text())

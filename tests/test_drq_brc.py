@@ -368,7 +368,7 @@ def test_end_to_end_multi_task_run_and_resume(run, tmp_path):
         ("drq_brc.py", ["--suite", "pong", "--channels", "0"], "--channels must be one or more positive"),
         ("drq_brc.py", ["--suite", "pong", "--learning-starts", "5"], "must each be at least 28"),
         ("drq_brc.py", ["--suite", "pong", "--eval-epsilon", "2"], "--eval-epsilon must be in [0, 1]"),
-        ("drq_brc.py", ["--suite", "pong", "--resume", "runs/nothing-here"], "no config.json there"),
+        ("drq_brc.py", ["--suite", "pong", "--resume", "runs/nothing-here"], "no such directory"),
         ("drq_brc.py", ["--suite", "pong", "--checkpoint-minutes", "nan"], "--checkpoint-minutes must be >= 0"),
         ("drq_brc.py", ["--suite", "atari", "--buffer-size", "100000000", "--total-steps", "100000000"],
          "Use --buffer-size"),
