@@ -53,7 +53,7 @@ from common.categorical import categorical_projection, cross_entropy, make_suppo
 from common.cli import parse_args
 from common.envs import env_seeds
 from common.run import (
-    ConfigError, RunDir, Stopped, check_finite, device_memory, drop_metrics_after, load_checkpoint,
+    ConfigError, RunDir, Stopped, check_finite, device_memory, load_checkpoint, online_host_state,
     save_checkpoint,
 )  # fmt: skip
 from common.suites import TaskSpec, normalized_score, resolve_tasks
@@ -1134,19 +1134,13 @@ class Run(RunDir):
         the action key; and the step until which the run only collects (without a saved replay,
         `learning_starts` steps of uniform random actions)."""
         state, host_state, replay_file = load_checkpoint(self.dir, state)
-        restored_replay = replay_file is not None
-        if restored_replay:
+        if replay_file is not None:
             buffer = restore_replay(replay_file, buffer)
         state, buffer = fns.replicate((state, buffer))
-        env_step = host_state["env_step"]
         normalizer.load_state_dict(host_state["normalizer"])
         normalizer.truncate_all()  # the envs restart from a reset
-        rng.bit_generator.state = host_state["numpy_rng"]
-        act_key = jax.random.wrap_key_data(jnp.asarray(host_state["act_key"], jnp.uint32))
-        collect_until = env_step if restored_replay else env_step + self.args.learning_starts
-        replay = "restored" if restored_replay else "refilled"
-        print(f"resumed {self.dir} at step {env_step}; replay buffer {replay}")
-        drop_metrics_after(self.dir, env_step)
+        restored, learning_starts = replay_file is not None, self.args.learning_starts
+        env_step, act_key, collect_until = self.resume_online(host_state, rng, restored, learning_starts)
         return state, buffer, env_step, act_key, collect_until
 
     def log_progress(
@@ -1190,12 +1184,7 @@ class Run(RunDir):
     def checkpoint(self, env_step, state, buffer, metrics, normalizer, rng, act_key) -> None:
         if metrics is not None:
             check_finite(metrics, env_step, self.dir)  # never checkpoint a diverged learner
-        host_state = {
-            "env_step": env_step,
-            "normalizer": normalizer.state_dict(),
-            "numpy_rng": rng.bit_generator.state,
-            "act_key": np.asarray(jax.random.key_data(act_key)).tolist(),
-        }
+        host_state = online_host_state(env_step, normalizer.state_dict(), rng, act_key)
         replay = replay_arrays(buffer) if self.args.checkpoint_replay else None
         save_checkpoint(self.dir, env_step, state, host_state, replay)
         self.checkpoint_written(env_step, "drq_brc.py")

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
-from jaxtyping import PyTree
+from jaxtyping import PRNGKeyArray, PyTree
 
 from common.dataset import available_memory
 
@@ -128,6 +129,19 @@ def load_checkpoint(run_dir: Path, state_like: PyTree) -> tuple[PyTree, dict, Pa
         ) from None
     host = json.loads((ckpt / "host.json").read_text())
     return state, host, ckpt / "replay.npz" if (ckpt / "replay.npz").exists() else None
+
+
+def online_host_state(
+    env_step: int, normalizer: dict, rng: np.random.Generator, act_key: PRNGKeyArray
+) -> dict:
+    """What an online run's checkpoint keeps beside its state and replay: the env step, the return
+    normaliser's state dict, the NumPy stream and the action key."""
+    return {
+        "env_step": env_step,
+        "normalizer": normalizer,
+        "numpy_rng": rng.bit_generator.state,
+        "act_key": np.asarray(jax.random.key_data(act_key)).tolist(),
+    }
 
 
 def drop_metrics_after(run_dir: Path, step: int) -> None:
@@ -249,6 +263,22 @@ class RunDir:
         self.schedule.written()
         if self.stop.received is not None:
             raise self.stop.stopped(script, step, self.dir)
+
+    def resume_online(
+        self, host: dict, rng: np.random.Generator, restored_replay: bool, learning_starts: int
+    ) -> tuple[int, PRNGKeyArray, int]:
+        """An online run's resume from its checkpoint's host dict (`online_host_state`): the env
+        step, the NumPy stream (in place), the action key, and the step until which the run only
+        collects (without a saved replay, `learning_starts` more steps before updates resume).
+        metrics.jsonl keeps the records up to that step."""
+        env_step = host["env_step"]
+        rng.bit_generator.state = host["numpy_rng"]
+        act_key = jax.random.wrap_key_data(jnp.asarray(host["act_key"], jnp.uint32))
+        collect_until = env_step if restored_replay else env_step + learning_starts
+        replay = "restored" if restored_replay else "refilled"
+        print(f"resumed {self.dir} at step {env_step}; replay buffer {replay}")
+        drop_metrics_after(self.dir, env_step)
+        return env_step, act_key, collect_until
 
     def learning_at(self, step: int) -> None:
         if self.learning_since is None:
