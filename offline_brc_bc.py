@@ -58,7 +58,9 @@ from common.categorical import categorical_projection, cross_entropy, make_suppo
 from common.cli import parse_args
 from common.dataset import Dataset, DatasetError, dataset_bytes, index_dataset, load_dataset
 from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, run_episodes, with_shadowhand_assets
-from common.run import ConfigError, RunDir, check_finite, drop_metrics_after, load_checkpoint, save_checkpoint
+from common.run import (
+    ConfigError, RunDir, Stopped, check_finite, drop_metrics_after, load_checkpoint, save_checkpoint,
+)  # fmt: skip
 from common.suites import TaskSpec, normalized_score
 
 
@@ -138,6 +140,8 @@ class Args:
     """updates between console progress lines"""
     checkpoint_interval: int = 100_000
     """updates between checkpoints (one is also written at the end)"""
+    checkpoint_minutes: float = 30.0
+    """also write a checkpoint when this many minutes have passed since the last (0: by updates only); SIGTERM or Ctrl-C always writes one, then exits"""
     prefetch: int = 4
     """batch stacks (one per call) sampled ahead on the host by a background thread"""
     run_name: str | None = None
@@ -153,8 +157,9 @@ class Args:
 
 
 # Fields that may change when resuming; every other field must match the checkpoint.
-RESUMABLE_FIELDS = {"num_updates", "eval_interval", "log_interval", "checkpoint_interval", "prefetch",
-                    "env_workers", "shadowhand_assets", "resume", "run_name", "dataset_info", "num_devices"}  # fmt: skip
+RESUMABLE_FIELDS = {"num_updates", "eval_interval", "log_interval", "checkpoint_interval",
+                    "checkpoint_minutes", "prefetch", "env_workers", "shadowhand_assets", "resume", "run_name",
+                    "dataset_info", "num_devices"}  # fmt: skip
 
 
 # Actor log-std squashing range (ref. code).
@@ -774,7 +779,7 @@ def main(args: Args) -> None:
     # the batches of call k are a function of (seed, k): a resumed run continues the sequence
     stream = BatchStream(dataset, batch_size, args.updates_per_call, args.seed, step // args.updates_per_call,
                          args.prefetch, fns.shard_batches)  # fmt: skip
-    run.start(step)
+    run.start(step)  # the clocks, and checkpoints on SIGTERM or Ctrl-C
     try:
         while step < args.num_updates:
             state, metrics = fns.update(state, stream.get(), max_abs_return, update_key)
@@ -785,11 +790,12 @@ def main(args: Args) -> None:
             if step % args.eval_interval == 0 or step == args.num_updates:
                 results = evaluate(fns, state, eval_env, eval_runs)
                 run.log_evaluation(step, results, metrics, stream.wait_s)
-            if step % args.checkpoint_interval == 0 or step == args.num_updates:
+            if run.checkpoint_due(step):  # on a stop signal, the run ends after it
                 run.checkpoint(step, state, metrics)
     finally:
         stream.close()
         eval_env.close()
+        run.close()
     print(f"done: {step} updates in {time.time() - run.start_time:.0f} s; results in {run.dir}")
 
 
@@ -857,6 +863,9 @@ def validate(args: Args) -> None:
         raise ConfigError("--depth and --actor-depth must be >= 0")
     if args.batch_size is not None and args.batch_size <= 0:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
+    if not args.checkpoint_minutes >= 0:  # also refuses nan
+        minutes = args.checkpoint_minutes
+        raise ConfigError(f"--checkpoint-minutes must be >= 0 (0: by updates only), got {minutes}")
     if args.max_transitions_per_task is not None and args.max_transitions_per_task <= 0:
         raise ConfigError(f"--max-transitions-per-task must be positive, got {args.max_transitions_per_task}")
     if args.loss == "ce" and args.num_atoms < 2:
@@ -958,6 +967,7 @@ class Run(RunDir):
     def checkpoint(self, step: int, state: TrainState, metrics: dict) -> None:
         check_finite(metrics, step, self.dir, "update")  # never checkpoint a diverged learner
         save_checkpoint(self.dir, step, state, {"step": step})
+        self.checkpoint_written(step, "offline_brc_bc.py", "update")
 
 
 if __name__ == "__main__":
@@ -967,3 +977,10 @@ if __name__ == "__main__":
     except (ConfigError, FloatingPointError, EnvError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except Stopped as stopped:  # SIGTERM or Ctrl-C, after a checkpoint
+        print(stopped, file=sys.stderr)
+        sys.exit(stopped.code)
+    except KeyboardInterrupt:  # a second Ctrl-C; checkpoints are whole or absent
+        print("interrupted: --resume RUN_DIR continues from its latest checkpoint, if one was written",
+              file=sys.stderr)
+        sys.exit(130)

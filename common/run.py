@@ -178,11 +178,11 @@ class StopSignal:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
-    def stopped(self, script: str, env_step: int, run_dir) -> Stopped:
-        """The exception to raise once the checkpoint at `env_step` is written."""
+    def stopped(self, script: str, step: int, run_dir, unit: str = "step") -> Stopped:
+        """The exception to raise once the checkpoint at `step` (counted in `unit`s) is written."""
         name = signal.Signals(self.received).name
         return Stopped(
-            f"stopped by {name} at step {env_step}: checkpoint written; continue with "
+            f"stopped by {name} at {unit} {step}: checkpoint written; continue with "
             f"python {script} --resume {run_dir}",
             128 + self.received,
         )
@@ -258,11 +258,11 @@ class RunDir:
         signal."""
         return self.stop.received is not None or self.schedule.due(step)
 
-    def checkpoint_written(self, step: int, script: str) -> None:
+    def checkpoint_written(self, step: int, script: str, unit: str = "step") -> None:
         """After a checkpoint: the schedule restarts; on a stop signal the run ends here (`Stopped`)."""
         self.schedule.written()
         if self.stop.received is not None:
-            raise self.stop.stopped(script, step, self.dir)
+            raise self.stop.stopped(script, step, self.dir, unit)
 
     def resume_online(
         self, host: dict, rng: np.random.Generator, restored_replay: bool, learning_starts: int

@@ -94,7 +94,7 @@ FLAGS_BEFORE = {
         "--tune-steps"
     ).split(),
 }
-FLAGS_ADDED = {"sac_brc": ["--checkpoint-minutes"], "drq_brc": ["--checkpoint-minutes"]}
+FLAGS_ADDED = {s: ["--checkpoint-minutes"] for s in ("sac_brc", "drq_brc", "offline_brc_bc")}
 
 
 def help_flags(script: str) -> set[str]:

@@ -2,6 +2,9 @@
 jitted entry point, BC reproducing a toy dataset's actions, and the CLI end to end."""
 
 import json
+import re
+import signal
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +14,7 @@ import pytest
 import offline_brc_bc as off
 from common.dataset import Dataset, list_chunks, make_metadata, write_dataset
 from common.suites import TASKS
+from conftest import signal_when
 
 TINY = ["--width", "16", "--actor-width", "16", "--num-atoms", "11", "--batch-size", "32"]
 
@@ -122,6 +126,30 @@ def write_tiny_dataset(path, n=300):
         for t in tasks
     }
     write_dataset(path, tasks, per_task, make_metadata(tasks, "test"), chunk_size=128)
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_resume_continues_from_that_update(run, tmp_path):
+    """A preempted offline run (SIGTERM between checkpoints) finishes its call, checkpoints and
+    exits 143 with a line naming --resume; the resumed run continues from that update."""
+    write_tiny_dataset(tmp_path / "data")
+    common = [*TINY, "--dataset", "data", "--updates-per-call", "10", "--eval-interval", "100000",
+              "--log-interval", "10", "--checkpoint-interval", "100000", "--eval-episodes", "1",
+              "--run-name", "off"]  # fmt: skip
+    code, output = signal_when("offline_brc_bc.py", *common, "--num-updates", "100000", cwd=tmp_path,
+                               line_start="update 30/", signum=signal.SIGTERM)  # fmt: skip
+    stopped = re.search(r"stopped by SIGTERM at update (\d+): checkpoint written; continue with "
+                        r"python offline_brc_bc.py --resume (\S+)", output)  # fmt: skip
+    assert code == 143 and stopped, output[-3000:]
+    step = int(stopped.group(1))
+    assert step >= 30 and step % 10 == 0 and Path(stopped.group(2)) == Path("runs/off")
+    run_dir = tmp_path / "runs" / "off"
+    assert (run_dir / "checkpoints" / "latest").read_text() == f"step_{step:09d}"
+    resumed = run("offline_brc_bc.py", "--resume", str(run_dir), "--num-updates", str(step + 20))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"at update {step}" in resumed.stdout
+    records = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in records] == [step + 20]
 
 
 @pytest.mark.slow
