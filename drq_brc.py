@@ -33,7 +33,6 @@ The file, in reading order (section headers `# ---- name`); the method is the fi
 """
 
 import math
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -53,7 +52,7 @@ from common.categorical import categorical_projection, cross_entropy, make_suppo
 from common.cli import parse_args
 from common.envs import env_seeds
 from common.run import (
-    ConfigError, RunDir, Stopped, check_finite, device_memory, load_checkpoint, online_host_state,
+    ConfigError, RunDir, check_finite, device_memory, load_checkpoint, online_host_state, run_main,
     save_checkpoint,
 )  # fmt: skip
 from common.suites import TaskSpec, normalized_score, resolve_tasks
@@ -1191,16 +1190,5 @@ class Run(RunDir):
 
 
 if __name__ == "__main__":
-    cli_args = parse_args(Args)  # --resume RUN_DIR alone: its config.json gives the rest
-    try:
-        main(cli_args)
-    except (ConfigError, FloatingPointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except Stopped as stopped:  # SIGTERM or Ctrl-C, after a checkpoint
-        print(stopped, file=sys.stderr)
-        sys.exit(stopped.code)
-    except KeyboardInterrupt:  # a second Ctrl-C; checkpoints are whole or absent
-        print("interrupted: --resume RUN_DIR continues from its latest checkpoint, if one was written",
-              file=sys.stderr)
-        sys.exit(130)
+    # --resume RUN_DIR alone: its config.json gives the rest; bad input is one line, exit 2
+    run_main(main, parse_args(Args), (ConfigError, FloatingPointError))

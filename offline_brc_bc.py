@@ -38,7 +38,6 @@ The file, in reading order (section headers `# ---- name`); the method is the fi
 
 import math
 import queue
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -59,7 +58,7 @@ from common.cli import parse_args
 from common.dataset import Dataset, DatasetError, dataset_bytes, index_dataset, load_dataset
 from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, run_episodes, with_shadowhand_assets
 from common.run import (
-    ConfigError, RunDir, Stopped, check_finite, drop_metrics_after, load_checkpoint, save_checkpoint,
+    ConfigError, RunDir, check_finite, drop_metrics_after, load_checkpoint, run_main, save_checkpoint,
 )  # fmt: skip
 from common.suites import TaskSpec, normalized_score
 
@@ -971,16 +970,5 @@ class Run(RunDir):
 
 
 if __name__ == "__main__":
-    cli_args = parse_args(Args)  # --resume RUN_DIR alone: its config.json gives the rest
-    try:
-        main(cli_args)
-    except (ConfigError, FloatingPointError, EnvError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except Stopped as stopped:  # SIGTERM or Ctrl-C, after a checkpoint
-        print(stopped, file=sys.stderr)
-        sys.exit(stopped.code)
-    except KeyboardInterrupt:  # a second Ctrl-C; checkpoints are whole or absent
-        print("interrupted: --resume RUN_DIR continues from its latest checkpoint, if one was written",
-              file=sys.stderr)
-        sys.exit(130)
+    # --resume RUN_DIR alone: its config.json gives the rest; bad input is one line, exit 2
+    run_main(main, parse_args(Args), (ConfigError, FloatingPointError, EnvError))

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -159,6 +160,24 @@ class Stopped(Exception):
     def __init__(self, message: str, code: int):
         super().__init__(message)
         self.code = code
+
+
+def run_main(main, args, user_errors: tuple[type[Exception], ...]) -> None:
+    """A script's entry point: `main(args)`, where bad input (`user_errors`) ends the process with
+    one `error:` line and exit 2, a stop on a signal with its line and 128 + the signal, and a
+    second Ctrl-C with one line and 130 (checkpoints are whole or absent), never a traceback."""
+    try:
+        main(args)
+    except user_errors as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Stopped as stopped:  # SIGTERM or Ctrl-C, after a checkpoint
+        print(stopped, file=sys.stderr)
+        sys.exit(stopped.code)
+    except KeyboardInterrupt:  # the env workers are stopped on the way out
+        print("interrupted: --resume RUN_DIR continues from its latest checkpoint, if one was written",
+              file=sys.stderr)
+        sys.exit(130)
 
 
 class StopSignal:

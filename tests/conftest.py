@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,3 +40,12 @@ def signal_when(*argv: str, cwd: Path, line_start: str, signum: int) -> tuple[in
             break
     lines += process.stdout.readlines()
     return process.wait(), "".join(lines)
+
+
+def stopped_at(code: int, output: str, script: str, unit: str = "step") -> tuple[int, Path]:
+    """Where a run stopped on SIGTERM: the step (or update) and run directory of its one line,
+    after checking it exited 143."""
+    line = re.search(rf"stopped by SIGTERM at {unit} (\d+): checkpoint written; continue with "
+                     rf"python {script} --resume (\S+)", output)  # fmt: skip
+    assert code == 143 and line, output[-3000:]
+    return int(line.group(1)), Path(line.group(2))

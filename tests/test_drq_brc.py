@@ -1,7 +1,6 @@
 """drq_brc.py: networks, replay (frame stacks, n-step targets), augmentation, target, runs."""
 
 import json
-import re
 import signal
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 
 import drq_brc
-from conftest import signal_when
+from conftest import signal_when, stopped_at
 from common.suites import (
     ATARI_100K,
     ATARI_RANDOM_HUMAN,
@@ -304,11 +303,8 @@ def test_sigterm_checkpoints_and_resume_continues_from_that_step(run, tmp_path):
               "--checkpoint-interval", "100000", "--run-name", "preempted"]  # fmt: skip
     code, output = signal_when("drq_brc.py", *common, "--total-steps", "100000", cwd=tmp_path,
                                line_start="step 90/", signum=signal.SIGTERM)  # fmt: skip
-    stopped = re.search(r"stopped by SIGTERM at step (\d+): checkpoint written; continue with "
-                        r"python drq_brc.py --resume (\S+)", output)  # fmt: skip
-    assert code == 143 and stopped, output[-3000:]
-    step = int(stopped.group(1))
-    assert step >= 90 and Path(stopped.group(2)) == Path("runs/preempted")
+    step, named = stopped_at(code, output, "drq_brc.py")
+    assert step >= 90 and named == Path("runs/preempted")
     ckpt = tmp_path / "runs" / "preempted" / "checkpoints"
     assert (ckpt / "latest").read_text() == f"step_{step:09d}"
     assert json.loads((ckpt / f"step_{step:09d}" / "host.json").read_text())["env_step"] == step

@@ -2,7 +2,6 @@
 jitted entry point, BC reproducing a toy dataset's actions, and the CLI end to end."""
 
 import json
-import re
 import signal
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 import offline_brc_bc as off
 from common.dataset import Dataset, list_chunks, make_metadata, write_dataset
 from common.suites import TASKS
-from conftest import signal_when
+from conftest import signal_when, stopped_at
 
 TINY = ["--width", "16", "--actor-width", "16", "--num-atoms", "11", "--batch-size", "32"]
 
@@ -138,11 +137,8 @@ def test_sigterm_checkpoints_and_resume_continues_from_that_update(run, tmp_path
               "--run-name", "off"]  # fmt: skip
     code, output = signal_when("offline_brc_bc.py", *common, "--num-updates", "100000", cwd=tmp_path,
                                line_start="update 30/", signum=signal.SIGTERM)  # fmt: skip
-    stopped = re.search(r"stopped by SIGTERM at update (\d+): checkpoint written; continue with "
-                        r"python offline_brc_bc.py --resume (\S+)", output)  # fmt: skip
-    assert code == 143 and stopped, output[-3000:]
-    step = int(stopped.group(1))
-    assert step >= 30 and step % 10 == 0 and Path(stopped.group(2)) == Path("runs/off")
+    step, named = stopped_at(code, output, "offline_brc_bc.py", unit="update")
+    assert step >= 30 and step % 10 == 0 and named == Path("runs/off")
     run_dir = tmp_path / "runs" / "off"
     assert (run_dir / "checkpoints" / "latest").read_text() == f"step_{step:09d}"
     resumed = run("offline_brc_bc.py", "--resume", str(run_dir), "--num-updates", str(step + 20))

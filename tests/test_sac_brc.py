@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import sac_brc
-from conftest import signal_when
+from conftest import signal_when, stopped_at
 from sac_brc import Args, make_agent, replay_buffer_init, resolve_batch_size
 
 TINY = ["--width", "32", "--actor-width", "32", "--num-atoms", "21", "--batch-size", "64"]
@@ -90,11 +90,8 @@ def test_sigterm_checkpoints_and_resume_continues_from_that_step(run, tmp_path):
     code, output = signal_when("sac_brc.py", *common, "--total-steps", "100000", cwd=tmp_path,
                                line_start="step 200/", signum=signal.SIGTERM)  # fmt: skip
     run_dir = tmp_path / "runs" / "preempted"
-    stopped = re.search(r"stopped by SIGTERM at step (\d+): checkpoint written; continue with "
-                        r"python sac_brc.py --resume (\S+)", output)  # fmt: skip
-    assert code == 143 and stopped, output[-3000:]
-    step = int(stopped.group(1))
-    assert step >= 200 and Path(stopped.group(2)) == Path("runs/preempted")
+    step, named = stopped_at(code, output, "sac_brc.py")
+    assert step >= 200 and named == Path("runs/preempted")
     ckpt = run_dir / "checkpoints"
     assert (ckpt / "latest").read_text() == f"step_{step:09d}"
     assert json.loads((ckpt / f"step_{step:09d}" / "host.json").read_text())["env_step"] == step
