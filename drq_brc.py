@@ -34,7 +34,6 @@ The file, in reading order (section headers `# ---- name`); the method is the fi
 
 import math
 import time
-from collections import deque
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -49,18 +48,19 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, UInt8
 
 from common.bronet import count_parameters, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
-from common.cli import parse_args
+from common.cli import own_flags_first, parse_args
 from common.envs import env_seeds
 from common.run import (
-    ConfigError, RunDir, check_finite, device_memory, load_checkpoint, online_host_state, run_main,
-    save_checkpoint,
+    ConfigError, EpisodeReturns, RunArgs, RunDir, check_batch_split, check_memory, check_nonnegative, check_positive,
+    check_run_args, make_mesh, restore_ring, ring_arrays, run_main,
 )  # fmt: skip
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 from common.video import write_mp4
 
 
+@own_flags_first
 @dataclass
-class Args:
+class Args(RunArgs):
     suite: str = "atari"
     """suite to train on: atari (the 26 Atari-100k games), atari-transfer (20 games), or one game name"""
     tasks: tuple[str, ...] = ()
@@ -129,20 +129,10 @@ class Args:
     """evaluation games per game (the Atari-100k papers report 100 at the end)"""
     eval_epsilon: float = 0.001
     """epsilon of the evaluation policy (DrQ-eps)"""
-    log_interval: int = 1_000
-    """steps between console progress lines"""
     checkpoint_interval: int = 50_000
     """steps between checkpoints (one is also written at the end)"""
-    checkpoint_minutes: float = 30.0
-    """also write a checkpoint when this many minutes have passed since the last (0: by steps only); SIGTERM or Ctrl-C always writes one, then exits"""
     checkpoint_replay: bool = True
     """save the replay buffer with each checkpoint so that --resume continues exactly"""
-    run_name: str | None = None
-    """run directory name under runs/; default <suite>__drq__s<seed>__<time>"""
-    resume: str | None = None
-    """run directory to continue from its latest checkpoint"""
-    track: bool = False
-    """also log to Weights & Biases (needs `pip install wandb`)"""
     capture_video: bool = False
     """at each evaluation, save the first evaluation game of each of the first --video-tasks games as runs/<run>/videos/<game>_step<N>.mp4 (the agent's own 84x84 frames, shown 2x)"""
     video_tasks: int = 3
@@ -153,14 +143,11 @@ class Args:
     """encoder convolutions and Q-network matmuls in float32 or bfloat16 (float32 master weights, LayerNorm statistics, softmax and loss)"""
     overlap: bool = True
     """step the environments while the device runs the update; the update then samples from the buffer, and uses G_i, as they were before the newest transition"""
-    num_devices: int | None = None
-    """data-parallel devices (batch sharded, parameters and replay replicated); default all visible devices"""
 
 
-# Fields that may change when resuming; every other field must match the checkpoint.
-RESUMABLE_FIELDS = {"total_steps", "eval_interval", "eval_episodes", "log_interval", "checkpoint_interval",
-                    "checkpoint_minutes", "checkpoint_replay", "resume", "track", "run_name", "overlap",
-                    "num_devices", "capture_video", "video_tasks"}  # fmt: skip
+# Fields that may change when resuming (besides RunArgs'); every other field must match the checkpoint.
+RESUMABLE_FIELDS = {"total_steps", "eval_interval", "eval_episodes", "checkpoint_replay", "overlap", "capture_video",
+                    "video_tasks"}  # fmt: skip
 
 NUM_ACTIONS = 18  # the full ALE action space for every game (paper Appendix E.1)
 FRAME = 84  # 84 x 84 grey frames
@@ -549,12 +536,6 @@ class AgentFns(NamedTuple):
     replicate: callable
 
 
-def make_mesh(num_devices: int | None) -> jax.sharding.Mesh:
-    """A 1-D mesh over the first `num_devices` devices (all by default), axis "batch"."""
-    devices = jax.devices()[: num_devices or len(jax.devices())]
-    return jax.sharding.Mesh(np.array(devices), ("batch",))
-
-
 # ---------------------------------------------------------------- the update (paper Appendix C)
 # Pure functions of the state, the replay buffer and keys; `args`, `support`, `optimizer` and
 # `batch_sharding` are constants of the run. make_agent below only jits and shards them.
@@ -889,23 +870,19 @@ def main(args: Args) -> None:
     scale = lambda: jnp.asarray(normalizer.reward_scale(args.v_max))  # v_max / G_i per game (paper eq. 3)
     env_step, collect_until, rng = 0, 0, np.random.default_rng(args.seed)
     if run.resumed:  # the step, normaliser, action key and numpy stream the checkpoint was written with
-        state, buffer, env_step, act_key, collect_until = run.restore(state, buffer, fns, normalizer, rng)
+        restored = run.resume(state, buffer, fns.replicate, normalizer, rng, restore_replay)
+        state, buffer, env_step, act_key, collect_until = restored
     print(f"run directory: {run.dir}; batch {args.batch_size}, replay capacity {capacity} frames per game")
 
-    game_return = np.zeros(num_tasks)
-    recent_returns = [deque(maxlen=10) for _ in range(num_tasks)]
-    metrics = None
-    env = eval_env = None
-    try:  # the envs and wandb are closed on the way out, whatever happens
-        env = AtariGames(tasks, 1, args.seed, "train", args.terminal_on_life_loss, args.max_episode_steps)
-        eval_env = AtariGames(tasks, args.eval_episodes, args.seed, "eval", False, args.max_episode_steps)
+    returns, metrics = EpisodeReturns(num_tasks), None
+    with run.started(env_step):  # clocks, wandb, checkpoints on SIGTERM/Ctrl-C; closes the envs at the end
+        max_steps = args.max_episode_steps
+        env = run.closing(AtariGames(tasks, 1, args.seed, "train", args.terminal_on_life_loss, max_steps))
+        eval_env = run.closing(AtariGames(tasks, args.eval_episodes, args.seed, "eval", False, max_steps))
         task_ids = jnp.asarray(env.task_ids)
         current = env.reset()
-        run.start(env_step)  # the clocks, wandb with --track, and checkpoints on SIGTERM or Ctrl-C
         while env_step < args.total_steps:
-            learning = env_step >= max(args.learning_starts, collect_until)
-            if learning:
-                run.learning_at(env_step)
+            learning = run.learning(env_step, max(args.learning_starts, collect_until))
             epsilon = epsilon_at(env_step, args)
             if epsilon >= 1.0 or env_step < collect_until:
                 action = rng.integers(0, NUM_ACTIONS, num_tasks).astype(np.int32)
@@ -926,10 +903,7 @@ def main(args: Args) -> None:
                 valid & out.terminated, valid & out.truncated, current.game_start, valid,
             )  # fmt: skip
             normalizer.add(train_reward, out.terminated, out.truncated, valid)
-            game_return += np.where(valid, out.reward, 0.0)
-            for i in np.flatnonzero(valid & out.game_over):
-                recent_returns[i].append(game_return[i])
-                game_return[i] = 0.0
+            returns.add(np.where(valid, out.reward, 0.0), valid & out.game_over)
             current = out
             env_step += 1
 
@@ -937,22 +911,12 @@ def main(args: Args) -> None:
                 state, metrics = fns.update(state, buffer, scale(), update_key)
 
             if env_step % args.log_interval == 0:
-                run.log_progress(env_step, epsilon, recent_returns, metrics)
+                run.log_progress(env_step, returns, metrics, f"epsilon {epsilon:.3f}", label="train game return")
             if env_step % args.eval_interval == 0 or env_step == args.total_steps:
-                filmed = min(args.video_tasks, num_tasks) if args.capture_video else 0
-                results, frames = evaluate(fns, state, eval_env, tasks, args.eval_epsilon,
-                                           jax.random.fold_in(eval_key, env_step), filmed)  # fmt: skip
-                record = run.evaluation_record(env_step, results, metrics)
-                if frames:
-                    record["videos"] = save_game_videos(frames, tasks, run.dir / "videos", env_step)
-                run.log_evaluation(record)
+                run.evaluation(env_step, fns, state, eval_env, jax.random.fold_in(eval_key, env_step), metrics)
             if run.checkpoint_due(env_step):  # on a stop signal, the run ends after it
-                run.checkpoint(env_step, state, buffer, metrics, normalizer, rng, act_key)
-    finally:
-        for e in (env, eval_env):
-            if e is not None:
-                e.close()
-        run.close()
+                replay = ring_arrays(buffer) if args.checkpoint_replay else None
+                run.checkpoint_online(env_step, state, replay, metrics, normalizer, rng, act_key)
     print(f"done: {env_step} steps per game in {time.time() - run.start_time:.0f} s; results in {run.dir}")
 
 
@@ -977,19 +941,12 @@ def validate(args: Args) -> list[TaskSpec]:
             f"drq_brc.py trains Atari games; {', '.join(not_atari)} is continuous control: "
             "use sac_brc.py, or pick --suite atari, atari-transfer or a game name such as pong"
         )
-    positive = ["total_steps", "width", "num_atoms", "utd", "batch_size", "n_step", "max_episode_steps",
-                "eval_interval", "eval_episodes", "log_interval", "checkpoint_interval",
-                "embedding_dim", "video_tasks"]  # fmt: skip
-    for name in positive:
-        if getattr(args, name) <= 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    check_positive(args, "total_steps", "width", "num_atoms", "utd", "batch_size", "n_step", "max_episode_steps",
+                   "eval_interval", "eval_episodes", "embedding_dim", "video_tasks")  # fmt: skip
+    check_run_args(args)
     if not args.channels or min(args.channels) <= 0:
         raise ConfigError(f"--channels must be one or more positive numbers, got {args.channels}")
-    if args.depth < 0 or args.shift_pad < 0 or args.epsilon_decay_steps < 0:
-        raise ConfigError("--depth, --shift-pad and --epsilon-decay-steps must be >= 0")
-    if not args.checkpoint_minutes >= 0:  # also refuses nan
-        minutes = args.checkpoint_minutes
-        raise ConfigError(f"--checkpoint-minutes must be >= 0 (0: by steps only), got {minutes}")
+    check_nonnegative(args, "depth", "shift_pad", "epsilon_decay_steps")
     if args.num_atoms < 2:
         raise ConfigError("--num-atoms must be at least 2 for the categorical Q-network")
     if not (0 < args.gamma < 1) or args.v_max <= 0:
@@ -997,16 +954,7 @@ def validate(args: Args) -> list[TaskSpec]:
     for name in ("start_epsilon", "end_epsilon", "eval_epsilon"):
         if not 0 <= getattr(args, name) <= 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
-    visible = len(jax.devices())
-    if args.num_devices is not None and not 0 < args.num_devices <= visible:
-        raise ConfigError(
-            f"--num-devices must be between 1 and the {visible} visible device(s), got {args.num_devices}"
-        )
-    if args.batch_size % (args.num_devices or visible):
-        raise ConfigError(
-            f"the batch ({args.batch_size}) must split evenly across {args.num_devices or visible} devices; "
-            "change --batch-size or --num-devices"
-        )
+    check_batch_split(args.batch_size, args.num_devices)
     # the first update needs sampleable slots in every game: history, n next slots, and some spare
     least = 4 * (STACK + args.n_step)
     if min(args.buffer_size, args.total_steps) < least or args.learning_starts < least:
@@ -1027,37 +975,6 @@ def conv_activation_floats(channels: tuple[int, ...]) -> int:
     return total
 
 
-def check_memory(args: Args, num_tasks: int, capacity: int, params: int) -> None:
-    """Print the memory plan and refuse, before compiling, a configuration that cannot fit."""
-    replay = replay_buffer_bytes(num_tasks, capacity)
-    networks = 4 * 4 * params  # Q-network, target and two AdamW moments, float32
-    if args.precision == "bf16":  # bfloat16 copies of the Q-network and target while an update runs
-        networks += 2 * 2 * params
-    # activations of the update, roughly: the online pass on s kept for its backward pass
-    # (with its gradients) and the two passes on s'; 4 bytes each (2 in bfloat16). Every
-    # device holds the replay and networks (replicated) but only its share of the batch
-    devices = args.num_devices or len(jax.devices())
-    activation_bytes = 2 if args.precision == "bf16" else 4
-    activations = activation_bytes * 3 * args.batch_size * conv_activation_floats(args.channels) // devices
-    available, where = device_memory()
-    gib = lambda b: f"{b / 2**30:.2f} GiB"
-    print(
-        f"memory plan: replay {gib(replay)} ({num_tasks} games x {capacity} frames of 84x84 uint8, stored "
-        f"once; 4-frame stacks rebuilt by indexing) + networks and optimiser {gib(networks)} + update "
-        f"activations ~{gib(activations)} of {gib(available)} {where}"
-        + (f", on each of {devices} devices" if devices > 1 else "")
-    )
-    if replay + networks + activations > 0.9 * available:
-        per_slot = replay / capacity
-        fitting = int((0.9 * available - networks - activations) / max(per_slot, 1))
-        raise ConfigError(
-            f"the replay buffer ({num_tasks} games x {capacity} frames = {gib(replay)}), networks "
-            f"({gib(networks)}) and update activations (~{gib(activations)}) need more than 90% of the "
-            f"{gib(available)} of {where}. Use --buffer-size {max(fitting, 0)} or less, fewer "
-            f"games, a smaller --batch-size or smaller --channels."
-        )
-
-
 def print_plan(args: Args, tasks: list[TaskSpec], capacity: int, key: PRNGKeyArray) -> None:
     """Sizes before anything is compiled: device, games, parameters and the memory plan (which
     refuses a configuration that cannot fit)."""
@@ -1066,127 +983,60 @@ def print_plan(args: Args, tasks: list[TaskSpec], capacity: int, key: PRNGKeyArr
     params = count_parameters(abstract)
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {len(jax.devices())} visible")
     print(f"games ({num_tasks}): {', '.join(t.name for t in tasks)}; 18 actions, 4x84x84 uint8 observations")
-    print(
-        f"parameters: Q-network {params:,} (encoder {count_parameters(abstract.encoder):,}; "
-        "the same again in its target)"
-    )
-    check_memory(args, num_tasks, capacity, params)
-
-
-REPLAY_FIELDS = ("frames", "action", "reward", "terminated", "truncated", "game_start", "valid")
-
-
-def replay_arrays(buffer: ReplayBuffer) -> dict[str, np.ndarray]:
-    """What a checkpoint's replay.npz holds: each game's timeline so far, and the ring's state."""
-    size = int(jnp.max(buffer.size))
-    return {**{f: np.asarray(getattr(buffer, f)[:, :size]) for f in REPLAY_FIELDS},
-            "position": np.asarray(buffer.position), "size": np.asarray(buffer.size)}  # fmt: skip
+    encoder = count_parameters(abstract.encoder)
+    print(f"parameters: Q-network {params:,} (encoder {encoder:,}; the same again in its target)")
+    # activations of the update, roughly: the online pass on s kept for its backward pass (with
+    # its gradients) and the two passes on s'; 4 bytes each (2 in bfloat16). Every device holds
+    # the replay and networks (replicated) but only its share of the batch
+    devices = args.num_devices or len(jax.devices())
+    activation_bytes = 2 if args.precision == "bf16" else 4
+    activations = activation_bytes * 3 * args.batch_size * conv_activation_floats(args.channels) // devices
+    parts = {
+        "networks and optimiser": 4 * 4 * params,  # Q-network, target and two AdamW moments, float32
+        "bf16 copies": 2 * 2 * params if args.precision == "bf16" else 0,  # Q-network and target, in an update
+        "update activations": activations,
+    }
+    # the replay stores each 84x84 uint8 frame once; 4-frame stacks are rebuilt by indexing
+    replay = replay_buffer_bytes(num_tasks, capacity)
+    check_memory(replay, capacity, parts, 0.9, f"{num_tasks} games x {capacity} frames",
+                 "fewer games, a smaller --batch-size or smaller --channels")  # fmt: skip
 
 
 def restore_replay(path: Path, buffer: ReplayBuffer) -> ReplayBuffer:
-    """Load a saved timeline into `buffer` (whose capacity may be larger: --total-steps may grow),
-    oldest slot first. The envs restart after a resume, so the saved timeline is cut where it
-    stops: its newest slot becomes a final observation and the slot before it a truncation."""
-    capacity = buffer.frames.shape[1]
-    with np.load(path) as data:
-        position, size = data["position"], data["size"]
-        saved = data["frames"].shape[1]
-        if int(size.max()) > capacity:
-            raise ConfigError(
-                f"{path} holds {int(size.max())} frames per game, more than this run's replay capacity "
-                f"{capacity}; resume with --total-steps of at least {int(size.max())}"
-            )
-        fields = {}
-        for field in REPLAY_FIELDS:
-            rows = [
-                np.roll(data[field][t], -int(position[t]) if size[t] == saved else 0, axis=0)
-                for t in range(len(size))
-            ]
-            fields[field] = getattr(buffer, field).at[:, :saved].set(np.stack(rows))
-    tasks, newest = np.arange(len(size)), size - 1
-    fields["valid"] = fields["valid"].at[tasks, newest].set(False)
+    """A checkpoint's timelines back into `buffer`, oldest slot first (common/run.py restore_ring).
+    The envs restart after a resume, so each saved timeline is cut where it stops: its newest
+    slot becomes a final observation and the slot before it a truncation."""
+    buffer = restore_ring(path, buffer)
+    tasks, newest = np.arange(len(buffer.size)), np.asarray(buffer.size) - 1
+    valid = buffer.valid.at[tasks, newest].set(False)
     last = np.maximum(newest - 1, 0)  # the last transition: it led to the newest observation
-    cut = fields["valid"][tasks, last] & ~fields["terminated"][tasks, last]
-    fields["truncated"] = fields["truncated"].at[tasks, last].set(fields["truncated"][tasks, last] | cut)
-    return ReplayBuffer(
-        **fields, position=jnp.asarray(size % capacity, jnp.int32), size=jnp.asarray(size, jnp.int32)
-    )
+    cut = valid[tasks, last] & ~buffer.terminated[tasks, last]
+    truncated = buffer.truncated.at[tasks, last].set(buffer.truncated[tasks, last] | cut)
+    return buffer._replace(valid=valid, truncated=truncated)
 
 
 class Run(RunDir):
-    """The run directory (common/run.py: config.json, metrics.jsonl and wandb, the progress
-    line), and what this script adds: its checkpoints and resuming from them, and the console
-    lines."""
-
-    def __init__(self, args: Args, run_dir: Path, resumed: bool, total: int, tasks: list[TaskSpec]):
-        super().__init__(args, run_dir, resumed, total)
-        self.tasks = tasks
+    """The run directory (common/run.py: config, metrics, console, checkpoints and resume), and
+    what this script adds: its evaluation record, with the IQM and videos."""
 
     @classmethod
     def open(cls, args: Args, tasks: list[TaskSpec]) -> "Run":
         name = f"{args.suite if not args.tasks else 'tasks'}__drq__s{args.seed}__{int(time.time())}"
-        return super().open(args, name, RESUMABLE_FIELDS, args.total_steps, tasks=tasks)
+        return super().open(args, name, RESUMABLE_FIELDS, args.total_steps, tasks)
 
-    def restore(self, state: TrainState, buffer: ReplayBuffer, fns: AgentFns, normalizer: ReturnNormalizer,
-                rng: np.random.Generator):  # fmt: skip
-        """The latest checkpoint: state, replay, env step, normaliser and numpy stream (in place),
-        the action key; and the step until which the run only collects (without a saved replay,
-        `learning_starts` steps of uniform random actions)."""
-        state, host_state, replay_file = load_checkpoint(self.dir, state)
-        if replay_file is not None:
-            buffer = restore_replay(replay_file, buffer)
-        state, buffer = fns.replicate((state, buffer))
-        normalizer.load_state_dict(host_state["normalizer"])
-        normalizer.truncate_all()  # the envs restart from a reset
-        restored, learning_starts = replay_file is not None, self.args.learning_starts
-        env_step, act_key, collect_until = self.resume_online(host_state, rng, restored, learning_starts)
-        return state, buffer, env_step, act_key, collect_until
-
-    def log_progress(
-        self, env_step: int, epsilon: float, recent_returns: list[deque], metrics: dict | None
+    def evaluation(
+        self, env_step: int, fns: AgentFns, state: TrainState, eval_env: "AtariGames", key, metrics
     ) -> None:
-        """The console line: the progress with epsilon, the mean return of the last training games
-        and the update's metrics."""
-        line = self.progress(env_step, f"epsilon {epsilon:.3f}")
-        done_returns = [np.mean(r) for r in recent_returns if r]
-        if done_returns:
-            line += f" | train game return {np.mean(done_returns):.1f}"
-        if metrics is not None:
-            host_metrics = check_finite(metrics, env_step, self.dir)
-            line += " | " + " ".join(f"{k} {float(v):.3g}" for k, v in host_metrics.items())
-        print(line, flush=True)
-
-    def evaluation_record(self, env_step: int, results: dict, metrics: dict | None) -> dict:
-        """One metrics.jsonl record: the evaluation results, their mean and IQM, and the update's metrics."""
-        scores = np.array([r["score"] for r in results.values()])
-        record = {
-            "step": env_step,
-            "tasks": results,
-            "mean_score": float(scores.mean()),
-            "iqm": interquartile_mean(scores),
-            "sps": (env_step - self.start_step) / (time.time() - self.start_time),
-            "time": time.time(),
-        }
-        if metrics is not None:
-            record.update({k: float(v) for k, v in check_finite(metrics, env_step, self.dir).items()})
-        return record
-
-    def log_evaluation(self, record: dict) -> None:
-        """Append the record to metrics.jsonl (and wandb, --track); one console line."""
-        self.write(record)
-        results, env_step = record["tasks"], record["step"]
-        print(f"eval step {env_step}: human-normalised mean {record['mean_score']:.3f}, "
-              f"IQM {record['iqm']:.3f} | "
-              + " ".join(f"{n} {r['return']:.0f}" for n, r in list(results.items())[:8]),
-              flush=True)  # fmt: skip
-
-    def checkpoint(self, env_step, state, buffer, metrics, normalizer, rng, act_key) -> None:
-        if metrics is not None:
-            check_finite(metrics, env_step, self.dir)  # never checkpoint a diverged learner
-        host_state = online_host_state(env_step, normalizer.state_dict(), rng, act_key)
-        replay = replay_arrays(buffer) if self.args.checkpoint_replay else None
-        save_checkpoint(self.dir, env_step, state, host_state, replay)
-        self.checkpoint_written(env_step, "drq_brc.py")
+        """Evaluate (--capture-video: with the first games' frames); one metrics.jsonl record with
+        the human-normalised mean and IQM, and one console line."""
+        filmed = min(self.args.video_tasks, len(self.tasks)) if self.args.capture_video else 0
+        results, frames = evaluate(fns, state, eval_env, self.tasks, self.args.eval_epsilon, key, filmed)
+        iqm = interquartile_mean(np.array([r["score"] for r in results.values()]))
+        record = self.record(env_step, results, metrics, iqm=iqm)
+        if frames:
+            record["videos"] = save_game_videos(frames, self.tasks, self.dir / "videos", env_step)
+        self.log_evaluation(record, f"eval step {env_step}: human-normalised mean {record['mean_score']:.3f}, "
+                            f"IQM {record['iqm']:.3f}", decimals=0)  # fmt: skip
 
 
 if __name__ == "__main__":

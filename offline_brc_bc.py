@@ -54,17 +54,21 @@ from jaxtyping import Array, Float, Int, Key, PRNGKeyArray
 
 from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
-from common.cli import parse_args
+from common.cli import own_flags_first, parse_args
 from common.dataset import Dataset, DatasetError, dataset_bytes, index_dataset, load_dataset
-from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, run_episodes, with_shadowhand_assets
-from common.run import (
-    ConfigError, RunDir, check_finite, drop_metrics_after, load_checkpoint, run_main, save_checkpoint,
+from common.envs import (
+    EnvArgs, EnvError, MultiTaskEnv, eval_envs_and_episodes, evaluate_policy, with_shadowhand_assets,
 )  # fmt: skip
-from common.suites import TaskSpec, normalized_score
+from common.run import (
+    ConfigError, RunArgs, RunDir, check_batch_split, check_finite, check_nonnegative, check_positive, check_run_args,
+    drop_metrics_after, load_checkpoint, make_mesh, run_main, save_checkpoint,
+)  # fmt: skip
+from common.suites import TaskSpec
 
 
+@own_flags_first
 @dataclass
-class Args:
+class Args(EnvArgs, RunArgs):
     dataset: str | None = None
     """dataset folder (docs/dataset-format.md), e.g. written by `sac_brc.py --save-buffer`"""
     dataset_info: bool = False
@@ -123,42 +127,18 @@ class Args:
     """multi-task conditioning: learned task embeddings (BRC) or one output head per task"""
 
     # evaluation on the live environments, logging
-    mw_backend: Literal["metaworld", "envpool"] = "metaworld"
-    """MetaWorld backend: metaworld (one frozen layout per env, the published curves' protocol) or envpool (2x faster, a new layout at every reset: not comparable with the curves; docs/suites.md)"""
-    env_workers: int | None = None
-    """worker processes for the envs that run in Python (metaworld package, HumanoidBench, custom DMC tasks, ShadowHand); default one per CPU core"""
-    shadowhand_assets: str | None = None
-    """ShadowHand shape assets: a clone of the authors' repository or its dex_envs/assets (README: ShadowHand); default $BRC_SHADOWHAND_ASSETS"""
-    eval_protocol: Literal["published", "layouts"] = "published"
-    """published (ref. code): one eval env per task, --eval-episodes episodes in a row; layouts: --eval-episodes envs per task, one episode each (MetaWorld: that many unseen layouts); README"""
     eval_interval: int = 25_000
     """updates between evaluations"""
-    eval_episodes: int = 10
-    """deterministic evaluation episodes per task"""
-    log_interval: int = 1_000
-    """updates between console progress lines"""
-    checkpoint_interval: int = 100_000
-    """updates between checkpoints (one is also written at the end)"""
-    checkpoint_minutes: float = 30.0
-    """also write a checkpoint when this many minutes have passed since the last (0: by updates only); SIGTERM or Ctrl-C always writes one, then exits"""
     prefetch: int = 4
     """batch stacks (one per call) sampled ahead on the host by a background thread"""
-    run_name: str | None = None
-    """run directory name under runs/; default offline__w<width>__s<seed>__<time>"""
-    resume: str | None = None
-    """run directory to continue from its latest checkpoint"""
 
     # speed and scale, as sac_brc.py (do not change the method; docs/offline_brc_bc.md)
     precision: Literal["f32", "bf16"] = "f32"
     """critic matmuls and activations in float32 or bfloat16 (float32 master weights, loss and softmax)"""
-    num_devices: int | None = None
-    """data-parallel devices (batch sharded, parameters replicated); default all visible devices"""
 
 
-# Fields that may change when resuming; every other field must match the checkpoint.
-RESUMABLE_FIELDS = {"num_updates", "eval_interval", "log_interval", "checkpoint_interval",
-                    "checkpoint_minutes", "prefetch", "env_workers", "shadowhand_assets", "resume", "run_name",
-                    "dataset_info", "num_devices"}  # fmt: skip
+# Fields that may change when resuming (besides RunArgs'); every other field must match the checkpoint.
+RESUMABLE_FIELDS = {"num_updates", "eval_interval", "prefetch", "env_workers", "shadowhand_assets", "dataset_info"}
 
 
 # Actor log-std squashing range (ref. code).
@@ -444,12 +424,6 @@ def precision_view(critic: Critic, precision: str) -> Critic:
     return eqx.tree_at(lambda c: c.members, critic, jax.tree.map(to_bf16, critic.members))
 
 
-def make_mesh(num_devices: int | None) -> jax.sharding.Mesh:
-    """A 1-D mesh over the first `num_devices` devices (all by default), axis "batch"."""
-    devices = jax.devices()[: num_devices or len(jax.devices())]
-    return jax.sharding.Mesh(np.array(devices), ("batch",))
-
-
 def resolve_batch_size(args: Args, num_tasks: int) -> int:
     """--batch-size, else 1024 multi-task and 256 single-task (as the ref. code's train.py)."""
     return args.batch_size or (1024 if num_tasks > 1 else 256)
@@ -725,27 +699,6 @@ def make_agent(
     return state, fns
 
 
-# ---------------------------------------------------------------- evaluation (as sac_brc.py)
-
-
-def evaluate(fns: AgentFns, state: TrainState, env: MultiTaskEnv, episodes: int) -> dict[str, dict[str, float]]:
-    """Deterministic evaluation (`tanh(mean)`): `episodes` episodes one after another on every
-    eval env; per task the mean return, success rate (success at any step of an episode) and score."""
-    task_ids = jnp.asarray(env.task_ids)
-    policy = lambda obs: np.asarray(fns.act_deterministic(state, jnp.asarray(obs), task_ids))
-    returns, success = run_episodes(env, policy, episodes)
-    results = {}
-    for k, task in enumerate(env.tasks):
-        rows = env.task_ids == k
-        mean_return, success_rate = float(returns[rows].mean()), float(success[rows].mean())
-        results[task.name] = {
-            "return": mean_return,
-            "success": success_rate if task.has_success else None,
-            "score": normalized_score(task, mean_return, success_rate),
-        }
-    return results
-
-
 # ---------------------------------------------------------------- main
 
 
@@ -757,7 +710,7 @@ def main(args: Args) -> None:
         return
     tasks, batch_size = dataset.tasks, resolve_batch_size(args, len(dataset.tasks))
     check_eval_assets(args, tasks)
-    check_batch_split(args, batch_size)
+    check_batch_split(batch_size, args.num_devices)
     # G_i of every transition in the files (not only the loaded subset); fixed: the data does not change
     max_abs_return = jnp.asarray(np.array([s.max_abs_return for s in dataset.stats], np.float32))
     run = Run.open(args)  # a new run directory, or --resume's after checking its config
@@ -771,15 +724,15 @@ def main(args: Args) -> None:
         state, step = run.restore(state, fns)
     print(f"run directory: {run.dir}; batch {batch_size}, {args.updates_per_call} updates per call")
 
-    # the eval envs of sac_brc.py's protocol (--eval-protocol), seeds disjoint between runs
     eval_copies, eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)
-    eval_env = MultiTaskEnv(tasks, eval_copies, seed=args.seed, role="eval", mw_backend=args.mw_backend,
-                            num_workers=args.env_workers, shadowhand_assets=args.shadowhand_assets)  # fmt: skip
-    # the batches of call k are a function of (seed, k): a resumed run continues the sequence
-    stream = BatchStream(dataset, batch_size, args.updates_per_call, args.seed, step // args.updates_per_call,
-                         args.prefetch, fns.shard_batches)  # fmt: skip
-    run.start(step)  # the clocks, and checkpoints on SIGTERM or Ctrl-C
-    try:
+    with run.started(step):  # clocks, wandb, checkpoints on SIGTERM/Ctrl-C; closes envs and stream at the end
+        # the eval envs of sac_brc.py's protocol (--eval-protocol), seeds disjoint between runs
+        eval_env = run.closing(MultiTaskEnv(tasks, eval_copies, seed=args.seed, role="eval", mw_backend=args.mw_backend,
+                                            num_workers=args.env_workers, shadowhand_assets=args.shadowhand_assets))  # fmt: skip
+        eval_task_ids = jnp.asarray(eval_env.task_ids)
+        # the batches of call k are a function of (seed, k): a resumed run continues the sequence
+        stream = run.closing(BatchStream(dataset, batch_size, args.updates_per_call, args.seed,
+                                         step // args.updates_per_call, args.prefetch, fns.shard_batches))  # fmt: skip
         while step < args.num_updates:
             state, metrics = fns.update(state, stream.get(), max_abs_return, update_key)
             step += args.updates_per_call
@@ -787,14 +740,10 @@ def main(args: Args) -> None:
             if step % args.log_interval == 0:
                 run.log_progress(step, metrics, stream.wait_s)
             if step % args.eval_interval == 0 or step == args.num_updates:
-                results = evaluate(fns, state, eval_env, eval_runs)
-                run.log_evaluation(step, results, metrics, stream.wait_s)
+                act = lambda obs: np.asarray(fns.act_deterministic(state, jnp.asarray(obs), eval_task_ids))
+                run.evaluation(step, evaluate_policy(eval_env, act, eval_runs), metrics, stream.wait_s)  # tanh(mean)
             if run.checkpoint_due(step):  # on a stop signal, the run ends after it
                 run.checkpoint(step, state, metrics)
-    finally:
-        stream.close()
-        eval_env.close()
-        run.close()
     print(f"done: {step} updates in {time.time() - run.start_time:.0f} s; results in {run.dir}")
 
 
@@ -847,37 +796,20 @@ def dataset_info(dataset: Dataset, gamma: float) -> str:
 def validate(args: Args) -> None:
     if not args.dataset:
         raise ConfigError("--dataset is required: a dataset folder (docs/dataset-format.md)")
-    positive = ["num_updates", "updates_per_call", "width", "actor_width", "num_atoms", "eval_interval",
-                "eval_episodes", "log_interval", "checkpoint_interval", "prefetch"]  # fmt: skip
-    for name in positive:
-        if getattr(args, name) <= 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    check_positive(args, "num_updates", "updates_per_call", "width", "actor_width", "num_atoms", "eval_interval",
+                   "eval_episodes", "prefetch", "batch_size", "max_transitions_per_task")  # fmt: skip
+    check_run_args(args)
     for name in ("num_updates", "eval_interval", "log_interval", "checkpoint_interval"):
         if getattr(args, name) % args.updates_per_call:
             raise ConfigError(
                 f"--{name.replace('_', '-')} {getattr(args, name)} is not a multiple of --updates-per-call "
                 f"{args.updates_per_call}"
             )
-    if args.depth < 0 or args.actor_depth < 0:
-        raise ConfigError("--depth and --actor-depth must be >= 0")
-    if args.batch_size is not None and args.batch_size <= 0:
-        raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
-    if not args.checkpoint_minutes >= 0:  # also refuses nan
-        minutes = args.checkpoint_minutes
-        raise ConfigError(f"--checkpoint-minutes must be >= 0 (0: by updates only), got {minutes}")
-    if args.max_transitions_per_task is not None and args.max_transitions_per_task <= 0:
-        raise ConfigError(f"--max-transitions-per-task must be positive, got {args.max_transitions_per_task}")
+    check_nonnegative(args, "depth", "actor_depth", "bc_weight", "q_weight")
     if args.loss == "ce" and args.num_atoms < 2:
         raise ConfigError("--num-atoms must be at least 2 for the categorical critic")
     if not (0 < args.gamma < 1) or args.v_max <= 0 or args.init_temperature <= 0:
         raise ConfigError("need 0 < --gamma < 1, --v-max > 0 and --init-temperature > 0")
-    if args.bc_weight < 0 or args.q_weight < 0:
-        raise ConfigError("--bc-weight and --q-weight must be >= 0")
-    visible = len(jax.devices())
-    if args.num_devices is not None and not 0 < args.num_devices <= visible:
-        raise ConfigError(
-            f"--num-devices must be between 1 and the {visible} visible device(s), got {args.num_devices}"
-        )
 
 
 def check_eval_assets(args: Args, tasks: list[TaskSpec]) -> None:
@@ -886,16 +818,6 @@ def check_eval_assets(args: Args, tasks: list[TaskSpec]) -> None:
         with_shadowhand_assets(tasks, args.shadowhand_assets, whole_suite=False)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-
-
-def check_batch_split(args: Args, batch_size: int) -> None:
-    """The batch size depends on the dataset's task count: checked once the dataset is read."""
-    devices = args.num_devices or len(jax.devices())
-    if batch_size % devices:
-        raise ConfigError(
-            f"the batch ({batch_size}) must split evenly across {devices} devices; "
-            "change --batch-size or --num-devices"
-        )
 
 
 def print_sizes(
@@ -944,31 +866,20 @@ class Run(RunDir):
               f"{losses}", flush=True)  # fmt: skip
         self.last_log_time, self.last_wait = now, wait_s
 
-    def log_evaluation(self, step: int, results: dict, metrics: dict, wait_s: float) -> None:
-        """Append a record of the evaluation results and the update's metrics to metrics.jsonl; one
-        console line."""
-        elapsed = time.time() - self.start_time
-        record = {
-            "step": step,
-            "eval_protocol": self.args.eval_protocol,
-            "mw_backend": self.args.mw_backend,
-            "tasks": results,
-            "mean_score": float(np.mean([r["score"] for r in results.values()])),
-            "sps": (step - self.start_step) / elapsed,  # updates per second here
-            "data_wait": wait_s / elapsed,
-            "time": time.time(),
-        }
-        record.update({k: float(v) for k, v in check_finite(metrics, step, self.dir, "update").items()})
-        self.write(record)
-        print(f"eval update {step}: mean score {record['mean_score']:.3f} | "
-              + " ".join(f"{n} {r['return']:.1f}" for n, r in list(results.items())[:8]), flush=True)  # fmt: skip
+    def evaluation(self, step: int, results: dict, metrics: dict, wait_s: float) -> None:
+        """Append a record of the evaluation results and the update's metrics to metrics.jsonl (and
+        wandb, --track); one console line."""
+        data_wait = wait_s / (time.time() - self.start_time)
+        record = self.record(step, results, metrics, "update", eval_protocol=self.args.eval_protocol,
+                             mw_backend=self.args.mw_backend, data_wait=data_wait)  # fmt: skip
+        self.log_evaluation(record, f"eval update {step}: mean score {record['mean_score']:.3f}")
 
     def checkpoint(self, step: int, state: TrainState, metrics: dict) -> None:
         check_finite(metrics, step, self.dir, "update")  # never checkpoint a diverged learner
         save_checkpoint(self.dir, step, state, {"step": step})
-        self.checkpoint_written(step, "offline_brc_bc.py", "update")
+        self.checkpoint_written(step, "update")
 
 
 if __name__ == "__main__":
     # --resume RUN_DIR alone: its config.json gives the rest; bad input is one line, exit 2
-    run_main(main, parse_args(Args), (ConfigError, FloatingPointError, EnvError))
+    run_main(main, parse_args(Args), (ConfigError, FloatingPointError, EnvError, DatasetError))

@@ -12,28 +12,22 @@ and learnable task embeddings read by the actor. Defaults are paper Appendix F.
 Where the paper text and the authors' code (ref. code) differ, this follows the code
 and says so next to the line.
 
-The file, in reading order (section headers `# ---- name`); the method is the first seven:
-    Args                   the flags: method first, then environments and logging, transfer, speed
-    networks               CriticMember, Critic (two-member ensemble + task embeddings), Actor
-    replay buffer          per-task ring buffers on the device; data transfer's prior buffer
-    return normalisation   G_i (paper eq. 2), the categorical TD target, the reward scale (eq. 3-4)
-    agent                  TrainState, bf16 compute view, optimisers, the initial state
+The file, in reading order (section headers `# ---- name`); the method comes first:
+    Args                   the flags (with EnvArgs and RunArgs: common/envs.py, common/run.py)
+    networks, replay buffer, return normalisation, agent
+                           BroNet critics with task embeddings and actor; per-task ring buffers on
+                           the device; G_i and the reward scale (paper eq. 2-4); TrainState
     the update             td_target, critic_loss, actor_loss, temperature_loss, update_once,
                            then make_agent, which only jits and shards them
-    evaluation, main       deterministic evaluation and the training loop, one call per feature
-    ==== run harness       not needed to learn the method: the paper's multi-task diagnostics
-                           (--diagnostics, on common/diagnostics.py), --init-from and
-                           --init-buffer, validation and the memory plan, and `Run`: this
-                           script's console lines, videos, checkpoint contents and resume, on
-                           common/run.py's shared harness
+    main                   the training loop, one call per feature
+    ==== run harness       not needed to learn the method: the paper's multi-task diagnostics,
+                           model and data transfer, validation and the memory plan, and `Run`:
+                           evaluation records and checkpoint contents on common/run.py
 """
 
 import dataclasses
-import json
 import math
-import sys
 import time
-from collections import deque
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -46,27 +40,26 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
+from common.bronet import BroNet, bronet_macs, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
-from common.cli import parse_args, saved_args
-from common.dataset import Dataset, DatasetError, DatasetWriter, index_dataset, load_dataset, make_metadata
-from common.diagnostics import (
-    diagnostics_record, gradient_conflicts, plot_task_embeddings, relative_spread, task_gradient_gram,
-)  # fmt: skip
+from common.cli import own_flags_first, parse_args
+from common.dataset import DatasetError, DatasetWriter, make_metadata
+from common.diagnostics import diagnostics_record, multitask_diagnostics
 from common.envs import (
-    EnvError, MultiTaskEnv, env_seeds, eval_envs_and_episodes, require_packages, run_episodes,
-    with_shadowhand_assets,
+    EnvArgs, EnvError, MultiTaskEnv, eval_envs_and_episodes, evaluate_policy, require_packages, with_shadowhand_assets,
 )  # fmt: skip
 from common.run import (
-    ConfigError, RunDir, check_finite, device_memory, load_checkpoint, online_host_state, run_main,
-    save_checkpoint,
+    ConfigError, EpisodeReturns, RunArgs, RunDir, check_batch_split, check_memory, check_nonnegative, check_positive,
+    check_run_args, make_mesh, ring_arrays, run_main,
 )  # fmt: skip
-from common.suites import TaskSpec, normalized_score, resolve_tasks
+from common.suites import TaskSpec, resolve_tasks
+from common.transfer import Pretrained, Transfer, load_pretrained_state, prior_data, read_transfer
 from common.video import VideoRecorder
 
 
+@own_flags_first
 @dataclass
-class Args:
+class Args(EnvArgs, RunArgs):
     suite: str = "mw"
     """suite to train on (paper Appendix E; docs/suites.md): mw (MT50), dmc-dogs, dmc-humanoids, dmc-hard,
     hb-medium, hb-hard (HumanoidBench, installed separately: README), mw-dmc (MT80), transfer splits
@@ -126,32 +119,10 @@ class Args:
     """multi-task conditioning: learned task embeddings (BRC) or one output head per task"""
 
     # environments, evaluation, logging
-    mw_backend: Literal["metaworld", "envpool"] = "metaworld"
-    """MetaWorld backend: metaworld (one frozen layout per env, the published curves' protocol) or envpool (2x faster, a new layout at every reset: not comparable with the curves; docs/suites.md)"""
-    env_workers: int | None = None
-    """worker processes for the envs that run in Python (metaworld package, HumanoidBench, custom DMC tasks, ShadowHand); default one per CPU core"""
-    shadowhand_assets: str | None = None
-    """ShadowHand shape assets: a clone of the authors' repository or its dex_envs/assets (README: ShadowHand); default $BRC_SHADOWHAND_ASSETS"""
-    eval_protocol: Literal["published", "layouts"] = "published"
-    """published (ref. code): one eval env per task, --eval-episodes episodes in a row; layouts: --eval-episodes envs per task, one episode each (MetaWorld: that many unseen layouts); README"""
     eval_interval: int = 25_000
     """steps between evaluations (the published curves use 25k)"""
-    eval_episodes: int = 10
-    """deterministic evaluation episodes per task"""
-    log_interval: int = 1_000
-    """steps between console progress lines"""
-    checkpoint_interval: int = 100_000
-    """steps between checkpoints (one is also written at the end)"""
-    checkpoint_minutes: float = 30.0
-    """also write a checkpoint when this many minutes have passed since the last (0: by steps only); SIGTERM or Ctrl-C always writes one, then exits"""
     checkpoint_replay: bool = True
     """save the replay buffer with each checkpoint so that --resume continues exactly"""
-    run_name: str | None = None
-    """run directory name under runs/; default <suite>__w<width>__s<seed>__<time>"""
-    resume: str | None = None
-    """run directory to continue from its latest checkpoint"""
-    track: bool = False
-    """also log to Weights & Biases (needs `pip install wandb`)"""
     capture_video: bool = False
     """at each evaluation, film one deterministic episode of each of the first --video-tasks tasks into runs/<run>/videos/<task>_step<N>.mp4 (headless: EGL or OSMesa, README: Videos)"""
     video_tasks: int = 3
@@ -160,7 +131,6 @@ class Args:
     """at each evaluation, log the paper's multi-task diagnostics (Figures 3, 5, 7) and a PCA plot of the task embeddings (docs/plots-and-diagnostics.md)"""
     diagnostics_batch_size: int = 256
     """transitions per task sampled from the replay buffer for --diagnostics"""
-
     save_buffer: str | None = None
     """folder to record every stored transition in (docs/dataset-format.md), for offline_brc_bc.py and transfer"""
 
@@ -179,16 +149,11 @@ class Args:
     """critic matmuls and activations in float32 or bfloat16 (float32 master weights, loss and softmax)"""
     overlap: bool = True
     """step the environments while the device runs the update; the update then samples from the buffer, and uses G_i, as they were before the newest transition"""
-    num_devices: int | None = None
-    """data-parallel devices (batch sharded, parameters replicated); default all visible devices"""
 
 
-# Fields that may change when resuming; every other field must match the checkpoint.
-RESUMABLE_FIELDS = {"total_steps", "eval_interval", "log_interval", "checkpoint_interval",
-                    "checkpoint_minutes", "checkpoint_replay", "resume", "track", "run_name", "overlap",
-                    "num_devices", "env_workers",
-                    "shadowhand_assets", "capture_video", "video_tasks", "diagnostics",
-                    "diagnostics_batch_size"}  # fmt: skip
+# Fields that may change when resuming (besides RunArgs'); every other field must match the checkpoint.
+RESUMABLE_FIELDS = {"total_steps", "eval_interval", "checkpoint_replay", "overlap", "env_workers",
+                    "shadowhand_assets", "capture_video", "video_tasks", "diagnostics", "diagnostics_batch_size"}  # fmt: skip
 
 # Actor log-std squashing range (ref. code).
 LOG_STD_MIN, LOG_STD_MAX = -10.0, 2.0
@@ -390,21 +355,17 @@ def sample_noise(batch_size: int, act_dim: int, key: PRNGKeyArray) -> Noise:
     return Noise(jax.random.normal(next_key, shape), jax.random.normal(action_key, shape))
 
 
+def gather(buffer: ReplayBuffer, task: Int[Array, " batch"], index: Int[Array, " batch"]) -> Batch:
+    return Batch(task, buffer.obs[task, index], buffer.action[task, index], buffer.reward[task, index],
+                 buffer.next_obs[task, index], buffer.terminated[task, index], task)  # fmt: skip
+
+
 def sample(buffer: ReplayBuffer, batch_size: int, key: PRNGKeyArray) -> Batch:
     """(task, index) uniformly: each task is equally represented in expectation."""
     task_key, index_key = jax.random.split(key)
-    num_tasks = buffer.obs.shape[0]
-    task = jax.random.randint(task_key, (batch_size,), 0, num_tasks)
+    task = jax.random.randint(task_key, (batch_size,), 0, buffer.obs.shape[0])
     index = jnp.floor(jax.random.uniform(index_key, (batch_size,)) * buffer.size[task]).astype(jnp.int32)
-    return Batch(
-        task,
-        buffer.obs[task, index],
-        buffer.action[task, index],
-        buffer.reward[task, index],
-        buffer.next_obs[task, index],
-        buffer.terminated[task, index],
-        task,
-    )
+    return gather(buffer, task, index)
 
 
 class PriorData(NamedTuple):
@@ -584,12 +545,6 @@ def precision_view(critic: Critic, precision: str) -> Critic:
         return critic
     to_bf16 = lambda p: p.astype(jnp.bfloat16) if eqx.is_inexact_array(p) else p
     return eqx.tree_at(lambda c: c.members, critic, jax.tree.map(to_bf16, critic.members))
-
-
-def make_mesh(num_devices: int | None) -> jax.sharding.Mesh:
-    """A 1-D mesh over the first `num_devices` devices (all by default), axis "batch"."""
-    devices = jax.devices()[: num_devices or len(jax.devices())]
-    return jax.sharding.Mesh(np.array(devices), ("batch",))
 
 
 def resolve_batch_size(args: Args, num_tasks: int) -> int:
@@ -852,97 +807,44 @@ def make_agent(
     return state, fns
 
 
-# ---------------------------------------------------------------- evaluation
-
-
-def evaluate(fns: AgentFns, state: TrainState, env: MultiTaskEnv, episodes: int) -> dict[str, dict[str, float]]:
-    """Deterministic evaluation (`tanh(mean)`): `episodes` episodes one after another on every
-    eval env; per task the mean return, success rate (success at any step of an episode) and score."""
-    task_ids = jnp.asarray(env.task_ids)
-    policy = lambda obs: np.asarray(fns.act_deterministic(state, jnp.asarray(obs), task_ids))
-    returns, success = run_episodes(env, policy, episodes)
-    results = {}
-    for k, task in enumerate(env.tasks):
-        rows = env.task_ids == k
-        mean_return, success_rate = float(returns[rows].mean()), float(success[rows].mean())
-        results[task.name] = {
-            "return": mean_return,
-            "success": success_rate if task.has_success else None,
-            "score": normalized_score(task, mean_return, success_rate),
-        }
-    return results
-
-
-def film(
-    fns: AgentFns, state: TrainState, video: VideoRecorder, env: MultiTaskEnv, folder: Path, env_step: int
-) -> dict[str, str]:
-    """--capture-video: one deterministic episode of each filmed task, as `evaluate` acts (on a
-    batch shaped like the eval env's, so act_deterministic keeps its one trace); returns task ->
-    file name under `folder`."""
-    task_ids, files = jnp.asarray(env.task_ids), {}
-    for k, task in enumerate(video.tasks):
-        row = int(np.flatnonzero(env.task_ids == k)[0])
-        batch = np.zeros((env.num_envs, env.obs_dim), np.float32)
-
-        def policy(obs: np.ndarray) -> np.ndarray:
-            batch[row] = obs[0]
-            return np.asarray(fns.act_deterministic(state, jnp.asarray(batch), task_ids))[row : row + 1]
-
-        files[task.name] = f"{task.name}_step{env_step}.mp4"
-        video.record(k, policy, folder / files[task.name])
-    return files
-
-
 # ---------------------------------------------------------------- main
 
 
 def main(args: Args) -> None:
     args, tasks = validate(args)
     num_tasks, batch_size = len(tasks), resolve_batch_size(args, len(tasks))
-    transfer = read_transfer(args, tasks)  # --init-from, --init-buffer; else the tasks' padded sizes
+    transfer = read_transfer(dataclasses.asdict(args), tasks)  # --init-from, --init-buffer; the padded sizes
     obs_dim, act_dim = transfer.obs_dim, transfer.act_dim
     capacity = min(args.buffer_size, args.total_steps)  # a buffer never larger than the run
     run = Run.open(args, tasks)  # a new run directory, or --resume's after checking its config
     init_key, act_key, update_key, diagnostics_key = jax.random.split(jax.random.key(args.seed), 4)
-    # sizes and the memory plan, before anything is compiled: refuses what cannot fit
-    print_plan(args, tasks, obs_dim, act_dim, capacity, batch_size, transfer, init_key)
+    print_plan(args, tasks, capacity, batch_size, transfer, init_key)  # before compiling: refuses what cannot fit
     run.create()
 
     state, fns = make_agent(args, num_tasks, obs_dim, act_dim, batch_size, init_key)
     buffer = replay_buffer_init(num_tasks, capacity, obs_dim, act_dim)
-    state, prior_buffer, prior_g = start_transfer(args, transfer, state, fns, run.resumed)
-    del transfer  # the host copy of the prior data (on a CPU backend the device copy is host memory too)
+    if transfer.pretrained is not None and not run.resumed:  # model transfer (a resumed run has its own state)
+        state = init_from_checkpoint(transfer.pretrained, state, args)
+    prior, prior_g = prior_data(transfer)  # data transfer: the padded pretraining data, each pretraining task's G
+    prior_buffer = None if prior is None else fns.replicate(PriorData(*prior))
+    del transfer, prior  # the host copy (on a CPU backend the device copy is host memory too)
     state, buffer = fns.replicate((state, buffer))
     normalizer = ReturnNormalizer(num_tasks, args.gamma)
     max_abs_return = lambda: jnp.asarray(np.concatenate([normalizer.g(), prior_g]))  # G per reward_task
     env_step, collect_until, rng = 0, 0, np.random.default_rng(args.seed)
     if run.resumed:  # the step, normaliser, action key and numpy stream the checkpoint was written with
-        state, buffer, env_step, act_key, collect_until = run.restore(state, buffer, fns, normalizer, rng)
+        state, buffer, env_step, act_key, collect_until = run.resume(state, buffer, fns.replicate, normalizer, rng)
     print(f"run directory: {run.dir}; batch {batch_size}, replay capacity {capacity} per task")
     recorder = run.open_recorder(env_step)  # --save-buffer, else None
     diagnose = make_diagnostics(args, num_tasks, act_dim) if args.diagnostics else None
-
-    # env seeds from np.random.SeedSequence(seed): disjoint between runs and between training and
-    # evaluation (common/envs.py env_seeds); the ref. code's eval envs are a second set, seed + 42
-    env_kwargs = dict(seed=args.seed, mw_backend=args.mw_backend, min_obs_dim=obs_dim, num_workers=args.env_workers,
-                      shadowhand_assets=args.shadowhand_assets)  # fmt: skip
-    eval_copies, eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)
     task_ids = jnp.asarray(np.arange(num_tasks, dtype=np.int32))  # one env per task
     stored = int(np.asarray(buffer.size).min())  # transitions per task in the replay (restored on resume)
-    episode_return = np.zeros(num_tasks)
-    recent_returns = [deque(maxlen=10) for _ in range(num_tasks)]
-    metrics = None
-    run.start(env_step)  # the clocks, wandb with --track, and checkpoints on SIGTERM or Ctrl-C
-    env = eval_env = video = None
-    try:  # every env worker is stopped on the way out, whatever happens
-        env = MultiTaskEnv(tasks, 1, role="train", **env_kwargs)
-        eval_env = MultiTaskEnv(tasks, eval_copies, role="eval", **env_kwargs)
-        video = run.open_video(obs_dim, eval_copies)  # --capture-video, else None
+    returns, metrics = EpisodeReturns(num_tasks), None
+    with run.started(env_step):  # clocks, wandb, checkpoints on SIGTERM/Ctrl-C; closes the envs at the end
+        env = run.open_envs(obs_dim)  # one per task; and the eval envs, the video process (--capture-video)
         obs = env.reset()
         while env_step < args.total_steps:
-            learning = env_step >= max(args.learning_starts, collect_until)
-            if learning:
-                run.learning_at(env_step)
+            learning = run.learning(env_step, max(args.learning_starts, collect_until))
             if env_step < args.learning_starts:
                 action = rng.uniform(-1.0, 1.0, (num_tasks, act_dim)).astype(np.float32)
             else:  # dispatched, not awaited: with --overlap the update queues right behind it
@@ -960,10 +862,7 @@ def main(args: Args) -> None:
             if recorder is not None:
                 recorder.add(env_step + 1, obs, action, out.reward, out.next_obs, out.terminated,
                              out.truncated, np.ones(num_tasks, bool))  # fmt: skip
-            episode_return += out.reward
-            for i in np.flatnonzero(out.terminated | out.truncated):
-                recent_returns[i].append(episode_return[i])
-                episode_return[i] = 0.0
+            returns.add(out.reward, out.terminated | out.truncated)
             obs = out.obs
             env_step += 1
 
@@ -971,24 +870,12 @@ def main(args: Args) -> None:
                 state, metrics = fns.update(state, buffer, max_abs_return(), update_key, prior_buffer)
 
             if env_step % args.log_interval == 0:
-                run.log_progress(env_step, recent_returns, metrics)
-            if env_step % args.eval_interval == 0 or env_step == args.total_steps:
-                eval_start = time.time()
-                results = evaluate(fns, state, eval_env, eval_runs)
-                record = run.evaluation_record(env_step, state, results, recent_returns, metrics, eval_start)
-                if video is not None:
-                    record |= run.film(fns, state, video, eval_env, env_step)
-                if diagnose is not None:
-                    record["diagnostics"] = run.diagnose(diagnose, state, buffer, normalizer.g(),
-                                                         jax.random.fold_in(diagnostics_key, env_step), env_step)  # fmt: skip
-                run.log_evaluation(record)
+                run.log_progress(env_step, returns, metrics)
+            if env_step % args.eval_interval == 0 or env_step == args.total_steps:  # evaluate, film, diagnose
+                run.evaluation(env_step, fns, state, returns, metrics, diagnose, buffer, normalizer.g(),
+                               jax.random.fold_in(diagnostics_key, env_step))
             if run.checkpoint_due(env_step):  # on a stop signal, the run ends after it
                 run.checkpoint(env_step, state, buffer, metrics, normalizer, rng, act_key, recorder)
-    finally:
-        for e in (env, eval_env, video):
-            if e is not None:
-                e.close()
-        run.close()
     print(f"done: {env_step} steps per task in {time.time() - run.start_time:.0f} s; results in {run.dir}")
 
 
@@ -1002,18 +889,10 @@ def main(args: Args) -> None:
 
 
 def make_diagnostics(args: Args, num_tasks: int, act_dim: int):
-    """The paper's multi-task diagnostics as one jitted function of the training state.
-
-    On a fresh batch of `diagnostics_batch_size` transitions per task (same reward scaling and
-    TD target as the update): per-task critic TD loss, per-task critic gradient norm, per-task
-    policy entropy and the spread of each across tasks (Figure 3, Appendix D: sigma / mu over
-    tasks), and the gradient-conflict rate (Figure 5). Gradients are taken with respect to every
-    critic parameter; the task-specific ones (a task's embedding row, its head) receive nothing
-    from other tasks, so they add nothing to `<g_i, g_j>` and the conflict rate equals the one
-    on the shared parameters that PCGrad uses.
-    """
-    per_task = args.diagnostics_batch_size
-    support = make_support(args.num_atoms, args.v_max)
+    """The paper's multi-task diagnostics (common/diagnostics.py) as one jitted function of the
+    training state, on a fresh batch of --diagnostics-batch-size transitions per task with the
+    update's own reward scale, TD target and critic loss, so the two cannot drift."""
+    per_task, support = args.diagnostics_batch_size, make_support(args.num_atoms, args.v_max)
 
     @jax.jit
     @eqx.debug.assert_max_traces(max_traces=1)
@@ -1024,131 +903,41 @@ def make_diagnostics(args: Args, num_tasks: int, act_dim: int):
         task = jnp.repeat(jnp.arange(num_tasks), per_task)  # tasks x per_task, task-major
         uniform = jax.random.uniform(index_key, (num_tasks * per_task,))
         index = jnp.floor(uniform * buffer.size[task]).astype(jnp.int32)
-        batch = Batch(task, buffer.obs[task, index], buffer.action[task, index], buffer.reward[task, index],
-                      buffer.next_obs[task, index], buffer.terminated[task, index], task)  # fmt: skip
+        batch = gather(buffer, task, index)
         scale = reward_scale(max_abs_return, jnp.exp(state.log_alpha), act_dim, args.gamma, args.v_max)
-        # the update's own TD target and critic loss (update_once), so the two cannot drift
         next_noise = jax.random.normal(next_key, batch.action.shape)
         target = td_target(state, batch, batch.reward * scale[task], next_noise, args, support)
-
         params, static = eqx.partition(state.critic, eqx.is_inexact_array)
-        split = lambda x: x.reshape(num_tasks, per_task, *x.shape[1:])
 
-        def sample_losses(params, rows: Batch, target):
-            """update_once's critic loss per row (summed over the ensemble; its mean is the loss)."""
-            return critic_losses(eqx.combine(params, static), rows, target, args).sum(axis=1)
-
-        def all_task_losses(params):
-            return split(sample_losses(params, batch, target)).mean(axis=1)
-
-        def task_loss(params, i):  # only task i's rows
-            rows = lambda x: split(x)[i]
-            return sample_losses(params, jax.tree.map(rows, batch), rows(target)).mean()
-
-        td_loss = all_task_losses(params)
-        gram = task_gradient_gram(params, task_loss, all_task_losses, num_tasks)
-        grad_norm, conflict_rate = gradient_conflicts(gram)
+        def row_losses(params, rows):  # update_once's critic loss per row, summed over the ensemble
+            rows_of = lambda x: x[rows]
+            critic = eqx.combine(params, static)
+            return critic_losses(critic, jax.tree.map(rows_of, batch), target[rows], args).sum(axis=1)
 
         # policy entropy per task: -E[log pi(a|s)] over the task's states, as the update's metric
         mean, log_std = jax.vmap(policy, in_axes=(None, 0, 0))(state, batch.obs, task)
         _, log_prob = jax.vmap(sample_tanh_gaussian)(mean, log_std, jax.random.normal(entropy_key, mean.shape))
-        entropy = -split(log_prob).mean(axis=1)
-        return {
-            "td_loss": td_loss,
-            "grad_norm": grad_norm,
-            "entropy": entropy,
-            "spread": {
-                "td_loss": relative_spread(td_loss),
-                "grad_norm": relative_spread(grad_norm),
-                "entropy": relative_spread(entropy),
-            },
-            "conflict_rate": conflict_rate,
-        }
+        return multitask_diagnostics(row_losses, params, num_tasks, -log_prob)
 
     return diagnose
 
 
 # ---------------------------------------------------------------- transfer: --init-from, --init-buffer
-
-# Args that fix the shapes or the meaning of a checkpoint's networks: they must match for --init-from.
-NETWORK_FIELDS = ("width", "depth", "actor_width", "actor_depth", "embedding_dim", "num_atoms", "v_max",
-                  "loss", "task_conditioning")  # fmt: skip
+# Reading the checkpoint and the prior data, and the padded sizes: common/transfer.py.
 
 
-class Pretrained(NamedTuple):
-    """--init-from: the checkpoint to start from and the run that wrote it."""
-
-    checkpoint: Path
-    args: Args
-    tasks: list[TaskSpec]
-    obs_dim: int  # the padded sizes its networks read; the new tasks are read at them
-    act_dim: int
-
-
-def read_pretrained_config(args: Args, obs_dim: int, act_dim: int) -> Pretrained:
-    """The --init-from checkpoint, after checking that this run's networks have the same shapes
-    and the new tasks fit its inputs."""
-    path = Path(args.init_from)
-    run_dir, ckpt = (path.parent.parent, path) if (path / "state.eqx").exists() else (path, None)
-    if ckpt is None and (run_dir / "checkpoints" / "latest").exists():
-        ckpt = run_dir / "checkpoints" / (run_dir / "checkpoints" / "latest").read_text().strip()
-    if ckpt is None or not (run_dir / "config.json").exists():
-        raise ConfigError(
-            f"--init-from {path}: give a sac_brc.py run directory (config.json and checkpoints/latest) "
-            "or one of its checkpoints/step_N folders"
-        )
-    pre_args = saved_args(Args, run_dir)
-    diffs = [f"--{k.replace('_', '-')} {getattr(pre_args, k)!r} (checkpoint) vs {getattr(args, k)!r} (now)"
-             for k in NETWORK_FIELDS if getattr(pre_args, k) != getattr(args, k)]  # fmt: skip
-    if diffs:
-        raise ConfigError(
-            f"--init-from {path} has other networks than this run: {'; '.join(diffs)}. "
-            "Pass the checkpoint's network flags (see its config.json)"
-        )
-    try:
-        pre_tasks = resolve_tasks(pre_args.suite, pre_args.tasks)
-    except ValueError as error:
-        raise ConfigError(f"--init-from {path}: its config.json names unknown tasks ({error})") from None
-    if len(pre_tasks) < 2 or pre_args.task_conditioning != "embedding":
-        raise ConfigError(
-            f"--init-from {path} is not a multi-task run with task embeddings; model transfer starts from one"
-        )
-    pre_obs, pre_act = max(t.obs_dim for t in pre_tasks), max(t.act_dim for t in pre_tasks)
-    if obs_dim > pre_obs or act_dim > pre_act:
-        raise ConfigError(
-            f"these tasks need observations {obs_dim} / actions {act_dim}, more than the --init-from network "
-            f"reads ({pre_obs} / {pre_act}); transfer to tasks no larger than the pretraining suite's"
-        )
-    return Pretrained(ckpt, pre_args, pre_tasks, pre_obs, pre_act)
-
-
-def init_from_checkpoint(pretrained: Pretrained, state: TrainState, keep_temperature: bool = True) -> TrainState:
-    """Model transfer (paper Section 4; the paper states only that the weights are
-    transferred): the pretrained actor, critic ensemble and, by default, temperature in a fresh
-    TrainState. The temperature is kept because the critic's soft values were learned at it:
-    a reset changes the entropy bonus in every target and the normaliser's entropy term
-    alpha * |A| / 4 / (1 - gamma) before the first update. The target critic is the loaded
-    critic (with the new rows), as any learner starts. Fresh, and why: the task embedding
-    table (one new row per new task, nn.Embed init, ref. code), because the pretraining rows
-    name other tasks; the AdamW and temperature moments, which track the pretraining tasks'
-    gradients; the step count; the return normaliser (built by the caller), whose G_i must
-    come from the new tasks' own returns."""
-    ckpt, pre_args, pre_tasks, pre_obs, pre_act = pretrained
-    like = eqx.filter_eval_shape(  # shapes only: nothing is initialised or compiled
-        partial(init_state, args=pre_args, num_tasks=len(pre_tasks), obs_dim=pre_obs, act_dim=pre_act,
-                optimizers=make_optimizers(pre_args)),
-        *jax.random.split(jax.random.key(0)),
-    )  # fmt: skip
-    try:
-        loaded = eqx.tree_deserialise_leaves(ckpt / "state.eqx", like)
-    except Exception as error:  # noqa: BLE001 (any shape or structure mismatch)
-        raise ConfigError(
-            f"--init-from checkpoint {ckpt} does not match its config.json ({type(error).__name__}); "
-            "use a checkpoint together with the config.json of the run that wrote it"
-        ) from None
-    shapes = lambda tree: [x.shape for x in jax.tree.leaves(eqx.filter(tree, eqx.is_array))]
-    if shapes((loaded.actor, loaded.critic.members)) != shapes((state.actor, state.critic.members)):
-        raise ConfigError(f"--init-from {ckpt}: its networks' shapes differ from this run's")
+def init_from_checkpoint(pretrained: Pretrained, state: TrainState, args: Args) -> TrainState:
+    """Model transfer (paper Section 4, which states only that the weights are transferred): the
+    pretrained actor, critic ensemble and, by default, temperature (the critic's soft values were
+    learned at it) in a fresh TrainState; the target is the loaded critic. Fresh: the task
+    embedding table (the pretraining rows name other tasks), the optimiser moments, the step
+    count and the return normaliser (docs/transfer.md says why each)."""
+    ckpt, pre_tasks, pre_obs, pre_act = pretrained
+    init = partial(init_state, args=args, num_tasks=len(pre_tasks), obs_dim=pre_obs, act_dim=pre_act,
+                   optimizers=make_optimizers(args))  # the network flags match: read_pretrained checks
+    like = eqx.filter_eval_shape(init, *jax.random.split(jax.random.key(0)))  # shapes only
+    loaded = load_pretrained_state(pretrained, like)
+    keep_temperature = args.transfer_temperature == "pretrained"
     critic = eqx.tree_at(lambda c: c.members, state.critic, loaded.critic.members)
     log_alpha = loaded.log_alpha if keep_temperature else state.log_alpha
     print(f"model transfer: actor and critic from {ckpt} ({', '.join(t.name for t in pre_tasks)}), "
@@ -1159,92 +948,7 @@ def init_from_checkpoint(pretrained: Pretrained, state: TrainState, keep_tempera
                        (loaded.actor, critic, target_critic, log_alpha))  # fmt: skip
 
 
-def load_prior_data(args: Args) -> Dataset:
-    """--init-buffer: a dataset folder (docs/dataset-format.md), or a run directory whose
-    config.json names the --save-buffer folder it wrote; streamed into host memory chunk by
-    chunk (at most --init-buffer-per-task random transitions per pretraining task), with G_i of
-    each pretraining task from all of its episodes at this run's gamma."""
-    folder = Path(args.init_buffer)
-    if (folder / "config.json").exists() and not (folder / "metadata.json").exists():
-        saved = json.loads((folder / "config.json").read_text()).get("save_buffer")
-        if not saved:
-            raise ConfigError(f"--init-buffer {folder}: that run did not record its data (run it with --save-buffer)")
-        # a relative --save-buffer was relative to where that run started, the parent of runs/
-        folder = Path(saved) if Path(saved).is_absolute() else folder.resolve().parent.parent / saved
-    try:
-        index = index_dataset(folder)
-        prior = load_dataset(index, args.gamma, args.init_buffer_per_task, args.seed,
-                             fix="pass --init-buffer-per-task {fit} (or less) to keep a random subset")  # fmt: skip
-    except DatasetError as error:
-        raise ConfigError(f"--init-buffer {args.init_buffer}: {error}") from None
-    print(f"data transfer: {len(prior.reward):,} of {sum(index.sizes):,} transitions of "
-          f"{', '.join(t.name for t in prior.tasks)} from {folder}")  # fmt: skip
-    return prior
-
-
-def prior_data(prior: Dataset, obs_dim: int, act_dim: int) -> PriorData:
-    """The loaded dataset as data transfer's prior buffer, zero-padded to this run's sizes."""
-    pad = lambda x, dim: x if x.shape[1] == dim else np.pad(x, ((0, 0), (0, dim - x.shape[1])))
-    source = np.repeat(np.arange(len(prior.tasks), dtype=np.int32), np.diff(prior.offsets))
-    return PriorData(pad(prior.obs, obs_dim), pad(prior.action, act_dim), prior.reward,
-                     pad(prior.next_obs, obs_dim), prior.terminated.astype(np.float32), source)  # fmt: skip
-
-
-def warn_if_seen(tasks: list[TaskSpec], pretraining: list[TaskSpec], source: str) -> None:
-    """A transfer run on tasks the pretraining saw is not a held-out result: say so."""
-    seen = [t.name for t in tasks if t.name in {p.name for p in pretraining}]
-    if seen:
-        print(f"warning: target task(s) {', '.join(seen)} were pretraining tasks of {source}; "
-              "results on them are not transfer to held-out tasks (paper Appendix E.2 splits)", file=sys.stderr)  # fmt: skip
-
-
-class Transfer(NamedTuple):
-    """What --init-from and --init-buffer bring to a run, and the sizes its networks read."""
-
-    pretrained: Pretrained | None  # --init-from
-    prior: Dataset | None  # --init-buffer
-    obs_dim: int  # padded sizes: the checkpoint's, or the largest of the tasks' and the prior data's
-    act_dim: int
-
-
-def read_transfer(args: Args, tasks: list[TaskSpec]) -> Transfer:
-    """The first half of transfer (paper Section 4; docs/transfer.md), before any network
-    exists: read and check the checkpoint and the prior data, and fix the padded sizes."""
-    obs_dim, act_dim = max(t.obs_dim for t in tasks), max(t.act_dim for t in tasks)
-    pretrained = read_pretrained_config(args, obs_dim, act_dim) if args.init_from else None
-    prior = load_prior_data(args) if args.init_buffer else None
-    if pretrained is not None:  # the suites' padding rule: the new tasks are read at the checkpoint's sizes
-        obs_dim, act_dim = pretrained.obs_dim, pretrained.act_dim
-        warn_if_seen(tasks, pretrained.tasks, f"--init-from {args.init_from}")
-    if prior is not None:
-        obs_dim, act_dim = max(obs_dim, prior.obs.shape[1]), max(act_dim, prior.action.shape[1])
-        if pretrained is not None and (obs_dim, act_dim) != (pretrained.obs_dim, pretrained.act_dim):
-            raise ConfigError(
-                f"--init-buffer {args.init_buffer} has larger observations or actions than the --init-from "
-                "checkpoint's network can read; use data from the checkpoint's suite"
-            )
-        warn_if_seen(tasks, prior.tasks, f"--init-buffer {args.init_buffer}")
-    return Transfer(pretrained, prior, obs_dim, act_dim)
-
-
-def start_transfer(
-    args: Args, transfer: Transfer, state: TrainState, fns: AgentFns, resumed: bool
-) -> tuple[TrainState, PriorData | None, Float[np.ndarray, " prior_tasks"]]:
-    """The second half, once the fresh state exists: model transfer loads the checkpoint's
-    networks into it (not on resume: the run's own checkpoint has them); data transfer puts the
-    prior data on the devices (replicated) with each pretraining task's G from its own episodes,
-    which follow the new tasks' in `max_abs_return`. Our choice (the paper and Ball et al. do
-    not say; docs/transfer.md): each task's returns on the fixed support."""
-    if transfer.pretrained is not None and not resumed:
-        keep_temperature = args.transfer_temperature == "pretrained"
-        state = init_from_checkpoint(transfer.pretrained, state, keep_temperature)
-    prior = transfer.prior
-    prior_buffer = None if prior is None else fns.replicate(prior_data(prior, transfer.obs_dim, transfer.act_dim))
-    prior_g = np.array([s.max_abs_return for s in prior.stats] if prior is not None else [], np.float32)
-    return state, prior_buffer, prior_g
-
-
-# ---------------------------------------------------------------- runs: config, checkpoints, metrics
+# ---------------------------------------------------------------- runs: flags, sizes, checkpoints, console
 
 
 def validate(args: Args) -> tuple[Args, list[TaskSpec]]:
@@ -1261,36 +965,20 @@ def validate(args: Args) -> tuple[Args, list[TaskSpec]]:
         raise ConfigError(str(error)) from None
     if len(runnable) < len(tasks):
         tasks, args = runnable, dataclasses.replace(args, tasks=tuple(t.name for t in runnable))
-    atari = [t.name for t in tasks if t.domain == "atari"]
-    if atari:  # discrete actions from pixels: DrQ-epsilon + BRC
-        raise ConfigError(
-            f"sac_brc.py is for continuous control; the Atari games ({', '.join(atari[:3])}"
-            f"{', ...' if len(atari) > 3 else ''}) train with drq_brc.py, e.g. python drq_brc.py --suite atari"
-        )
-    positive = ["total_steps", "width", "actor_width", "num_atoms", "utd", "buffer_size",
-                "eval_interval", "eval_episodes", "log_interval", "checkpoint_interval",
-                "video_tasks", "diagnostics_batch_size"]  # fmt: skip
-    if args.init_buffer_per_task is not None and args.init_buffer_per_task <= 0:
-        raise ConfigError(f"--init-buffer-per-task must be positive, got {args.init_buffer_per_task}")
+    if atari := [t.name for t in tasks if t.domain == "atari"]:  # discrete actions from pixels: DrQ-epsilon + BRC
+        raise ConfigError(f"sac_brc.py is for continuous control; the Atari games ({', '.join(atari[:3])}"
+                          f"{', ...' if len(atari) > 3 else ''}) train with drq_brc.py, e.g. python drq_brc.py "
+                          "--suite atari")
     if args.init_buffer_per_task is not None and not args.init_buffer:
         raise ConfigError("--init-buffer-per-task subsamples --init-buffer's dataset; pass --init-buffer too")
-    for name in positive:
-        if getattr(args, name) <= 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.depth < 0 or args.actor_depth < 0 or args.learning_starts < 0:
-        raise ConfigError("--depth, --actor-depth and --learning-starts must be >= 0")
-    if args.batch_size is not None and args.batch_size <= 0:
-        raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
-    if not args.checkpoint_minutes >= 0:  # also refuses nan
-        minutes = args.checkpoint_minutes
-        raise ConfigError(f"--checkpoint-minutes must be >= 0 (0: by steps only), got {minutes}")
+    check_positive(args, "total_steps", "width", "actor_width", "num_atoms", "utd", "buffer_size", "batch_size",
+                   "eval_interval", "eval_episodes", "video_tasks", "diagnostics_batch_size", "init_buffer_per_task")  # fmt: skip
+    check_run_args(args)
+    check_nonnegative(args, "depth", "actor_depth", "learning_starts")
     if args.loss == "ce" and args.num_atoms < 2:
         raise ConfigError("--num-atoms must be at least 2 for the categorical critic")
     if not (0 < args.gamma < 1) or args.v_max <= 0 or args.init_temperature <= 0:
         raise ConfigError("need 0 < --gamma < 1, --v-max > 0 and --init-temperature > 0")
-    visible = len(jax.devices())
-    if args.num_devices is not None and not 0 < args.num_devices <= visible:
-        raise ConfigError(f"--num-devices must be between 1 and the {visible} visible device(s), got {args.num_devices}")
     if args.save_buffer and not args.resume:
         target = Path(args.save_buffer)
         if target.is_file() or (target.is_dir() and any(target.iterdir())):
@@ -1298,106 +986,12 @@ def validate(args: Args) -> tuple[Args, list[TaskSpec]]:
     return args, tasks
 
 
-def check_memory(
-    args: Args,
-    num_tasks: int,
-    obs_dim: int,
-    act_dim: int,
-    capacity: int,
-    critic_params: int,
-    actor_params: int,
-    prior_transitions: int = 0,
-):
-    """Refuse, before compiling, a configuration whose replay buffer, data transfer's prior
-    buffer and networks cannot fit."""
-    replay = replay_buffer_bytes(num_tasks, capacity, obs_dim, act_dim)
-    # float32: critic, target and the two AdamW moments; actor and its two moments;
-    # with bf16, bfloat16 copies of critic and target while an update runs
-    parts = {
-        "prior data": replay_buffer_bytes(1, prior_transitions, obs_dim, act_dim) + 4 * prior_transitions,
-        "critic": 4 * critic_params,
-        "target": 4 * critic_params,
-        "optimiser": 4 * 2 * (critic_params + actor_params),
-        "actor": 4 * actor_params,
-        "bf16 copies": 2 * 2 * critic_params if args.precision == "bf16" else 0,
-    }
-    networks = sum(parts.values())
-    available, where = device_memory()
-    gib = lambda b: f"{b / 2**30:.2f} GiB"
-    # every device holds all of it (data parallel: replicated parameters and replay)
-    print(
-        f"memory plan per device: replay {gib(replay)} + "
-        + " + ".join(f"{name} {gib(size)}" for name, size in parts.items() if size)
-        + f" = {gib(replay + networks)} of {gib(available)} {where}"
-    )
-    # activations of a width-w batch need headroom too; keep 20% free
-    if replay + networks > 0.8 * available:
-        fitting = int((0.8 * available - networks) / max(replay / capacity, 1))
-        raise ConfigError(
-            f"the replay buffer ({num_tasks} tasks x {capacity} transitions = {gib(replay)}) and networks "
-            f"({gib(networks)}) need more than 80% of the {gib(available)} of {where}. "
-            f"Use --buffer-size {max(fitting, 0)} or less, or a smaller --width"
-            + (" or --init-buffer-per-task." if prior_transitions else ".")
-        )
-
-
-def replay_arrays(buffer: ReplayBuffer) -> dict[str, np.ndarray]:
-    """What a checkpoint's replay.npz holds: each task's stored transitions, and the ring's state."""
-    size = int(jnp.max(buffer.size))
-    fields = ("obs", "action", "reward", "next_obs", "terminated")
-    return {**{f: np.asarray(getattr(buffer, f)[:, :size]) for f in fields},
-            "position": np.asarray(buffer.position), "size": np.asarray(buffer.size)}  # fmt: skip
-
-
-def restore_replay(path: Path, buffer: ReplayBuffer) -> ReplayBuffer:
-    """Load saved transitions into `buffer`, whose capacity may differ from the saved run's
-    (capacity is min(--buffer-size, --total-steps), and --total-steps may grow on resume).
-
-    Each task's transitions are put back in chronological order from slot 0 (a full ring
-    buffer starts at its write position), so the next insert goes right after the newest.
-    """
-    capacity = buffer.obs.shape[1]
-    with np.load(path) as data:
-        position, size = data["position"], data["size"]
-        saved = data["obs"].shape[1]  # the largest task size, the saved capacity if any task is full
-        if int(size.max()) > capacity:
-            raise ConfigError(
-                f"{path} holds {int(size.max())} transitions per task, more than this run's replay "
-                f"capacity {capacity}; resume with --total-steps of at least {int(size.max())}"
-            )
-        fields = {}
-        for field in ("obs", "action", "reward", "next_obs", "terminated"):
-            stored = data[field]
-            chronological = np.stack(
-                [
-                    np.roll(stored[t], -int(position[t]) if size[t] == saved else 0, axis=0)
-                    for t in range(len(size))
-                ]
-            )
-            fields[field] = getattr(buffer, field).at[:, :saved].set(chronological)
-    return ReplayBuffer(
-        **fields, position=jnp.asarray(size % capacity, jnp.int32), size=jnp.asarray(size, jnp.int32)
-    )
-
-
-def print_plan(
-    args: Args,
-    tasks: list[TaskSpec],
-    obs_dim: int,
-    act_dim: int,
-    capacity: int,
-    batch_size: int,
-    transfer: Transfer,
-    key: PRNGKeyArray,
-) -> None:
+def print_plan(args: Args, tasks: list[TaskSpec], capacity: int, batch_size: int, transfer: Transfer,
+               key: PRNGKeyArray) -> None:  # fmt: skip
     """Sizes before anything is compiled: device, tasks, parameters, FLOPs and the memory plan
     (which refuses a configuration that cannot fit)."""
-    num_tasks, num_devices = len(tasks), args.num_devices or len(jax.devices())
-    if batch_size % num_devices:
-        raise ConfigError(
-            f"the batch ({batch_size}) must split evenly across {num_devices} devices; "
-            "change --batch-size or --num-devices"
-        )
+    num_tasks, obs_dim, act_dim = len(tasks), transfer.obs_dim, transfer.act_dim
+    check_batch_split(batch_size, args.num_devices)
     embedding_dim = args.embedding_dim if uses_task_embedding(args, num_tasks) else 0
     critic, actor = eqx.filter_eval_shape(
         lambda k: (Critic(obs_dim, act_dim, num_tasks, args, k),
@@ -1413,56 +1007,37 @@ def print_plan(
     print(f"model size as in paper Table 1 (residual blocks, critics + targets): {table1_size / 1e6:,.1f}M")
     flops = update_flops(args, num_tasks, obs_dim, act_dim, batch_size)
     print(f"one update: {flops / 1e9:,.1f} GFLOP of matmuls (x {args.utd} updates per env step)")
-    prior_transitions = 0 if transfer.prior is None else len(transfer.prior.reward)
-    check_memory(args, num_tasks, obs_dim, act_dim, capacity, critic_params, actor_params, prior_transitions)
+    prior = 0 if transfer.prior is None else len(transfer.prior.reward)
+    # float32: critic, target and the two AdamW moments; actor and its two moments; with bf16,
+    # bfloat16 copies of critic and target while an update runs
+    parts = {"prior data": replay_buffer_bytes(1, prior, obs_dim, act_dim) + 4 * prior, "critic": 4 * critic_params,
+             "target": 4 * critic_params, "optimiser": 8 * (critic_params + actor_params), "actor": 4 * actor_params,
+             "bf16 copies": 2 * 2 * critic_params if args.precision == "bf16" else 0}  # fmt: skip
+    check_memory(replay_buffer_bytes(num_tasks, capacity, obs_dim, act_dim), capacity, parts, 0.8,
+                 f"{num_tasks} tasks x {capacity} transitions", "a smaller --width" + " or --init-buffer-per-task" * bool(prior))  # fmt: skip
 
 
 def update_flops(args: Args, num_tasks: int, obs_dim: int, act_dim: int, batch_size: int) -> int:
-    """Matmul FLOPs of one update (critic, target, actor and temperature steps), from the shapes.
-
-    Per sample, in forward-pass equivalents: target critics 1, critic loss forward and backward
-    3 (gradients for weights and activations), actor loss 2 (the critic forward, then its
-    backward to the action, with no weight gradients); actor: next action 1, actor loss 3.
-    The two critics count twice; LayerNorm, softmax and projection are left out.
-    """
+    """Matmul FLOPs of one update, from the shapes. Per sample, in forward-pass equivalents:
+    target critics 1, critic loss forward and backward 3 (weight and activation gradients), actor
+    loss 2 (critic forward, backward to the action only); actor: next action 1, actor loss 3.
+    The two critics count twice; LayerNorm, softmax and projection are left out."""
     heads = num_tasks if num_tasks > 1 and args.task_conditioning == "heads" else 1
     embedding_dim = args.embedding_dim if uses_task_embedding(args, num_tasks) else 0
     outputs = (args.num_atoms if args.loss == "ce" else 1) * heads
-    critic = (obs_dim + act_dim + embedding_dim) * args.width + 2 * args.depth * args.width**2
-    critic += args.width * outputs
-    actor = (obs_dim + embedding_dim) * args.actor_width + 2 * args.actor_depth * args.actor_width**2
-    actor += args.actor_width * 2 * act_dim * heads
+    critic = bronet_macs(obs_dim + act_dim + embedding_dim, args.width, args.depth, outputs)
+    actor = bronet_macs(obs_dim + embedding_dim, args.actor_width, args.actor_depth, 2 * act_dim * heads)
     return 2 * batch_size * (6 * 2 * critic + 4 * actor)  # 2 FLOPs per multiply-add
 
 
 class Run(RunDir):
-    """The run directory (common/run.py: config.json, metrics.jsonl and wandb, the progress
-    line), and what this script adds: its checkpoints and resuming from them, the console
-    lines, videos, diagnostics and the --save-buffer recorder."""
-
-    def __init__(self, args: Args, run_dir: Path, resumed: bool, total: int, tasks: list[TaskSpec]):
-        super().__init__(args, run_dir, resumed, total)
-        self.tasks = tasks
+    """The run directory (common/run.py: config, metrics, console, checkpoints and resume), and what
+    this script adds: the --save-buffer recorder, the envs, and evaluation with videos and diagnostics."""
 
     @classmethod
     def open(cls, args: Args, tasks: list[TaskSpec]) -> "Run":
         name = f"{args.suite if not args.tasks else 'tasks'}__w{args.width}__s{args.seed}__{int(time.time())}"
-        return super().open(args, name, RESUMABLE_FIELDS, args.total_steps, tasks=tasks)
-
-    def restore(self, state: TrainState, buffer: ReplayBuffer, fns: AgentFns, normalizer: ReturnNormalizer,
-                rng: np.random.Generator):  # fmt: skip
-        """The latest checkpoint: state, replay, env step, normaliser and numpy stream (in place),
-        the action key; and the step until which the run only collects (without a saved replay,
-        `learning_starts` steps with the restored policy)."""
-        state, host_state, replay_file = load_checkpoint(self.dir, state)
-        if replay_file is not None:
-            buffer = restore_replay(replay_file, buffer)
-        state, buffer = fns.replicate((state, buffer))
-        normalizer.load_state_dict(host_state["normalizer"])
-        normalizer.truncate_all()  # the envs restart from a reset
-        restored, learning_starts = replay_file is not None, self.args.learning_starts
-        env_step, act_key, collect_until = self.resume_online(host_state, rng, restored, learning_starts)
-        return state, buffer, env_step, act_key, collect_until
+        return super().open(args, name, RESUMABLE_FIELDS, args.total_steps, tasks)
 
     def open_recorder(self, env_step: int) -> DatasetWriter | None:
         """--save-buffer: every stored transition, chunked on the host (common/dataset.py)."""
@@ -1471,86 +1046,52 @@ class Run(RunDir):
             return None
         metadata = make_metadata(self.tasks, "sac_brc.py", suite=args.suite, run_dir=str(self.dir), gamma=args.gamma,
                                  env={"mw_backend": args.mw_backend, "seed": args.seed})  # fmt: skip
-        try:
-            return DatasetWriter(Path(args.save_buffer), self.tasks, metadata,
-                                 resume_step=env_step if self.resumed else None)  # fmt: skip
-        except DatasetError as error:
-            raise ConfigError(str(error)) from None
+        resume_step = env_step if self.resumed else None
+        return DatasetWriter(Path(args.save_buffer), self.tasks, metadata, resume_step=resume_step)
 
-    def open_video(self, obs_dim: int, eval_copies: int) -> VideoRecorder | None:
-        """--capture-video, started before training: a machine without headless GL stops here."""
-        if not self.args.capture_video:
-            return None
-        filmed = self.tasks[: self.args.video_tasks]
-        seeds = env_seeds(self.args.seed, "eval", len(self.tasks), eval_copies)[: len(filmed), 0]  # the eval envs' first
-        return VideoRecorder(filmed, seeds.tolist(), obs_dim, self.args.shadowhand_assets)
+    def open_envs(self, obs_dim: int) -> MultiTaskEnv:
+        """The training envs (one per task); for `evaluation`, the eval envs and the video process
+        (--capture-video); all closed at the end. Env seeds are disjoint between runs, training and
+        evaluation (common/envs.py env_seeds; the ref. code's eval envs are seed + 42)."""
+        args, tasks = self.args, self.tasks
+        kwargs = dict(seed=args.seed, mw_backend=args.mw_backend, min_obs_dim=obs_dim, num_workers=args.env_workers,
+                      shadowhand_assets=args.shadowhand_assets)  # fmt: skip
+        copies, self.eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)
+        env = self.closing(MultiTaskEnv(tasks, 1, role="train", **kwargs))
+        self.eval_env = self.closing(MultiTaskEnv(tasks, copies, role="eval", **kwargs))
+        video = VideoRecorder.of_evaluation(tasks, args, copies, obs_dim) if args.capture_video else None
+        self.video = self.closing(video)
+        return env
 
-    def log_progress(self, env_step: int, recent_returns: list[deque], metrics: dict | None) -> None:
-        """The console line: the progress, the mean return of the last training episodes and the
-        update's metrics."""
-        line = self.progress(env_step)
-        done_returns = [np.mean(r) for r in recent_returns if r]
-        if done_returns:
-            line += f" | train return {np.mean(done_returns):.1f}"
-        if metrics is not None:
-            host_metrics = check_finite(metrics, env_step, self.dir)
-            line += " | " + " ".join(f"{k} {float(v):.3g}" for k, v in host_metrics.items())
-        print(line, flush=True)
-
-    def evaluation_record(self, env_step, state, results, recent_returns, metrics, eval_start) -> dict:
-        """One metrics.jsonl record: the evaluation results, the online returns and the update's metrics."""
-        args = self.args
-        record = {
-            "step": env_step,
-            "updates": int(state.step),
-            "eval_protocol": args.eval_protocol,
-            "mw_backend": args.mw_backend,
-            "tasks": results,
-            "mean_score": float(np.mean([r["score"] for r in results.values()])),
-            # online (training) episodes: the mean return of each task's last 10, where any ended
-            "train_return": {t.name: float(np.mean(r)) for t, r in zip(self.tasks, recent_returns) if r},
-            "sps": (env_step - self.start_step) / (time.time() - self.start_time),
-            "time": time.time(),
-            "eval_seconds": time.time() - eval_start,
-        }
-        if metrics is not None:
-            record.update({k: float(v) for k, v in check_finite(metrics, env_step, self.dir).items()})
-        return record
-
-    def film(self, fns, state, video, eval_env, env_step) -> dict:
-        """--capture-video: the record's video files and the seconds filming took."""
-        video_start = time.time()
-        files = film(fns, state, video, eval_env, self.dir / "videos", env_step)
-        return {"videos": files, "video_seconds": time.time() - video_start}
-
-    def diagnose(self, diagnose, state, buffer, g, key, env_step) -> dict:
-        """--diagnostics: the record's diagnostics and the task-embedding PCA plot."""
-        record = diagnostics_record(diagnose(state, buffer, jnp.asarray(g), key), [t.name for t in self.tasks])
-        if state.critic.task_embedding is not None and len(self.tasks) > 1:
-            embedding = np.asarray(state.critic.task_embedding)
-            record["embedding_explained_variance"] = plot_task_embeddings(
-                embedding, self.tasks, env_step, self.dir / "task_embeddings.png"
-            )
-        return record
-
-    def log_evaluation(self, record: dict) -> None:
-        """Append the record to metrics.jsonl (and wandb, --track); one console line."""
-        self.write(record)
-        results, env_step = record["tasks"], record["step"]
-        print(f"eval step {env_step}: mean score {record['mean_score']:.3f} | "
-              + " ".join(f"{n} {r['return']:.1f}" for n, r in list(results.items())[:8]), flush=True)  # fmt: skip
+    def evaluation(self, env_step, fns, state, returns, metrics, diagnose, buffer, g, key) -> None:
+        """Evaluate; with --capture-video film, with --diagnostics diagnose; then one metrics.jsonl
+        record (with the online returns: each task's last 10 training episodes, where any ended)
+        and one console line."""
+        eval_start, eval_env, video = time.time(), self.eval_env, self.video
+        task_ids = jnp.asarray(eval_env.task_ids)
+        act = lambda obs: np.asarray(fns.act_deterministic(state, jnp.asarray(obs), task_ids))
+        results = evaluate_policy(eval_env, act, self.eval_runs)  # deterministic: tanh(mean)
+        train_return = {t.name: float(np.mean(r)) for t, r in zip(self.tasks, returns.recent) if r}
+        record = self.record(env_step, results, metrics, updates=int(state.step), train_return=train_return,
+                             eval_protocol=self.args.eval_protocol, mw_backend=self.args.mw_backend)  # fmt: skip
+        record["eval_seconds"] = time.time() - eval_start
+        if video is not None:
+            video_start = time.time()
+            record["videos"] = video.film(eval_env, self.dir / "videos", env_step, act)
+            record["video_seconds"] = time.time() - video_start
+        if diagnose is not None:
+            diagnostics = diagnose(state, buffer, jnp.asarray(g), key)
+            record["diagnostics"] = diagnostics_record(diagnostics, self.tasks, state.critic.task_embedding, env_step,
+                                                       self.dir)  # fmt: skip
+        self.log_evaluation(record, f"eval step {env_step}: mean score {record['mean_score']:.3f}")
 
     def checkpoint(self, env_step, state, buffer, metrics, normalizer, rng, act_key, recorder) -> None:
-        if metrics is not None:
-            check_finite(metrics, env_step, self.dir)  # never checkpoint a diverged learner
-        host_state = online_host_state(env_step, normalizer.state_dict(), rng, act_key)
         if recorder is not None:  # the recording is complete up to every checkpoint
             recorder.flush()
-        replay = replay_arrays(buffer) if self.args.checkpoint_replay else None
-        save_checkpoint(self.dir, env_step, state, host_state, replay)
-        self.checkpoint_written(env_step, "sac_brc.py")
+        replay = ring_arrays(buffer) if self.args.checkpoint_replay else None
+        self.checkpoint_online(env_step, state, replay, metrics, normalizer, rng, act_key)
 
 
 if __name__ == "__main__":
     # --resume RUN_DIR alone: its config.json gives the rest; bad input is one line, exit 2
-    run_main(main, parse_args(Args), (ConfigError, FloatingPointError, EnvError))
+    run_main(main, parse_args(Args), (ConfigError, FloatingPointError, EnvError, DatasetError))

@@ -7,7 +7,8 @@ agent adapts to a held-out task only through the task embedding it is conditione
     --mode zero-shot   act with a randomly chosen pretrained embedding (no target data)
     --mode few-shot    rank every pretrained embedding by the frozen critic's mean squared Bellman
                        residual on one shared set of about 300 target transitions, keep the best
-                       (and the ranking)
+                       (and the ranking); --few-shot-criterion return: the paper's literal
+                       reading, each embedding acts for its share of the budget, best return wins
     --mode tune        freeze actor and critic, create a new embedding and optimise only it by
                        the critic's cross-entropy TD loss on fewer than 1000 target transitions
 
@@ -61,13 +62,17 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from common.bronet import BroNet, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
-from common.envs import EnvError, MultiTaskEnv, eval_envs_and_episodes, run_episodes, with_shadowhand_assets
+from common.cli import own_flags_first
+from common.envs import (
+    EnvArgs, EnvError, MultiTaskEnv, eval_envs_and_episodes, evaluate_policy, with_shadowhand_assets,
+)  # fmt: skip
 from common.run import ConfigError, atomic_write_text
-from common.suites import TASKS, TaskSpec, normalized_score, resolve_tasks
+from common.suites import TASKS, TaskSpec, resolve_tasks
 
 
+@own_flags_first
 @dataclass
-class Args:
+class Args(EnvArgs):
     checkpoint: str
     """a multi-task `sac_brc.py` run directory (its latest checkpoint) or one checkpoints/step_N folder"""
     tasks: tuple[str, ...] = ()
@@ -78,6 +83,8 @@ class Args:
     """zero-shot: a random pretrained embedding; few-shot: the best pretrained embedding; tune: a new embedding"""
     budget: int | None = None
     """target transitions per task the mode may collect; default 300 for few-shot (paper Section 5), 900 for tune (paper: fewer than a thousand)"""
+    few_shot_criterion: Literal["residual", "return"] = "residual"
+    """few-shot: rank the pretrained embeddings by the frozen critic's Bellman residual on one shared set of --budget target transitions (docs/transfer.md), or by the paper's literal criterion, return: each embedding acts deterministically for --budget / (number of embeddings) steps of every target task, the highest return wins"""
     tune_steps: int = 1_000
     """tune: gradient steps on the new embedding (the paper gives no number)"""
     tune_learning_rate: float = 3e-3
@@ -86,16 +93,6 @@ class Args:
     """tune: minibatch of target transitions per gradient step"""
     seed: int = 0
     """seed of the embedding choice or initialisation, the policy's noise and the environments"""
-    eval_episodes: int = 10
-    """deterministic evaluation episodes per target task"""
-    mw_backend: Literal["metaworld", "envpool"] = "metaworld"
-    """MetaWorld backend: metaworld (one frozen layout per env, the published curves' protocol) or envpool (2x faster, a new layout at every reset: not comparable with the curves; docs/suites.md)"""
-    env_workers: int | None = None
-    """worker processes for the envs that run in Python (metaworld package, HumanoidBench, custom DMC tasks, ShadowHand); default one per CPU core"""
-    shadowhand_assets: str | None = None
-    """ShadowHand shape assets: a clone of the authors' repository or its dex_envs/assets (README: ShadowHand); default $BRC_SHADOWHAND_ASSETS"""
-    eval_protocol: Literal["published", "layouts"] = "published"
-    """published (ref. code): one eval env per task, --eval-episodes episodes in a row; layouts: --eval-episodes envs per task, one episode each (MetaWorld: that many unseen layouts); README"""
     run_name: str | None = None
     """run directory name under runs/; default transfer__<mode>__s<seed>__<time>"""
 
@@ -553,7 +550,7 @@ class TransferFns(NamedTuple):
     """The jitted entry points; each traces once per run."""
 
     act: callable
-    act_deterministic: callable  # evaluation: the eval env (--eval-protocol)
+    act_deterministic: callable  # evaluation (--eval-protocol), and few-shot by return
     candidate_losses: callable  # few-shot: the Bellman residual of every pretrained embedding on the target data
     tune: callable
 
@@ -569,10 +566,10 @@ def make_fns(pretrained: Pretrained, args: Args) -> TransferFns:
     optimizer = optax.adam(args.tune_learning_rate)
     tuning = {"act_dim": act_dim, "batch_size": args.batch_size, "tune_steps": args.tune_steps,
               "optimizer": optimizer}  # fmt: skip
-    jit = lambda fn: jax.jit(eqx.debug.assert_max_traces(fn, max_traces=1))
+    jit = lambda fn, traces=1: jax.jit(eqx.debug.assert_max_traces(fn, max_traces=traces))
     return TransferFns(
         act=jit(act),
-        act_deterministic=jit(deterministic_policy),
+        act_deterministic=jit(deterministic_policy, traces=2),  # the eval envs; few-shot by return: the train envs
         candidate_losses=jit(partial(candidate_losses, **constants, act_dim=act_dim)),
         tune=jit(partial(tune, **constants, **tuning)),
     )
@@ -650,24 +647,32 @@ def few_shot_ranking(
     return np.stack([np.lexsort((rng.random(len(row)), row)) for row in losses])
 
 
-def evaluate(
+def candidate_returns(
+    policy, env: MultiTaskEnv, table: Float[np.ndarray, "candidates embedding"], share: int
+) -> Float[np.ndarray, "tasks candidates"]:
+    """The paper's literal few-shot criterion ("the best-performing embedding from the
+    pretraining set"): each pretrained embedding in turn acts with `policy(obs, embedding per
+    env) -> actions` (the frozen deterministic actor), from a reset, for `share` steps of every
+    target task (one env per task); its score is the reward summed over those steps, the
+    return of its share of the budget."""
+    returns = np.zeros((len(env.tasks), len(table)))
+    for k, row in enumerate(table):
+        embedding, obs = jnp.asarray(np.repeat(row[None], env.num_envs, axis=0)), env.reset()
+        for _ in range(share):
+            out = env.step(np.asarray(policy(jnp.asarray(obs), embedding)))
+            returns[env.task_ids, k] += out.reward
+            obs = out.obs
+    return returns
+
+
+def evaluate_embedding(
     fns: TransferFns, actor: Actor, env: MultiTaskEnv, embedding: np.ndarray, episodes: int
 ) -> dict[str, dict[str, float]]:
     """Deterministic evaluation, task k acting with `embedding[k]`: `episodes` episodes one after
     another on every eval env (sac_brc.py's protocol)."""
     per_env = jnp.asarray(embedding[env.task_ids])
     policy = lambda obs: np.asarray(fns.act_deterministic(actor, jnp.asarray(obs), per_env))
-    returns, success = run_episodes(env, policy, episodes)
-    results = {}
-    for k, task in enumerate(env.tasks):
-        rows = env.task_ids == k
-        mean_return, success_rate = float(returns[rows].mean()), float(success[rows].mean())
-        results[task.name] = {
-            "return": mean_return,
-            "success": success_rate if task.has_success else None,
-            "score": normalized_score(task, mean_return, success_rate),
-        }
-    return results
+    return evaluate_policy(env, policy, episodes)
 
 
 # ---------------------------------------------------------------- main
@@ -700,6 +705,20 @@ def main(args: Args) -> None:
             chosen = rng.integers(num_embeddings, size=len(tasks))
             embedding = pretrained_table[chosen]
             record["embedding"] = {t.name: pretrained.task_names[c] for t, c in zip(tasks, chosen)}
+        elif args.mode == "few-shot" and args.few_shot_criterion == "return":
+            share = budget // num_embeddings
+            if share == 0:
+                raise ConfigError(f"--few-shot-criterion return splits --budget {budget} among the checkpoint's "
+                                  f"{num_embeddings} embeddings; pass --budget {num_embeddings} or more")  # fmt: skip
+            print(f"few-shot by return: each of {num_embeddings} pretrained embeddings acts for {share} steps of every "
+                  f"target task (--budget {budget} split evenly; the rest unused)")  # fmt: skip
+            policy = lambda obs, embedding: fns.act_deterministic(actor, obs, embedding)
+            returns = candidate_returns(policy, env, pretrained_table, share)
+            ranking = few_shot_ranking(-returns, rng)  # highest return first
+            embedding = pretrained_table[ranking[:, 0]]
+            record["embedding"] = {t.name: pretrained.task_names[c] for t, c in zip(tasks, ranking[:, 0])}
+            write_few_shot_table(run_dir, tasks, pretrained.task_names, returns, ranking,
+                                 f"return over {share} steps", "return")  # fmt: skip
         elif args.mode == "few-shot":
             # one shared set of target transitions, collected by the frozen actor with a random
             # pretrained embedding per task (the zero-shot policy); every candidate is scored on all of it
@@ -713,7 +732,8 @@ def main(args: Args) -> None:
             chosen = ranking[:, 0]
             embedding = pretrained_table[chosen]
             record["embedding"] = {t.name: pretrained.task_names[c] for t, c in zip(tasks, chosen)}
-            write_few_shot_table(run_dir, tasks, pretrained.task_names, losses, ranking, budget)
+            write_few_shot_table(run_dir, tasks, pretrained.task_names, losses, ranking,
+                                 f"mean squared Bellman residual on {budget} transitions", "bellman_residual")  # fmt: skip
         else:
             # a new embedding per target task, initialised like sac_brc.py's (nn.Embed, ref. code)
             new_table = jax.random.normal(choice_key, (len(tasks), config.embedding_dim)) / math.sqrt(
@@ -729,7 +749,7 @@ def main(args: Args) -> None:
             embedding = np.asarray(critic.task_embedding)
             write_tuned_embedding(run_dir, record, embedding, np.asarray(losses), data.size, budget,
                                   args.tune_steps)  # fmt: skip
-        results = evaluate(fns, actor, eval_env, embedding, eval_runs)
+        results = evaluate_embedding(fns, actor, eval_env, embedding, eval_runs)
     finally:
         env.close()
         eval_env.close()
@@ -759,6 +779,8 @@ def validate(args: Args) -> tuple[list[TaskSpec], int]:
         raise ConfigError(f"--budget must be positive for --mode {args.mode}, got {budget}")
     if args.mode == "zero-shot" and args.budget:
         raise ConfigError("--mode zero-shot uses no target transitions; drop --budget")
+    if args.few_shot_criterion != "residual" and args.mode != "few-shot":
+        raise ConfigError(f"--few-shot-criterion ranks embeddings for --mode few-shot, not {args.mode}; drop it")
     if args.tune_learning_rate <= 0:
         raise ConfigError(f"--tune-learning-rate must be positive, got {args.tune_learning_rate}")
     return tasks, budget
@@ -799,22 +821,22 @@ def write_few_shot_table(
     run_dir: Path,
     tasks: list[TaskSpec],
     task_names: list[str],
-    losses: np.ndarray,
+    scores: np.ndarray,
     ranking: np.ndarray,
-    budget: int,
+    criterion: str,
+    field: str,
 ) -> None:
-    """few_shot_table.json: every target task's candidates, best first, with their residuals;
-    the top ten on the console."""
+    """few_shot_table.json: every target task's candidates, best first, each with its score
+    (`field`: bellman_residual or return); the top ten on the console."""
     table = {
-        t.name: [{"embedding": task_names[k], "bellman_residual": float(losses[i, k])}
-                 for k in ranking[i]]
+        t.name: [{"embedding": task_names[k], field: float(scores[i, k])} for k in ranking[i]]
         for i, t in enumerate(tasks)
     }  # fmt: skip
     atomic_write_text(run_dir / "few_shot_table.json", json.dumps(table, indent=2))
     for name, rows in table.items():
-        print(f"few-shot ranking on {name} (mean squared Bellman residual on {budget} transitions):")
+        print(f"few-shot ranking on {name} ({criterion}):")
         for rank, row in enumerate(rows[:10], 1):
-            print(f"  {rank:3d}. {row['embedding']:<28} {row['bellman_residual']:.4g}")
+            print(f"  {rank:3d}. {row['embedding']:<28} {row[field]:.4g}")
         if len(rows) > 10:
             print(f"  ... {len(rows) - 10} more in {run_dir / 'few_shot_table.json'}")
 

@@ -91,3 +91,8 @@ def count_parameters(model: PyTree) -> int:
         for leaf in jax.tree.leaves(model)
         if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.inexact)
     )
+
+
+def bronet_macs(in_features: int, width: int, depth: int, out_features: int) -> int:
+    """Multiply-adds of one sample through a BroNet and a linear head on it (its matmuls only)."""
+    return in_features * width + 2 * depth * width**2 + width * out_features

@@ -14,6 +14,16 @@ from pathlib import Path
 import tyro
 
 
+def own_flags_first(args_class: type) -> type:
+    """A dataclass decorator: the class's own fields before those it inherits (RunArgs, EnvArgs),
+    so that --help and config.json start with the script's method flags."""
+    own = args_class.__dict__.get("__annotations__", {})
+    fields = args_class.__dataclass_fields__
+    inherited = {name: field for name, field in fields.items() if name not in own}
+    args_class.__dataclass_fields__ = {name: fields[name] for name in own} | inherited
+    return args_class
+
+
 def resume_dir_in(argv: list[str]) -> str | None:
     """The value of the last `--resume DIR` or `--resume=DIR` in argv, if any."""
     found = None

@@ -1,8 +1,8 @@
 """The paper's multi-task diagnostics that do not depend on a learner (Section 5, Appendix D,
-Figures 3, 5 and 7): the Gram matrix of per-task loss gradients without holding them all, the
-gradient-conflict rate, the spread of a quantity across tasks, their record for metrics.jsonl,
-and the PCA plot of the task embeddings. sac_brc.py's `make_diagnostics` computes them on its
-critic."""
+Figures 3, 5 and 7), given a learner's per-row critic loss: the Gram matrix of per-task loss
+gradients without holding them all, the gradient-conflict rate, the spread of a quantity across
+tasks, their record for metrics.jsonl, and the PCA plot of the task embeddings. sac_brc.py's
+`make_diagnostics` samples the batch and computes them on its critic."""
 
 import os
 from pathlib import Path
@@ -48,14 +48,47 @@ def relative_spread(values: Float[Array, " tasks"]) -> Float[Array, ""]:
     return jnp.std(values) / jnp.abs(jnp.mean(values))
 
 
-def diagnostics_record(diagnostics: dict, task_names: list[str]) -> dict:
-    """Host copy for metrics.jsonl: per-task values by task name; no conflict rate for one task."""
+def multitask_diagnostics(row_losses, params, num_tasks: int, neg_log_prob: Float[Array, " rows"]) -> dict:
+    """The paper's multi-task diagnostics of a learner, on a task-major batch (`num_tasks` equal
+    blocks of rows): per-task critic loss, gradient norm and policy entropy, the spread of each
+    across tasks (Figure 3, Appendix D: sigma / mu over tasks), and the gradient-conflict rate
+    (Figure 5). `row_losses(params, rows)`: the critic loss of the batch rows `rows` (an index
+    array, or `slice(None)` for all) at critic parameters `params`; `neg_log_prob`: -log pi(a|s)
+    of every row. Gradients are taken with respect to all of `params`; the task-specific ones
+    (a task's embedding row, its head) receive nothing from other tasks, so they add nothing to
+    `<g_i, g_j>` and the conflict rate equals the one on the shared parameters that PCGrad uses."""
+    per_task = len(neg_log_prob) // num_tasks
+    all_task_losses = lambda p: row_losses(p, slice(None)).reshape(num_tasks, per_task).mean(axis=1)
+    task_loss = lambda p, i: row_losses(p, i * per_task + jnp.arange(per_task)).mean()  # task i's rows
+    td_loss = all_task_losses(params)
+    gram = task_gradient_gram(params, task_loss, all_task_losses, num_tasks)
+    grad_norm, conflict_rate = gradient_conflicts(gram)
+    entropy = neg_log_prob.reshape(num_tasks, per_task).mean(axis=1)
+    spread = {"td_loss": relative_spread(td_loss), "grad_norm": relative_spread(grad_norm),
+              "entropy": relative_spread(entropy)}  # fmt: skip
+    return {"td_loss": td_loss, "grad_norm": grad_norm, "entropy": entropy, "spread": spread,
+            "conflict_rate": conflict_rate}  # fmt: skip
+
+
+def diagnostics_record(
+    diagnostics: dict,
+    tasks: list[TaskSpec],
+    task_embedding: Float[Array, "tasks embedding"] | None,
+    step: int,
+    run_dir: Path,
+) -> dict:
+    """Host copy for metrics.jsonl: per-task values by task name, no conflict rate for one task;
+    with several task embeddings, their PCA plot (run_dir/task_embeddings.png) and its explained
+    variance."""
     host = jax.device_get(diagnostics)
-    record = {
-        name: dict(zip(task_names, map(float, host[name]))) for name in ("td_loss", "grad_norm", "entropy")
-    }
+    names = [t.name for t in tasks]
+    record = {name: dict(zip(names, map(float, host[name]))) for name in ("td_loss", "grad_norm", "entropy")}
     record["spread"] = {name: float(v) for name, v in host["spread"].items()}
-    record["conflict_rate"] = float(host["conflict_rate"]) if len(task_names) > 1 else None
+    record["conflict_rate"] = float(host["conflict_rate"]) if len(tasks) > 1 else None
+    if task_embedding is not None and len(tasks) > 1:
+        record["embedding_explained_variance"] = plot_task_embeddings(
+            np.asarray(task_embedding), tasks, step, run_dir / "task_embeddings.png"
+        )
     return record
 
 

@@ -23,13 +23,14 @@ import signal
 import sys
 import types
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 
 from common import shadowhand
-from common.suites import SH_BUNDLED, TaskSpec
+from common.suites import SH_BUNDLED, TaskSpec, normalized_score
 
 # envpool 1.2.5 tasks that differ from the `metaworld` package, so they run on the package
 # backend even when `mw_backend="envpool"` (tests/test_envs.py re-checks each):
@@ -40,6 +41,23 @@ from common.suites import SH_BUNDLED, TaskSpec
 #   or return (hammer, 1300 -> 280) collapses from the second episode on.
 ENVPOOL_DIVERGENT_TASKS = frozenset({"dial-turn", "shelf-place", "hammer"})
 
+
+
+@dataclass(kw_only=True)
+class EnvArgs:
+    """The environment and evaluation flags of the continuous-control scripts (sac_brc.py,
+    offline_brc_bc.py, transfer_embedding.py): each one's `Args` extends this class."""
+
+    mw_backend: Literal["metaworld", "envpool"] = "metaworld"
+    """MetaWorld backend: metaworld (one frozen layout per env, the published curves' protocol) or envpool (2x faster, a new layout at every reset: not comparable with the curves; docs/suites.md)"""
+    env_workers: int | None = None
+    """worker processes for the envs that run in Python (metaworld package, HumanoidBench, custom DMC tasks, ShadowHand); default one per CPU core"""
+    shadowhand_assets: str | None = None
+    """ShadowHand shape assets: a clone of the authors' repository or its dex_envs/assets (README: ShadowHand); default $BRC_SHADOWHAND_ASSETS"""
+    eval_protocol: Literal["published", "layouts"] = "published"
+    """published (ref. code): one eval env per task, --eval-episodes episodes in a row; layouts: --eval-episodes envs per task, one episode each (MetaWorld: that many unseen layouts); README"""
+    eval_episodes: int = 10
+    """deterministic evaluation episodes per task"""
 
 class StepOutput(NamedTuple):
     next_obs: np.ndarray  # (envs, obs_dim) float32: the observation after the step (an episode's last one where it ended)
@@ -650,3 +668,20 @@ def run_episodes(
             episode_return[i], episode_success[i] = 0.0, False
         obs = out.obs
     return returns, success
+
+
+def evaluate_policy(env: MultiTaskEnv, policy, episodes: int) -> dict[str, dict[str, float]]:
+    """An evaluation: `episodes` episodes one after another on every env of `env`, acting with
+    `policy(obs) -> actions` (the scripts pass their deterministic policy, `tanh(mean)`); per
+    task the mean return, success rate (success at any step of an episode) and normalised score."""
+    returns, success = run_episodes(env, policy, episodes)
+    results = {}
+    for k, task in enumerate(env.tasks):
+        rows = env.task_ids == k
+        mean_return, success_rate = float(returns[rows].mean()), float(success[rows].mean())
+        results[task.name] = {
+            "return": mean_return,
+            "success": success_rate if task.has_success else None,
+            "score": normalized_score(task, mean_return, success_rate),
+        }
+    return results

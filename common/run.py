@@ -18,6 +18,8 @@ import shutil
 import signal
 import sys
 import time
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import equinox as eqx
@@ -27,6 +29,73 @@ import numpy as np
 from jaxtyping import PRNGKeyArray, PyTree
 
 from common.dataset import available_memory
+
+
+@dataclass
+class RunArgs:
+    """The flags of how a run is kept rather than what it learns, the same in every training
+    script: each script's `Args` extends this class. Any of them may change on `--resume`."""
+
+    log_interval: int = 1_000
+    """steps between console progress lines (offline_brc_bc.py: updates)"""
+    checkpoint_interval: int = 100_000
+    """steps between checkpoints (offline_brc_bc.py: updates); one is also written at the end"""
+    checkpoint_minutes: float = 30.0
+    """also write a checkpoint when this many minutes have passed since the last (0: by steps only); SIGTERM or Ctrl-C always writes one, then exits"""
+    run_name: str | None = None
+    """run directory name under runs/; default the suite, network, seed and start time"""
+    resume: str | None = None
+    """run directory to continue from its latest checkpoint"""
+    track: bool = False
+    """also log to Weights & Biases (needs `pip install wandb`)"""
+    num_devices: int | None = None
+    """data-parallel devices (batch sharded, parameters replicated); default all visible devices"""
+
+
+RUN_FIELDS = {field.name for field in dataclasses.fields(RunArgs)}
+
+
+def check_positive(args, *names: str) -> None:
+    """One line for the first of the flags `names` of `args` that is not positive."""
+    for name in names:
+        if getattr(args, name) is not None and not getattr(args, name) > 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+
+
+def check_nonnegative(args, *names: str) -> None:
+    """One line naming the flags `names` of `args`, if any of them is negative."""
+    if any(getattr(args, name) < 0 for name in names):
+        raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in names)} must be >= 0")
+
+
+def check_run_args(args: RunArgs) -> None:
+    """The RunArgs flags, checked before anything runs."""
+    check_positive(args, "log_interval", "checkpoint_interval")
+    if not args.checkpoint_minutes >= 0:  # also refuses nan
+        minutes = args.checkpoint_minutes
+        raise ConfigError(f"--checkpoint-minutes must be >= 0 (0: by steps only), got {minutes}")
+    visible = len(jax.devices())
+    if args.num_devices is not None and not 0 < args.num_devices <= visible:
+        raise ConfigError(
+            f"--num-devices must be between 1 and the {visible} visible device(s), got {args.num_devices}"
+        )
+
+
+def check_batch_split(batch_size: int, num_devices: int | None) -> None:
+    """Data parallelism shards the batch: it must split evenly."""
+    devices = num_devices or len(jax.devices())
+    if batch_size % devices:
+        raise ConfigError(
+            f"the batch ({batch_size}) must split evenly across {devices} devices; "
+            "change --batch-size or --num-devices"
+        )
+
+
+def make_mesh(num_devices: int | None) -> jax.sharding.Mesh:
+    """A 1-D mesh over the first `num_devices` devices (all by default), axis "batch": the
+    scripts' data parallelism."""
+    devices = jax.devices()[: num_devices or len(jax.devices())]
+    return jax.sharding.Mesh(np.array(devices), ("batch",))
 
 
 def device_memory() -> tuple[int, str]:
@@ -41,6 +110,31 @@ def device_memory() -> tuple[int, str]:
 
 class ConfigError(Exception):
     """A user error: printed as one message, exit code 2."""
+
+
+def check_memory(
+    replay: int, capacity: int, parts: dict[str, int], headroom: float, what: str, fix: str
+) -> None:
+    """Print the memory plan of one device (every device holds the replay and the networks:
+    data parallelism replicates them) and refuse, before anything is compiled, a plan above
+    `headroom` of the device's memory; the rest is left for the update's activations.
+    `replay`: bytes of `capacity` slots per task, described by `what`; `parts`: name -> bytes;
+    `fix`: what else the user can shrink."""
+    available, where = device_memory()
+    gib = lambda b: f"{b / 2**30:.2f} GiB"
+    total = replay + sum(parts.values())
+    print(
+        f"memory plan per device: replay {gib(replay)} ({what}) + "
+        + " + ".join(f"{name} {gib(size)}" for name, size in parts.items() if size)
+        + f" = {gib(total)} of {gib(available)} {where}"
+    )
+    if total > headroom * available:
+        fitting = int((headroom * available - (total - replay)) / max(replay / capacity, 1))
+        raise ConfigError(
+            f"the memory plan ({gib(total)}: replay of {what} {gib(replay)}, the rest networks) needs more "
+            f"than {headroom:.0%} of the {gib(available)} of {where}. Use --buffer-size {max(fitting, 0)} "
+            f"or less, or {fix}"
+        )
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -74,7 +168,7 @@ def check_finite(metrics: dict, step: int, run_dir: Path, unit: str = "step") ->
 
 def check_resume(args, resume_dir: Path, resumable: set[str]) -> None:
     """--resume refused, in one line, unless `resume_dir` holds a config.json whose fields outside
-    `resumable` (the script's RESUMABLE_FIELDS) all equal those of `args` (a dataclass)."""
+    `resumable` (the script's RESUMABLE_FIELDS) and RunArgs all equal those of `args` (a dataclass)."""
     if not resume_dir.is_dir():
         raise ConfigError(f"--resume {resume_dir}: no such directory; give a run directory under runs/")
     if not (resume_dir / "config.json").exists():
@@ -83,7 +177,7 @@ def check_resume(args, resume_dir: Path, resumable: set[str]) -> None:
     current = dataclasses.asdict(args)
     diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {current[k]!r} (now)"
              for k in current
-             if k not in resumable and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
+             if k not in resumable | RUN_FIELDS and json.loads(json.dumps(current[k])) != saved.get(k)]  # fmt: skip
     if diffs:
         raise ConfigError(
             f"cannot resume {resume_dir}: its checkpoint was made with other arguments: " + "; ".join(diffs)
@@ -132,17 +226,43 @@ def load_checkpoint(run_dir: Path, state_like: PyTree) -> tuple[PyTree, dict, Pa
     return state, host, ckpt / "replay.npz" if (ckpt / "replay.npz").exists() else None
 
 
-def online_host_state(
-    env_step: int, normalizer: dict, rng: np.random.Generator, act_key: PRNGKeyArray
-) -> dict:
-    """What an online run's checkpoint keeps beside its state and replay: the env step, the return
-    normaliser's state dict, the NumPy stream and the action key."""
-    return {
-        "env_step": env_step,
-        "normalizer": normalizer,
-        "numpy_rng": rng.bit_generator.state,
-        "act_key": np.asarray(jax.random.key_data(act_key)).tolist(),
-    }
+def ring_fields(buffer: tuple) -> tuple[str, ...]:
+    """The stored fields of a replay of per-task rings: every field but `position` and `size`."""
+    return tuple(f for f in buffer._fields if f not in ("position", "size"))
+
+
+def ring_arrays(buffer: tuple) -> dict[str, np.ndarray]:
+    """What a checkpoint's replay.npz holds of a replay of per-task rings (`buffer`: a NamedTuple of fields shaped
+    [tasks, capacity, ...], then `position` and `size` per task): each task's slots so far, and
+    the rings' state."""
+    size = int(jnp.max(buffer.size))
+    return {**{f: np.asarray(getattr(buffer, f)[:, :size]) for f in ring_fields(buffer)},
+            "position": np.asarray(buffer.position), "size": np.asarray(buffer.size)}  # fmt: skip
+
+
+def restore_ring(path: Path, buffer: tuple) -> tuple:
+    """`ring_arrays`' file loaded into `buffer`, whose capacity may differ from the saved run's
+    (capacity is min(--buffer-size, --total-steps), and --total-steps may grow on resume).
+
+    Each task's slots are put back in chronological order from slot 0 (a full ring starts at
+    its write position), so the next insert goes right after the newest."""
+    fields = ring_fields(buffer)
+    capacity = getattr(buffer, fields[0]).shape[1]
+    with np.load(path) as data:
+        position, size = data["position"], data["size"]
+        saved = data[fields[0]].shape[1]  # the largest task size, the saved capacity if any task is full
+        if int(size.max()) > capacity:
+            raise ConfigError(
+                f"{path} holds {int(size.max())} slots per task, more than this run's replay "
+                f"capacity {capacity}; resume with --total-steps of at least {int(size.max())}"
+            )
+        restored = {}
+        for field in fields:
+            rows = [np.roll(data[field][t], -int(position[t]) if size[t] == saved else 0, axis=0)
+                    for t in range(len(size))]  # fmt: skip
+            restored[field] = getattr(buffer, field).at[:, :saved].set(np.stack(rows))
+    position, size = jnp.asarray(size % capacity, jnp.int32), jnp.asarray(size, jnp.int32)
+    return buffer._replace(**restored, position=position, size=size)
 
 
 def drop_metrics_after(run_dir: Path, step: int) -> None:
@@ -152,6 +272,20 @@ def drop_metrics_after(run_dir: Path, step: int) -> None:
     if metrics_path.exists():
         lines = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= step]
         atomic_write_text(metrics_path, "".join(l + "\n" for l in lines))
+
+
+class EpisodeReturns:
+    """Each task's running training-episode return, and its last 10 finished ones (`recent`):
+    the online returns of the console line and the evaluation record."""
+
+    def __init__(self, num_tasks: int):
+        self.running, self.recent = np.zeros(num_tasks), [deque(maxlen=10) for _ in range(num_tasks)]
+
+    def add(self, reward: np.ndarray, ended: np.ndarray) -> None:
+        self.running += reward
+        for i in np.flatnonzero(ended):
+            self.recent[i].append(self.running[i])
+            self.running[i] = 0.0
 
 
 class Stopped(Exception):
@@ -197,12 +331,12 @@ class StopSignal:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
-    def stopped(self, script: str, step: int, run_dir, unit: str = "step") -> Stopped:
+    def stopped(self, step: int, run_dir, unit: str = "step") -> Stopped:
         """The exception to raise once the checkpoint at `step` (counted in `unit`s) is written."""
         name = signal.Signals(self.received).name
         return Stopped(
             f"stopped by {name} at {unit} {step}: checkpoint written; continue with "
-            f"python {script} --resume {run_dir}",
+            f"python {Path(sys.argv[0]).name} --resume {run_dir}",
             128 + self.received,
         )
 
@@ -233,21 +367,24 @@ class RunDir:
     flags (with `resume`, `run_name`, `log_interval` and, if it logs to wandb, `track`); each
     script's `Run` adds its own checkpoint contents and console fields."""
 
-    def __init__(self, args, run_dir: Path, resumed: bool, total: int):
-        self.args, self.dir, self.resumed, self.total = args, run_dir, resumed, total
-        self.wandb = None
+    def __init__(self, args, run_dir: Path, resumed: bool, total: int, tasks: list | None):
+        self.args, self.dir, self.resumed, self.total, self.tasks = args, run_dir, resumed, total, tasks
+        self.wandb, self.to_close = None, []
 
     @classmethod
-    def open(cls, args, default_name: str, resumable: set[str], total: int, **extra) -> "RunDir":
+    def open(
+        cls, args, default_name: str, resumable: set[str], total: int, tasks: list | None = None
+    ) -> "RunDir":
         """--resume's directory after checking that its config matches, else runs/<--run-name or
-        `default_name`> (created by `create`, once the configuration is known to be valid)."""
+        `default_name`> (created by `create`, once the configuration is known to be valid); a run
+        of `total` steps on `tasks`."""
         if args.resume:
             check_resume(args, Path(args.resume), resumable)
-            return cls(args, Path(args.resume), resumed=True, total=total, **extra)
+            return cls(args, Path(args.resume), True, total, tasks)
         run_dir = Path("runs") / (args.run_name or default_name)
         if run_dir.exists():
             raise ConfigError(f"{run_dir} exists already; pick another --run-name or pass --resume {run_dir}")
-        return cls(args, run_dir, resumed=False, total=total, **extra)
+        return cls(args, run_dir, False, total, tasks)
 
     def create(self) -> None:
         if not self.resumed:
@@ -272,36 +409,113 @@ class RunDir:
             self.schedule = CheckpointSchedule(a.checkpoint_interval, self.total, a.checkpoint_minutes)
             self.stop = StopSignal()  # SIGTERM (preemption) or Ctrl-C: finish the step, checkpoint, exit
 
+    def started(self, step: int) -> "RunDir":
+        """`with run.started(step):` the training loop, after `start`; on the way out, whatever
+        happens, what `closing` was given (env workers, the video process) and `close`."""
+        self.start(step)
+        return self
+
+    def __enter__(self) -> "RunDir":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for thing in reversed(self.to_close):
+            thing.close()
+        self.close()
+
+    def closing(self, thing):
+        """`thing` (None, or anything with `close()`), closed when the `with` block ends."""
+        if thing is not None:
+            self.to_close.append(thing)
+        return thing
+
     def checkpoint_due(self, step: int) -> bool:
         """Every --checkpoint-interval steps, at the end, every --checkpoint-minutes, and on a stop
         signal."""
         return self.stop.received is not None or self.schedule.due(step)
 
-    def checkpoint_written(self, step: int, script: str, unit: str = "step") -> None:
+    def checkpoint_written(self, step: int, unit: str = "step") -> None:
         """After a checkpoint: the schedule restarts; on a stop signal the run ends here (`Stopped`)."""
         self.schedule.written()
         if self.stop.received is not None:
-            raise self.stop.stopped(script, step, self.dir, unit)
+            raise self.stop.stopped(step, self.dir, unit)
 
-    def resume_online(
-        self, host: dict, rng: np.random.Generator, restored_replay: bool, learning_starts: int
-    ) -> tuple[int, PRNGKeyArray, int]:
-        """An online run's resume from its checkpoint's host dict (`online_host_state`): the env
-        step, the NumPy stream (in place), the action key, and the step until which the run only
-        collects (without a saved replay, `learning_starts` more steps before updates resume).
-        metrics.jsonl keeps the records up to that step."""
+    def resume(
+        self, state: PyTree, buffer: tuple, replicate, normalizer, rng, restore_replay=restore_ring
+    ) -> tuple[PyTree, tuple, int, PRNGKeyArray, int]:
+        """An online run's resume from its latest checkpoint: the state and replay
+        (`restore_replay(path, buffer)`), placed on the devices by `replicate`; the return
+        normaliser, whose running episodes end as truncated (the envs restart from a reset), and
+        the NumPy stream, in place; the env step and action key; and the step until which the
+        run only collects (without a saved replay, --learning-starts more steps). metrics.jsonl
+        keeps the records up to that step."""
+        state, host, replay_file = load_checkpoint(self.dir, state)
+        if replay_file is not None:
+            buffer = restore_replay(replay_file, buffer)
+        state, buffer = replicate((state, buffer))
+        normalizer.load_state_dict(host["normalizer"])
+        normalizer.truncate_all()
         env_step = host["env_step"]
         rng.bit_generator.state = host["numpy_rng"]
         act_key = jax.random.wrap_key_data(jnp.asarray(host["act_key"], jnp.uint32))
-        collect_until = env_step if restored_replay else env_step + learning_starts
-        replay = "restored" if restored_replay else "refilled"
+        collect_until = env_step + (0 if replay_file is not None else self.args.learning_starts)
+        replay = "restored" if replay_file is not None else "refilled"
         print(f"resumed {self.dir} at step {env_step}; replay buffer {replay}")
         drop_metrics_after(self.dir, env_step)
-        return env_step, act_key, collect_until
+        return state, buffer, env_step, act_key, collect_until
 
-    def learning_at(self, step: int) -> None:
-        if self.learning_since is None:
+    def checkpoint_online(self, env_step: int, state: PyTree, replay: dict | None, metrics: dict | None,
+                          normalizer, rng: np.random.Generator, act_key: PRNGKeyArray) -> None:  # fmt: skip
+        """An online run's checkpoint: the state, the replay arrays (or None), and on the host the
+        env step, the normaliser, the NumPy stream and the action key. Never of a diverged learner;
+        on a stop signal the run ends here (`Stopped`)."""
+        if metrics is not None:
+            check_finite(metrics, env_step, self.dir)
+        host = {
+            "env_step": env_step,
+            "normalizer": normalizer.state_dict(),
+            "numpy_rng": rng.bit_generator.state,
+            "act_key": np.asarray(jax.random.key_data(act_key)).tolist(),
+        }
+        save_checkpoint(self.dir, env_step, state, host, replay)
+        self.checkpoint_written(env_step)
+
+    def log_progress(self, step: int, returns: EpisodeReturns, metrics: dict | None, *fields: str,
+                     label: str = "train return") -> None:  # fmt: skip
+        """An online run's console line: the progress, `fields`, the mean over tasks of the recent
+        training episodes' `returns`, and the update's metrics."""
+        line = self.progress(step, *fields)
+        done_returns = [np.mean(r) for r in returns.recent if r]
+        if done_returns:
+            line += f" | {label} {np.mean(done_returns):.1f}"
+        if metrics is not None:
+            host_metrics = check_finite(metrics, step, self.dir)
+            line += " | " + " ".join(f"{k} {float(v):.3g}" for k, v in host_metrics.items())
+        print(line, flush=True)
+
+    def record(self, step: int, results: dict, metrics: dict | None, unit: str = "step", **fields) -> dict:
+        """A metrics.jsonl record of an evaluation: the step, the per-task `results` and their mean
+        score, `fields`, the rate since this process started, and the update's metrics."""
+        record = {"step": step, **fields, "tasks": results,
+                  "mean_score": float(np.mean([r["score"] for r in results.values()])),
+                  "sps": (step - self.start_step) / (time.time() - self.start_time), "time": time.time()}  # fmt: skip
+        if metrics is not None:
+            record.update({k: float(v) for k, v in check_finite(metrics, step, self.dir, unit).items()})
+        return record
+
+    def log_evaluation(self, record: dict, summary: str, decimals: int = 1) -> None:
+        """Append `record` to metrics.jsonl (and wandb, --track); one console line: `summary`, then
+        the first tasks' returns."""
+        self.write(record)
+        returns = " ".join(f"{n} {r['return']:.{decimals}f}" for n, r in list(record["tasks"].items())[:8])
+        print(f"{summary} | {returns}", flush=True)
+
+    def learning(self, step: int, starts: int) -> bool:
+        """Whether the run updates at `step` (from `starts` on); the first such step starts the
+        ETA's clock."""
+        if step >= starts and self.learning_since is None:
             self.learning_since = (time.time(), step)
+        return step >= starts
 
     def progress(self, step: int, *fields: str) -> str:
         """The start of a progress line: steps/s over the last interval, `fields`, elapsed time, and

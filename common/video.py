@@ -195,6 +195,15 @@ class VideoRecorder:
             self._process.wait(timeout=10)
         raise VideoError(f"{INSTALL_GL} ({'; '.join(failures)})")
 
+    @classmethod
+    def of_evaluation(cls, tasks: list[TaskSpec], args, eval_copies: int, obs_dim: int) -> "VideoRecorder":
+        """--capture-video: the first --video-tasks of `tasks`, each from its first eval env's seed
+        (`args`: the script's flags), started before training (a machine without headless GL
+        stops here)."""
+        filmed = tasks[: args.video_tasks]
+        seeds = envs.env_seeds(args.seed, "eval", len(tasks), eval_copies)[: len(filmed), 0]
+        return cls(filmed, seeds.tolist(), obs_dim, args.shadowhand_assets)
+
     def _ask(self, command: str, payload=None):
         try:
             self._conn.send((command, payload))
@@ -223,6 +232,24 @@ class VideoRecorder:
         path.parent.mkdir(parents=True, exist_ok=True)
         frames = self._ask("save", str(path))
         return {"frames": frames, "return": episode_return, "success": success}
+
+    def film(self, eval_env, folder: Path, step: int, act) -> dict[str, str]:
+        """One deterministic episode of each filmed task, acted as an evaluation acts: by
+        `act(obs (eval envs, obs_dim)) -> actions` on a batch shaped like `eval_env`'s (so a
+        jitted policy keeps its one trace), the task's row filled. Returns task -> file name
+        under `folder`."""
+        files = {}
+        for k, task in enumerate(self.tasks):
+            row = int(np.flatnonzero(eval_env.task_ids == k)[0])
+            batch = np.zeros((eval_env.num_envs, eval_env.obs_dim), np.float32)
+
+            def policy(obs: np.ndarray) -> np.ndarray:
+                batch[row] = obs[0]
+                return act(batch)[row : row + 1]
+
+            files[task.name] = f"{task.name}_step{step}.mp4"
+            self.record(k, policy, folder / files[task.name])
+        return files
 
     def close(self) -> None:
         if self._process.poll() is None:

@@ -95,6 +95,8 @@ FLAGS_BEFORE = {
     ).split(),
 }
 FLAGS_ADDED = {s: ["--checkpoint-minutes"] for s in ("sac_brc", "drq_brc", "offline_brc_bc")}
+FLAGS_ADDED["offline_brc_bc"] += ["--track", "--no-track"]  # RunArgs: every trainer can log to wandb
+FLAGS_ADDED["transfer_embedding"] = ["--few-shot-criterion"]  # the paper's literal few-shot choice, as an option
 
 
 def help_flags(script: str) -> set[str]:
@@ -117,10 +119,11 @@ def test_every_script_keeps_its_flags(script):
 @pytest.mark.parametrize("script", sorted(FLAGS_BEFORE))
 def test_help_gives_every_argument_a_text(script):
     Args = importlib.import_module(script).Args
-    source = inspect.getsource(Args)
     flags = help_flags(script)
     for field in dataclasses.fields(Args):
         assert f"--{field.name.replace('_', '-')}" in flags, field.name
-        # a docstring line directly under the field, which tyro turns into the help text
-        after = source.split(f"    {field.name}:", 1)[1].splitlines()[1].strip()
+        # a docstring line directly under the field in the class that declares it (the script's
+        # Args, or RunArgs or EnvArgs in common/), which tyro turns into the help text
+        owner = next(c for c in Args.__mro__ if field.name in c.__dict__.get("__annotations__", {}))
+        after = inspect.getsource(owner).split(f"    {field.name}:", 1)[1].splitlines()[1].strip()
         assert after.startswith('"""') and len(after) > 10, f"{field.name} has no help text"

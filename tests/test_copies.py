@@ -17,7 +17,6 @@ DRQ, OFFLINE, TRANSFER = SCRIPTS[1:]
 # take `PretrainConfig` (the pretraining run's fields it reads) where sac_brc.py's take `Args`;
 # that one word is the only difference allowed.
 IDENTICAL = {
-    "make_mesh": (DRQ, OFFLINE),
     "discounted_returns": (DRQ, TRANSFER),
     "CriticMember": (OFFLINE, TRANSFER),
     "Critic": (OFFLINE, TRANSFER),
@@ -27,7 +26,6 @@ IDENTICAL = {
     "categorical_td_target": (OFFLINE, TRANSFER),
     "reward_scale": (OFFLINE, TRANSFER),
     "precision_view": (OFFLINE,),
-    "evaluate": (OFFLINE,),
     "resolve_batch_size": (OFFLINE,),
     "Noise": (OFFLINE,),
     "sample_noise": (OFFLINE,),
@@ -50,14 +48,10 @@ DIFFERENT = {
     ("Batch", DRQ): "stacked uint8 frames and discrete actions",
     ("Batch", OFFLINE): "minibatches stacked (updates, batch), gathered on the host from the dataset",
     **{(n, DRQ): "a replay of uint8 frame timelines (frames stored once, stacks rebuilt at sampling)"
-       for n in ("ReplayBuffer", "replay_buffer_init", "replay_buffer_bytes", "insert", "sample", "replay_arrays",
-                 "restore_replay")},
-    ("check_memory", DRQ): "frames and one Q-network",
+       for n in ("ReplayBuffer", "replay_buffer_init", "replay_buffer_bytes", "insert", "sample")},
     ("ReturnNormalizer", DRQ): "clipped rewards, life-loss episodes",
     ("TrainState", DRQ): "one Q-network and its target, no actor or temperature",
     ("precision_view", DRQ): "a convolutional Q-network: encoder and dense layers cast",
-    ("evaluate", DRQ): "games, with their own episode ends",
-    ("evaluate", TRANSFER): "acts with a chosen embedding per task",
     ("uses_task_embedding", OFFLINE): "no --init-from: an offline learner always starts fresh",
     ("uses_task_embedding", TRANSFER): "reads a multi-task checkpoint only",
     ("td_target", DRQ): "categorical double-Q n-step target from shifted next frames, no entropy term; "
@@ -74,8 +68,7 @@ DIFFERENT = {
     ("print_plan", DRQ): "games and one Q-network's parameter count; no FLOPs or transfer",
     ("Run", DRQ): "epsilon in the console line, IQM in the record; "
                   "no recorder, video object or diagnostics",
-    ("Run", OFFLINE): "no replay, videos, wandb or diagnostics; counts updates and reports the data wait",
-    ("Pretrained", TRANSFER): "the frozen checkpoint it acts with (state, G), not --init-from's start point",
+    ("Run", OFFLINE): "no replay, videos or diagnostics; counts updates and reports the data wait",
 }
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import drq_brc
+from common.run import ring_fields
 from conftest import signal_when, stopped_at
 from common.suites import (
     ATARI_100K,
@@ -278,7 +279,7 @@ def test_replay_restored_in_order_and_cut_at_the_resume(tmp_path):
         buffer = insert(
             buffer, frame, np.full(1, t, np.int32), np.full(1, t, np.float32), ~one, ~one, ~one, one
         )
-    np.savez(tmp_path / "replay.npz", **{f: np.asarray(getattr(buffer, f)) for f in drq_brc.REPLAY_FIELDS},
+    np.savez(tmp_path / "replay.npz", **{f: np.asarray(getattr(buffer, f)) for f in ring_fields(buffer)},
              position=np.asarray(buffer.position), size=np.asarray(buffer.size))  # fmt: skip
     restored = drq_brc.restore_replay(tmp_path / "replay.npz", replay_buffer_init(1, 10))
     np.testing.assert_array_equal(np.asarray(restored.action[0, :6]), [2, 3, 4, 5, 6, 7])
@@ -323,7 +324,7 @@ def test_end_to_end_multi_task_run_and_resume(run, tmp_path):
               "--checkpoint-interval", "60", "--run-name", "e2e"]  # fmt: skip
     first = run("drq_brc.py", *common, "--total-steps", "120")
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "memory plan: replay" in first.stdout
+    assert "memory plan per device: replay" in first.stdout
     run_dir = tmp_path / "runs" / "e2e"
     config = json.loads((run_dir / "config.json").read_text())
     assert config["channels"] == [4, 8, 8] and config["tasks"] == ["pong", "breakout"]

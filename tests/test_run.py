@@ -3,6 +3,7 @@ second not."""
 
 import os
 import signal
+import sys
 
 import pytest
 
@@ -27,7 +28,8 @@ def test_checkpoint_schedule_by_steps_at_the_end_and_by_time(monkeypatch):
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_the_first_signal_is_caught_and_the_second_acts(signum, code):
+def test_the_first_signal_is_caught_and_the_second_acts(signum, code, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["/somewhere/sac_brc.py"])  # the script the message names
     before = signal.getsignal(signum)
     stop = StopSignal()
     try:
@@ -35,7 +37,7 @@ def test_the_first_signal_is_caught_and_the_second_acts(signum, code):
         os.kill(os.getpid(), signum)
         assert stop.received == signum
         assert signal.getsignal(signum) is before  # a second one acts as without StopSignal
-        stopped = stop.stopped("sac_brc.py", 1234, "runs/x")
+        stopped = stop.stopped(1234, "runs/x")
         assert stopped.code == code
         assert str(stopped) == (f"stopped by {signal.Signals(signum).name} at step 1234: checkpoint written; "
                                 "continue with python sac_brc.py --resume runs/x")  # fmt: skip

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import sac_brc
+from common.run import restore_ring
 from conftest import signal_when, stopped_at
 from sac_brc import Args, make_agent, replay_buffer_init, resolve_batch_size
 
@@ -244,15 +245,13 @@ def test_replay_restored_in_order_into_a_larger_buffer(tmp_path):
         **{f: np.asarray(getattr(buffer, f)) for f in ("obs", "action", "reward", "next_obs", "terminated")},
         position=np.asarray(buffer.position), size=np.asarray(buffer.size),
     )  # fmt: skip
-    bigger = sac_brc.restore_replay(
-        tmp_path / "replay.npz", replay_buffer_init(num_tasks, 8, obs_dim, act_dim)
-    )
+    bigger = restore_ring(tmp_path / "replay.npz", replay_buffer_init(num_tasks, 8, obs_dim, act_dim))
     np.testing.assert_array_equal(np.asarray(bigger.obs[0, :5, 0]), [2, 3, 4, 5, 6])
     np.testing.assert_array_equal(np.asarray(bigger.obs[1, :2, 0]), [0, 1])
     np.testing.assert_array_equal(np.asarray(bigger.size), [5, 2])
     np.testing.assert_array_equal(np.asarray(bigger.position), [5, 2])
     with pytest.raises(sac_brc.ConfigError, match="resume with --total-steps of at least 5"):
-        sac_brc.restore_replay(tmp_path / "replay.npz", replay_buffer_init(num_tasks, 4, obs_dim, act_dim))
+        restore_ring(tmp_path / "replay.npz", replay_buffer_init(num_tasks, 4, obs_dim, act_dim))
 
 
 @pytest.mark.slow

@@ -4,8 +4,10 @@ One tiny multi-task sac_brc.py run (module fixture) provides the checkpoint and 
 recorded dataset that every test transfers from.
 """
 
+import dataclasses
 import json
 import shutil
+import types
 
 import equinox as eqx
 import jax
@@ -17,6 +19,7 @@ import sac_brc
 import transfer_embedding as te
 from common.envs import MultiTaskEnv
 from common.suites import resolve_tasks
+from common.transfer import read_pretrained, warn_if_seen
 from tests.conftest import run_script
 
 TINY = ["--width", "32", "--actor-width", "32", "--num-atoms", "21", "--embedding-dim", "8"]
@@ -116,6 +119,35 @@ def test_few_shot_and_tune_never_exceed_the_budget(pretrained_run, budget):
         env.close()
 
 
+class StepCountEnv(MultiTaskEnv):
+    """A stand-in env: one env per task, reward = the action's first entry, no episode ends."""
+
+    def __init__(self, num_tasks: int):  # no envs to start
+        self.tasks, self.num_envs, self.task_ids = [None] * num_tasks, num_tasks, np.arange(num_tasks)
+        self.resets = self.steps = 0
+
+    def reset(self):
+        self.resets += 1
+        return np.zeros((self.num_envs, 1), np.float32)
+
+    def step(self, action, active=None):
+        self.steps += 1
+        return types.SimpleNamespace(reward=action[:, 0].astype(np.float64), obs=np.zeros((self.num_envs, 1)))
+
+
+def test_few_shot_by_return_scores_each_embedding_on_its_share_of_steps():
+    """--few-shot-criterion return: each candidate acts from a reset for `share` steps of every
+    task; with a policy whose action is (task + 1) * the embedding's first entry, the returns
+    are known by hand."""
+    table = np.array([[0.5, 0.0], [-1.0, 0.0], [2.0, 0.0]], np.float32)
+    policy = lambda obs, embedding: embedding[:, :1] * (np.arange(len(obs))[:, None] + 1)
+    env = StepCountEnv(num_tasks=2)
+    returns = te.candidate_returns(policy, env, table, share=3)
+    np.testing.assert_allclose(returns, [[1.5, -3.0, 6.0], [3.0, -6.0, 12.0]])
+    assert env.resets == 3 and env.steps == 9  # budget 9 = 3 candidates x 3 steps, no more
+    assert list(te.few_shot_ranking(-returns, np.random.default_rng(0))[0]) == [2, 0, 1]
+
+
 def test_few_shot_ranking_breaks_ties_at_random_with_the_seed():
     losses = np.array([[0.5, 0.1, 0.1, 0.3]])
     firsts = {int(te.few_shot_ranking(losses, np.random.default_rng(seed))[0, 0]) for seed in range(20)}
@@ -173,7 +205,7 @@ def test_init_from_rejects_other_networks_and_larger_tasks(pretrained_run, tmp_p
     assert "--embedding-dim 8 (checkpoint) vs 16 (now)" in out.stderr
     args = sac_brc.Args(width=32, actor_width=32, num_atoms=21, embedding_dim=8, suite="dog-run", init_from=run)
     with pytest.raises(sac_brc.ConfigError, match="more than the --init-from network reads"):
-        sac_brc.read_pretrained_config(args, 223, 38)
+        read_pretrained(dataclasses.asdict(args), 223, 38)
 
 
 @pytest.mark.slow
@@ -184,9 +216,9 @@ def test_init_from_loads_the_pretrained_networks_and_starts_the_rest_fresh(pretr
     run = str(pretrained_run / "runs/pre")
     args = sac_brc.Args(width=32, actor_width=32, num_atoms=21, embedding_dim=8, suite="reach", init_from=run,
                         init_temperature=0.3)  # fmt: skip
-    pretrained = sac_brc.read_pretrained_config(args, 39, 4)
+    pretrained = read_pretrained(dataclasses.asdict(args), 39, 4)
     fresh, _ = sac_brc.make_agent(args, 1, 39, 4, sac_brc.resolve_batch_size(args, 1), jax.random.key(5))
-    state = sac_brc.init_from_checkpoint(pretrained, fresh)
+    state = sac_brc.init_from_checkpoint(pretrained, fresh, args)
     reference = te.load_pretrained(pretrained_run / "runs/pre").state
     for a, b in zip(leaves((state.actor, state.critic.members, state.target_critic.members)),
                     leaves((reference.actor, reference.critic.members, reference.critic.members))):  # fmt: skip
@@ -196,7 +228,8 @@ def test_init_from_loads_the_pretrained_networks_and_starts_the_rest_fresh(pretr
     assert float(state.log_alpha) == float(reference.log_alpha) and int(state.step) == 0
     assert not np.isclose(float(jnp.exp(reference.log_alpha)), 0.3)  # the two cases differ
     assert all(float(jnp.abs(x).max()) == 0 for x in leaves(state.critic_opt_state)[1:] if x.ndim > 0)
-    reset = sac_brc.init_from_checkpoint(pretrained, fresh, keep_temperature=False)
+    reset_args = dataclasses.replace(args, transfer_temperature="reset")
+    reset = sac_brc.init_from_checkpoint(pretrained, fresh, reset_args)
     assert np.isclose(float(jnp.exp(reset.log_alpha)), 0.3)
 
 
@@ -284,21 +317,26 @@ def test_data_transfer_update_samples_symmetrically_and_scales_prior_rewards_by_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["zero-shot", "few-shot", "tune"])
+@pytest.mark.parametrize("mode", ["zero-shot", "few-shot", "few-shot-return", "tune"])
 def test_transfer_embedding_end_to_end(pretrained_run, monkeypatch, mode):
     """Each mode on `reach`; 2 evaluation episodes, so scoring or collecting (one env) and
     evaluation (two envs) run at different batch sizes without a second trace."""
     monkeypatch.chdir(pretrained_run)
-    budget = {"zero-shot": None, "few-shot": 20, "tune": 40}[mode]
-    te.main(transfer_args(mode=mode, budget=budget, tune_steps=10, eval_episodes=2, run_name=f"t-{mode}"))
+    budget = {"zero-shot": None, "few-shot": 20, "few-shot-return": 20, "tune": 40}[mode]
+    criterion = "return" if mode == "few-shot-return" else "residual"
+    te.main(transfer_args(mode=mode.removesuffix("-return"), budget=budget, tune_steps=10, eval_episodes=2,
+                          run_name=f"t-{mode}", few_shot_criterion=criterion))  # fmt: skip
     run_dir = pretrained_run / "runs" / f"t-{mode}"
     (record,) = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert record["mode"] == mode and record["tasks"]["reach"]["success"] in (0.0, 0.5, 1.0)
+    assert record["mode"] == mode.removesuffix("-return") and record["tasks"]["reach"]["success"] in (0.0, 0.5, 1.0)
     assert np.isfinite(record["tasks"]["reach"]["return"])
-    if mode == "few-shot":
+    if mode.startswith("few-shot"):
         table = json.loads((run_dir / "few_shot_table.json").read_text())["reach"]
         assert sorted(r["embedding"] for r in table) == ["drawer-close", "window-open"]
-        assert table[0]["bellman_residual"] <= table[1]["bellman_residual"]
+        if criterion == "residual":
+            assert table[0]["bellman_residual"] <= table[1]["bellman_residual"]
+        else:  # 20 steps split between the 2 embeddings; the higher return first
+            assert table[0]["return"] >= table[1]["return"]
         assert record["embedding"]["reach"] == table[0]["embedding"] and record["step"] == 20
     assert record["seen_tasks"] == []
     if mode == "tune":
@@ -331,10 +369,10 @@ def test_sac_brc_model_and_data_transfer_end_to_end(pretrained_run, tmp_path):
 
 def test_sac_brc_transfer_to_a_pretraining_task_warns(capsys):
     tasks = resolve_tasks("", ("reach", "window-open"))
-    sac_brc.warn_if_seen(tasks, resolve_tasks("", tuple(PRETRAIN_TASKS.split(","))), "--init-buffer runs/pre")
+    warn_if_seen(tasks, resolve_tasks("", tuple(PRETRAIN_TASKS.split(","))), "--init-buffer runs/pre")
     assert capsys.readouterr().err.startswith("warning: target task(s) window-open were pretraining tasks of "
                                                "--init-buffer runs/pre")  # fmt: skip
-    sac_brc.warn_if_seen(tasks[:1], resolve_tasks("", tuple(PRETRAIN_TASKS.split(","))), "--init-from runs/pre")
+    warn_if_seen(tasks[:1], resolve_tasks("", tuple(PRETRAIN_TASKS.split(","))), "--init-from runs/pre")
     assert capsys.readouterr().err == ""
 
 
