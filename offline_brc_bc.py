@@ -876,7 +876,7 @@ class Run(RunDir):
 
     def checkpoint(self, step: int, state: TrainState, metrics: dict) -> None:
         check_finite(metrics, step, self.dir, "update")  # never checkpoint a diverged learner
-        save_checkpoint(self.dir, step, state, {"step": step})
+        save_checkpoint(self.dir, step, state, {"step": step}, keep=self.args.keep_checkpoints)
         self.checkpoint_written(step, "update")
 
 

@@ -63,10 +63,19 @@ def list_chunks(task_dir: Path) -> list[tuple[int, int, Path]]:
 
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """A chunk written whole or not at all; a failed write (a full disk) is one DatasetError."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise DatasetError(
+            f"cannot write {path}: {error.strerror or error}; the dataset keeps every chunk written before it. "
+            "Free space (or fix the cause), then continue the run with --resume: it records again from its "
+            "last checkpoint"
+        ) from None
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -12,12 +12,14 @@ once, as it would without this.
 """
 
 import dataclasses
+import errno
 import json
 import os
 import shutil
 import signal
 import sys
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,8 @@ class RunArgs:
     """steps between checkpoints (offline_brc_bc.py: updates); one is also written at the end"""
     checkpoint_minutes: float = 30.0
     """also write a checkpoint when this many minutes have passed since the last (0: by steps only); SIGTERM or Ctrl-C always writes one, then exits"""
+    keep_checkpoints: int = 2
+    """checkpoints kept, newest first: a damaged newest one is passed over on --resume for the one before"""
     run_name: str | None = None
     """run directory name under runs/; default the suite, network, seed and start time"""
     resume: str | None = None
@@ -70,7 +74,7 @@ def check_nonnegative(args, *names: str) -> None:
 
 def check_run_args(args: RunArgs) -> None:
     """The RunArgs flags, checked before anything runs."""
-    check_positive(args, "log_interval", "checkpoint_interval")
+    check_positive(args, "log_interval", "checkpoint_interval", "keep_checkpoints")
     if not args.checkpoint_minutes >= 0:  # also refuses nan
         minutes = args.checkpoint_minutes
         raise ConfigError(f"--checkpoint-minutes must be >= 0 (0: by steps only), got {minutes}")
@@ -184,40 +188,129 @@ def check_resume(args, resume_dir: Path, resumable: set[str]) -> None:
         )
 
 
+class WriteError(ConfigError):
+    """A file of the run could not be written (disk full, quota, permission): one line, exit 2."""
+
+
+def os_error(error: BaseException) -> OSError | None:
+    """The OSError behind `error` (itself, or what it wraps: equinox wraps a failed write)."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def write_failed(path: Path, error: OSError, run_dir: Path) -> WriteError:
+    """The one line for a file that could not be written: the path, the cause, and where the run
+    can continue from."""
+    latest = run_dir / "checkpoints" / "latest"
+    last = f"{run_dir / 'checkpoints' / latest.read_text().strip()}" if latest.exists() else "none yet"
+    return WriteError(
+        f"cannot write {path}: {error.strerror or error} (errno {error.errno}); nothing already written was "
+        f"changed; the last good checkpoint: {last}. Free space (or fix the cause), then continue with "
+        f"python {Path(sys.argv[0]).name} --resume {run_dir}"
+    )
+
+
+def checksum(path: Path) -> int:
+    """CRC-32 of a file, read in 64 MiB blocks (zlib: about 1 GB/s on one core)."""
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 26):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
 def save_checkpoint(
-    run_dir: Path, step: int, state: PyTree, host: dict, replay: dict[str, np.ndarray] | None = None
+    run_dir: Path, step: int, state: PyTree, host: dict, replay: dict[str, np.ndarray] | None = None, keep: int = 2
 ) -> None:
-    """Write checkpoints/step_N/ (state.eqx, host.json, and replay.npz if `replay` is given) in a
-    temporary folder, rename it, then point `latest` at it; only the newest is kept."""
-    ckpt_root = run_dir / "checkpoints"
-    ckpt_root.mkdir(exist_ok=True)
+    """Write checkpoints/step_N/ (state.eqx, host.json, replay.npz if `replay` is given, and
+    last manifest.json: each file's size and CRC-32) in a temporary folder, rename it, then
+    point `latest` at it; the newest `keep` checkpoints are kept. A write that fails (a full
+    disk) removes the temporary folder and raises `WriteError`; the checkpoints before stay."""
+    root = run_dir / "checkpoints"
     name = f"step_{step:09d}"
-    tmp = ckpt_root / f".tmp_{name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    eqx.tree_serialise_leaves(tmp / "state.eqx", state)
-    if replay is not None:
-        np.savez(tmp / "replay.npz", **replay)
-    (tmp / "host.json").write_text(json.dumps(host))
-    final = ckpt_root / name
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    atomic_write_text(ckpt_root / "latest", name)
-    for old in ckpt_root.glob("step_*"):  # keep only the newest checkpoint
-        if old.name != name:
-            shutil.rmtree(old, ignore_errors=True)
+    tmp = root / f".tmp_{name}"
+    try:
+        root.mkdir(exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        eqx.tree_serialise_leaves(tmp / "state.eqx", state)
+        if replay is not None:
+            np.savez(tmp / "replay.npz", **replay)
+        (tmp / "host.json").write_text(json.dumps(host))
+        files = {f.name: {"bytes": f.stat().st_size, "crc32": checksum(f)} for f in sorted(tmp.iterdir())}
+        (tmp / "manifest.json").write_text(json.dumps({"step": step, "files": files}))
+        shutil.rmtree(root / name, ignore_errors=True)
+        os.replace(tmp, root / name)
+        atomic_write_text(root / "latest", name)
+    except Exception as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (cause := os_error(error)) is None:
+            raise
+        raise write_failed(root / name, cause, run_dir) from None
+    for old in sorted(root.glob("step_*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def damage(ckpt: Path) -> str | None:
+    """What is wrong with a checkpoint's files, checked against its manifest; None if intact.
+    A checkpoint without a manifest (written before manifests existed) is taken as it is."""
+    if not (ckpt / "manifest.json").exists():
+        missing = [f for f in ("state.eqx", "host.json") if not (ckpt / f).exists()]
+        return f"{missing[0]} missing" if missing else None
+    try:
+        files = json.loads((ckpt / "manifest.json").read_text())["files"]
+    except (ValueError, KeyError):
+        return "manifest.json unreadable"
+    for name, expected in files.items():
+        path = ckpt / name
+        if not path.exists():
+            return f"{name} missing"
+        if path.stat().st_size != expected["bytes"]:
+            return f"{name} has {path.stat().st_size:,} bytes, its manifest says {expected['bytes']:,}"
+        if checksum(path) != expected["crc32"]:
+            return f"{name} fails its CRC-32 check"
+    return None
+
+
+def step_of(ckpt: Path) -> int:
+    return int(ckpt.name.split("_")[1])
+
+
+def intact_checkpoint(run_dir: Path) -> Path:
+    """The newest intact checkpoint: `latest`, or (with a warning naming what is damaged and the
+    steps lost) the newest earlier one that verifies; a damaged one is renamed aside
+    (checkpoints/damaged_step_N) so that it is never chosen again. One line if none is intact."""
+    root = run_dir / "checkpoints"
+    if not (root / "latest").exists():
+        raise ConfigError(f"{run_dir} has no checkpoint to resume from (no checkpoints/latest)")
+    latest = root / (root / "latest").read_text().strip()
+    older = sorted((c for c in root.glob("step_*") if step_of(c) < step_of(latest)), key=step_of, reverse=True)
+    damaged = []
+    for ckpt in [latest, *older]:
+        if (problem := damage(ckpt)) is None:
+            break
+        damaged.append((ckpt, problem))
+    else:
+        what = "; ".join(f"{c.name}: {p}" for c, p in damaged)
+        raise ConfigError(f"no intact checkpoint in {root} ({what}); the run cannot be resumed: start it anew")
+    if damaged:
+        bad, problem = damaged[0]
+        print(f"warning: checkpoint {bad} is damaged ({problem}); resuming from {ckpt.name} instead: steps "
+              f"{step_of(ckpt) + 1}-{step_of(bad)} are lost and will be run again", file=sys.stderr)  # fmt: skip
+        for bad, _ in damaged:
+            os.replace(bad, bad.with_name("damaged_" + bad.name))
+        atomic_write_text(root / "latest", ckpt.name)
+    return ckpt
 
 
 def load_checkpoint(run_dir: Path, state_like: PyTree) -> tuple[PyTree, dict, Path | None]:
-    """The latest checkpoint's state (shaped as `state_like`), host dict, and its replay.npz if it
-    has one."""
-    ckpt_root = run_dir / "checkpoints"
-    if not (ckpt_root / "latest").exists():
-        raise ConfigError(f"{run_dir} has no checkpoint to resume from (no checkpoints/latest)")
-    ckpt = ckpt_root / (ckpt_root / "latest").read_text().strip()
+    """The newest intact checkpoint's state (shaped as `state_like`), host dict, and its
+    replay.npz if it has one."""
+    ckpt = intact_checkpoint(run_dir)
     try:
         state = eqx.tree_deserialise_leaves(ckpt / "state.eqx", state_like)
-    except Exception as error:  # noqa: BLE001 (any shape or structure mismatch)
+    except Exception as error:  # noqa: BLE001 (any shape or structure mismatch; the files are intact)
         raise ConfigError(
             f"checkpoint {ckpt} does not match this configuration ({type(error).__name__}); "
             f"resume with the arguments in {run_dir / 'config.json'}"
@@ -263,6 +356,23 @@ def restore_ring(path: Path, buffer: tuple) -> tuple:
             restored[field] = getattr(buffer, field).at[:, :saved].set(np.stack(rows))
     position, size = jnp.asarray(size % capacity, jnp.int32), jnp.asarray(size, jnp.int32)
     return buffer._replace(**restored, position=position, size=size)
+
+
+def append_line(path: Path, line: str, run_dir: Path) -> None:
+    """Append `line` to `path` in one write; if it fails (a full disk), the file is cut back to
+    what it held, so that it never ends in half a record, and the run ends with `WriteError`."""
+    data = (line + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            if os.write(fd, data) < len(data):
+                raise OSError(errno.ENOSPC, "No space left on device (a partial write)", str(path))
+        except OSError as error:
+            os.ftruncate(fd, size)
+            raise write_failed(path, error, run_dir) from None
+    finally:
+        os.close(fd)
 
 
 def drop_metrics_after(run_dir: Path, step: int) -> None:
@@ -477,7 +587,7 @@ class RunDir:
             "numpy_rng": rng.bit_generator.state,
             "act_key": np.asarray(jax.random.key_data(act_key)).tolist(),
         }
-        save_checkpoint(self.dir, env_step, state, host, replay)
+        save_checkpoint(self.dir, env_step, state, host, replay, self.args.keep_checkpoints)
         self.checkpoint_written(env_step)
 
     def log_progress(self, step: int, returns: EpisodeReturns, metrics: dict | None, *fields: str,
@@ -533,8 +643,7 @@ class RunDir:
     def write(self, record: dict) -> None:
         """Append `record` to metrics.jsonl, and with --track log it to wandb: its scalars, each
         task's results as `<task>/<metric>`, and its videos."""
-        with open(self.dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(self.dir / "metrics.jsonl", json.dumps(record), self.dir)
         if self.wandb is not None:
             import wandb
 

@@ -94,7 +94,7 @@ FLAGS_BEFORE = {
         "--tune-steps"
     ).split(),
 }
-FLAGS_ADDED = {s: ["--checkpoint-minutes"] for s in ("sac_brc", "drq_brc", "offline_brc_bc")}
+FLAGS_ADDED = {s: ["--checkpoint-minutes", "--keep-checkpoints"] for s in ("sac_brc", "drq_brc", "offline_brc_bc")}
 FLAGS_ADDED["offline_brc_bc"] += ["--track", "--no-track"]  # RunArgs: every trainer can log to wandb
 FLAGS_ADDED["transfer_embedding"] = ["--few-shot-criterion"]  # the paper's literal few-shot choice, as an option
 

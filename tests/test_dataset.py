@@ -1,6 +1,7 @@
 """common/dataset.py: writer -> loader round trip, resume, validation messages, and the
 dataset that `sac_brc.py --save-buffer` records (compared with the run's own replay buffer)."""
 
+import errno
 import json
 import tracemalloc
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 import sac_brc
+from common import dataset as dataset_module
 from common.dataset import (
     FIELDS,
     DatasetError,
@@ -94,6 +96,30 @@ def test_writer_round_trip_across_chunks(tmp_path):
     assert [t.name for t in dataset.tasks] == ["reach", "cartpole-swingup"]
     assert dataset.obs.shape[1] == 39 and dataset.action.shape[1] == 4
     assert_dataset_equals(dataset, expected_rows(steps, TWO))
+
+
+def test_a_chunk_that_meets_a_full_disk_is_one_error_and_leaves_the_chunks_before(tmp_path, monkeypatch):
+    """--save-buffer on a full disk: one DatasetError line (a user error: exit 2 in every script),
+    no temporary file left, every chunk written before it intact and loadable."""
+    steps = list(random_steps(np.random.default_rng(2), 12, end_rate=0.0, truncate_every=None, valid_rate=1.0))
+    path = tmp_path / "d"
+    writer = DatasetWriter(path, TWO, make_metadata(TWO, "test"), chunk_size=4)
+    for s in steps[:8]:
+        writer.add(**s)
+    before = sorted(p.name for p in (path / "reach").iterdir())
+
+    def full_disk(file, **arrays):
+        file.write(b"PK")  # part of a chunk, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(dataset_module.np, "savez_compressed", full_disk)
+    with pytest.raises(DatasetError, match=r"cannot write .*reach.*: No space left on device; the dataset keeps") as error:
+        for s in steps[8:]:
+            writer.add(**s)
+    assert "\n" not in str(error.value)
+    assert sorted(p.name for p in (path / "reach").iterdir()) == before and len(before) == 2
+    monkeypatch.undo()
+    assert len(load_dataset(path).reward) == 2 * 8  # both tasks' two whole chunks
 
 
 def test_resume_drops_steps_after_the_checkpoint_and_ends_the_episode(tmp_path):

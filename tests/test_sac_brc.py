@@ -136,8 +136,10 @@ def test_end_to_end_run_and_resume(run, tmp_path):
     assert np.isfinite(records[-1]["critic_loss"])
     ckpt = run_dir / "checkpoints"
     assert (ckpt / "latest").read_text() == "step_000000300"
-    assert {p.name for p in (ckpt / "step_000000300").iterdir()} == {"state.eqx", "replay.npz", "host.json"}
-    assert not list(ckpt.glob(".tmp*")) and not list(ckpt.glob("step_000000150"))
+    assert {p.name for p in (ckpt / "step_000000300").iterdir()} == {"state.eqx", "replay.npz", "host.json",
+                                                                   "manifest.json"}  # fmt: skip
+    assert not list(ckpt.glob(".tmp*")) and [p.name for p in sorted(ckpt.glob("step_*"))] == [
+        "step_000000150", "step_000000300"]  # the newest --keep-checkpoints 2  # fmt: skip
 
     at_300 = json.loads((ckpt / "step_000000300" / "host.json").read_text())["normalizer"]
     resumed = run("sac_brc.py", "--resume", str(run_dir), "--total-steps", "450")  # the rest from config.json
