@@ -932,7 +932,7 @@ def validate(args: Args) -> list[TaskSpec]:
     if len(args.tasks) == 1 and "," in args.tasks[0]:
         args.tasks = tuple(t for t in args.tasks[0].split(",") if t)
     try:
-        tasks = resolve_tasks(args.suite, args.tasks)
+        tasks = resolve_tasks(args.suite, args.tasks, frozenset({"atari"}))
     except ValueError as error:
         raise ConfigError(str(error)) from None
     not_atari = [t.name for t in tasks if t.domain != "atari"]

@@ -63,7 +63,7 @@ from common.run import (
     ConfigError, RunArgs, RunDir, check_batch_split, check_finite, check_nonnegative, check_positive, check_run_args,
     drop_metrics_after, load_checkpoint, make_mesh, run_main, save_checkpoint,
 )  # fmt: skip
-from common.suites import TaskSpec
+from common.suites import TASKS, TaskSpec, score_meaning
 
 
 @own_flags_first
@@ -872,7 +872,8 @@ class Run(RunDir):
         data_wait = wait_s / (time.time() - self.start_time)
         record = self.record(step, results, metrics, "update", eval_protocol=self.args.eval_protocol,
                              mw_backend=self.args.mw_backend, data_wait=data_wait)  # fmt: skip
-        self.log_evaluation(record, f"eval update {step}: mean score {record['mean_score']:.3f}")
+        meaning = score_meaning(list(map(TASKS.__getitem__, results)))
+        self.log_evaluation(record, f"eval update {step}: mean score {record['mean_score']:.3f} ({meaning})")
 
     def checkpoint(self, step: int, state: TrainState, metrics: dict) -> None:
         check_finite(metrics, step, self.dir, "update")  # never checkpoint a diverged learner

@@ -1,11 +1,13 @@
 """Learning curves of BRC runs, scored and aggregated as in the paper (Appendix D, E.3).
 
 Reads the `metrics.jsonl` that `sac_brc.py` writes into each run directory and draws, into
-an output folder:
+an output folder (`--out`; default `plots/` inside the first run directory or folder given):
 
-- `tasks.png`: one panel per task, normalised score against env steps per task;
-- `aggregate.png`: the mean normalised score over tasks, with a 95% bootstrap confidence
-  interval over seeds (the paper's aggregate curves, e.g. Figure 9);
+- `tasks.png`: one panel per task, `--metric` (the normalised score by default; or the
+  return, or the success rate) against env steps per task;
+- `aggregate.png`, for two or more tasks: the mean over tasks, with a 95% bootstrap
+  confidence interval over seeds when there are two or more (the paper's aggregate curves,
+  e.g. Figure 9);
 - `diagnostics.png`: if the runs logged `--diagnostics`, the spreads across tasks of TD loss,
   gradient norm and policy entropy (paper Figure 3) and the gradient-conflict rate (Figure 5);
 - `table.md`, with `--table` and `--reference`: for every evaluation step that a run group and a
@@ -20,15 +22,18 @@ overlays the published curves stored as `<suite>/<variant>/<task>.npy` arrays of
 
     python plot.py runs/mw__w4096__s0 runs/mw__w4096__s1 --reference ~/BiggerRegularizedCategorical/results
     python plot.py runs/ --out plots/width --labels "width 1024" "width 4096"
+    python plot.py runs/quickstart --metric return   # one run: its return, into runs/quickstart/plots/
     python plot.py runs/mw-easy__* --reference ~/BiggerRegularizedCategorical/results --table
 """
 
+import dataclasses
 import json
 import math
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import matplotlib
 
@@ -39,15 +44,17 @@ import tyro
 from jaxtyping import Float
 from matplotlib.ticker import FuncFormatter
 
-from common.suites import SH_TRAIN, TASKS, normalized_score
+from common.suites import SH_TRAIN, TASKS, normalized_score, score_meaning
 
 
 @dataclass
 class Args:
     runs: tyro.conf.Positional[tuple[str, ...]]
     """run directories written by sac_brc.py (a folder holding run directories stands for all of them)"""
-    out: str = "plots"
-    """output folder for the PNGs (created if missing; existing PNGs of the same name are replaced)"""
+    metric: Literal["score", "return", "success"] = "score"
+    """what to plot: score (the paper's normalised score, Appendix E.3: the success rate on MetaWorld and ShadowHand, return / 1000 on DMC), return (mean evaluation return) or success (success rate, for tasks that report one)"""
+    out: str | None = None
+    """output folder for the PNGs (created if missing; existing PNGs of the same name are replaced); default plots/ inside the first run directory or folder given"""
     labels: tuple[str, ...] = ()
     """one legend label per configuration group, in the order the groups first appear; default: the settings that differ"""
     reference: str | None = None
@@ -125,7 +132,7 @@ class Run:
     path: Path
     config: dict
     steps: np.ndarray  # (points,) env steps per task
-    scores: dict[str, np.ndarray]  # task -> (points,) normalised score
+    scores: dict[str, np.ndarray]  # task -> (points,) the --metric (the normalised score by default)
     diagnostics: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (points,), if logged
 
 
@@ -138,7 +145,26 @@ def task_score(name: str, result: dict) -> float:
     return float(result["score"])
 
 
-def load_run(path: Path) -> Run:
+def task_value(name: str, result: dict, metric: str) -> float:
+    """One evaluation's `metric` of a task: its normalised score, mean return or success rate."""
+    if metric == "return":
+        return float(result["return"])
+    if metric == "success":
+        if result.get("success") is None:
+            raise PlotError(f"--metric success: {name} reports no success; plot --metric return or score")
+        return float(result["success"])
+    return task_score(name, result)
+
+
+def metric_label(metric: str, tasks: list[str]) -> str:
+    """The y-axis label: what the numbers are, for these tasks."""
+    if metric != "score":
+        return {"return": "evaluation return", "success": "success rate"}[metric]
+    known = [TASKS[t] for t in tasks if t in TASKS]
+    return f"normalised score ({score_meaning(known) if len(known) == len(tasks) else 'as the runs stored it'})"
+
+
+def load_run(path: Path, metric: str = "score") -> Run:
     metrics_path, config_path = path / "metrics.jsonl", path / "config.json"
     if not metrics_path.exists() or not config_path.exists():
         raise PlotError(
@@ -150,7 +176,7 @@ def load_run(path: Path) -> Run:
     by_step = {r["step"]: r for r in records}  # a resumed run may repeat a step: keep the last
     steps = np.array(sorted(by_step))
     tasks = list(by_step[steps[0]]["tasks"])
-    scores = {t: np.array([task_score(t, by_step[s]["tasks"][t]) for s in steps]) for t in tasks}
+    scores = {t: np.array([task_value(t, by_step[s]["tasks"][t], metric) for s in steps]) for t in tasks}
     diagnostics = {}
     if all("diagnostics" in by_step[s] for s in steps):
         for name in ("td_loss", "grad_norm", "entropy"):
@@ -287,10 +313,21 @@ def steps_label(x: float, _pos=None) -> str:
 
 
 def draw_curve(ax, steps, samples: np.ndarray, args: Args, rng, **style):
-    """Mean over seeds (rows) with its bootstrap confidence band."""
-    low, high = bootstrap_ci(samples, args.confidence, args.bootstrap_samples, rng)
+    """Mean over seeds (rows), with its bootstrap confidence band if there are two or more."""
     (line,) = ax.plot(steps, samples.mean(axis=0), **style)
-    ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    if len(samples) > 1:
+        low, high = bootstrap_ci(samples, args.confidence, args.bootstrap_samples, rng)
+        ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+
+
+def aggregate_title(groups: list[Group], tasks: list[str], args: Args) -> str:
+    """The aggregate plot's title: a confidence interval is claimed only where a group has two
+    or more seeds."""
+    what = {"score": "normalised score", "return": "return", "success": "success rate"}[args.metric]
+    title = f"mean {what} over {len(tasks)} tasks"
+    if any(len(g.runs) > 1 for g in groups):
+        return title + f", {args.confidence:.0%} bootstrap CI over seeds"
+    return title + " (one seed: no confidence interval)"
 
 
 def crop(steps: np.ndarray, samples: np.ndarray, max_step: int | None):
@@ -331,7 +368,7 @@ def references(args: Args, tasks: list[str]) -> dict[str, dict[str, np.ndarray]]
 def plot(args: Args, groups: list[Group], published: dict[str, dict[str, np.ndarray]]) -> list[Path]:
     tasks = list(dict.fromkeys(t for g in groups for t in g.tasks))
     rng = np.random.default_rng(args.seed)
-    out = Path(args.out)
+    out, label = Path(args.out), metric_label(args.metric, tasks)
     out.mkdir(parents=True, exist_ok=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     ref_styles = [dict(color="black", linestyle="--"), dict(color="dimgray", linestyle=":")]
@@ -359,10 +396,10 @@ def plot(args: Args, groups: list[Group], published: dict[str, dict[str, np.ndar
     for ax in axes.flat[len(tasks):]:
         ax.axis("off")
     for ax in axes[:, 0]:
-        ax.set_ylabel("normalised score")
+        ax.set_ylabel(label)
     for ax in axes[-1]:
         ax.set_xlabel("env steps per task")
-    handles, names = {}, []
+    handles = {}
     for ax in axes.flat:
         for h, n in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(n, h)
@@ -372,6 +409,9 @@ def plot(args: Args, groups: list[Group], published: dict[str, dict[str, np.ndar
     save_figure(fig, out / "tasks.png")
     written.append(out / "tasks.png")
 
+    if len(tasks) == 1:  # the aggregate would repeat the task's own plot
+        return written + diagnostics_figure(args, groups, out, colors, rng)
+
     # aggregate over tasks
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for k, group in enumerate(groups):
@@ -379,7 +419,8 @@ def plot(args: Args, groups: list[Group], published: dict[str, dict[str, np.ndar
         keep = group.steps <= args.max_step if args.max_step is not None else slice(None)
         color = colors[k % len(colors)]
         ax.plot(group.steps[keep], mean[keep], color=color, marker=".", label=group.label)
-        ax.fill_between(group.steps[keep], low[keep], high[keep], color=color, alpha=0.2, linewidth=0)
+        if len(group.runs) > 1:
+            ax.fill_between(group.steps[keep], low[keep], high[keep], color=color, alpha=0.2, linewidth=0)
     for (variant, curves), style in zip(published.items(), ref_styles):
         same_steps = len({reference_interval(t, args) for t in tasks}) == 1
         if curves and all(t in curves for t in tasks) and same_steps:
@@ -391,18 +432,21 @@ def plot(args: Args, groups: list[Group], published: dict[str, dict[str, np.ndar
         elif curves:
             why = "not every task has a published curve" if same_steps else "the curves' steps differ"
             print(f"reference {variant}: {why}; no aggregate reference drawn")
-    ax.set_title(f"mean normalised score over {len(tasks)} task{'s' * (len(tasks) > 1)}, "
-                 f"{args.confidence:.0%} bootstrap CI over seeds", fontsize=10)  # fmt: skip
+    ax.set_title(aggregate_title(groups, tasks, args), fontsize=10)
     ax.set_xlabel("env steps per task")
-    ax.set_ylabel("normalised score")
+    ax.set_ylabel(label)
     ax.xaxis.set_major_formatter(FuncFormatter(steps_label))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, out / "aggregate.png")
     written.append(out / "aggregate.png")
+    return written + diagnostics_figure(args, groups, out, colors, rng)
 
-    # diagnostics (paper Figures 3 and 5), if every run of a group logged them
+
+def diagnostics_figure(args: Args, groups: list[Group], out: Path, colors: list, rng) -> list[Path]:
+    """diagnostics.png (paper Figures 3 and 5), if every run of a group logged them."""
+    written = []
     logged = [g for g in groups if all(r.diagnostics for r in g.runs)]
     if logged:
         names = list(dict.fromkeys(n for g in logged for n in g.runs[0].diagnostics))
@@ -549,7 +593,11 @@ def main(args: Args) -> None:
         raise PlotError("--bootstrap-samples and --reference-interval must be positive")
     if args.table and args.reference is None:
         raise PlotError("--table compares with the published curves: give --reference DIR too")
-    groups = group_runs([load_run(p) for p in find_runs(args.runs)], args.labels)
+    if args.metric != "score" and (args.reference or args.table):
+        raise PlotError("the published curves are normalised scores: --reference and --table need --metric score")
+    groups = group_runs([load_run(p, args.metric) for p in find_runs(args.runs)], args.labels)
+    if args.out is None:  # beside the runs, not wherever plot.py was started
+        args = dataclasses.replace(args, out=str(Path(args.runs[0]) / "plots"))
     published = references(args, list(dict.fromkeys(t for g in groups for t in g.tasks)))
     for path in plot(args, groups, published) + ([write_table(args, groups, published)] if args.table else []):
         print(f"wrote {path}")

@@ -52,7 +52,7 @@ from common.run import (
     ConfigError, EpisodeReturns, RunArgs, RunDir, check_batch_split, check_memory, check_nonnegative, check_positive,
     check_run_args, make_mesh, ring_arrays, run_main,
 )  # fmt: skip
-from common.suites import TaskSpec, resolve_tasks
+from common.suites import CONTINUOUS, TaskSpec, resolve_tasks, score_meaning
 from common.transfer import Pretrained, Transfer, load_pretrained_state, prior_data, read_transfer
 from common.video import VideoRecorder
 
@@ -958,7 +958,7 @@ def validate(args: Args) -> tuple[Args, list[TaskSpec]]:
     if len(args.tasks) == 1 and "," in args.tasks[0]:
         args = dataclasses.replace(args, tasks=tuple(t for t in args.tasks[0].split(",") if t))
     try:
-        tasks = resolve_tasks(args.suite, args.tasks)
+        tasks = resolve_tasks(args.suite, args.tasks, CONTINUOUS)
         require_packages(tasks)
         runnable = with_shadowhand_assets(tasks, args.shadowhand_assets, whole_suite=not args.tasks)
     except ValueError as error:
@@ -1000,6 +1000,9 @@ def print_plan(args: Args, tasks: list[TaskSpec], capacity: int, batch_size: int
     )  # fmt: skip
     critic_params, actor_params = count_parameters(critic), count_parameters(actor)
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {len(jax.devices())} visible")
+    if jax.default_backend() == "cpu" and args.width >= 2048:  # e.g. `python sac_brc.py` with no flags
+        print(f"note: --width {args.width} is the paper's GPU setting; on a CPU start from the quick start "
+              "(README): python sac_brc.py --suite reach --width 128 --total-steps 12500")  # fmt: skip
     print(f"tasks ({num_tasks}): {', '.join(t.name for t in tasks)}; obs {obs_dim}, action {act_dim} (padded)")
     print(f"parameters: critic ensemble {critic_params:,} (+ the same in its target), actor {actor_params:,}")
     # paper Table 1's model size counts the residual blocks of both critics and their targets
@@ -1083,7 +1086,8 @@ class Run(RunDir):
             diagnostics = diagnose(state, buffer, jnp.asarray(g), key)
             record["diagnostics"] = diagnostics_record(diagnostics, self.tasks, state.critic.task_embedding, env_step,
                                                        self.dir)  # fmt: skip
-        self.log_evaluation(record, f"eval step {env_step}: mean score {record['mean_score']:.3f}")
+        meaning = score_meaning(self.tasks)
+        self.log_evaluation(record, f"eval step {env_step}: mean score {record['mean_score']:.3f} ({meaning})")
 
     def checkpoint(self, env_step, state, buffer, metrics, normalizer, rng, act_key, recorder) -> None:
         if recorder is not None:  # the recording is complete up to every checkpoint

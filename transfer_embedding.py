@@ -67,7 +67,7 @@ from common.envs import (
     EnvArgs, EnvError, MultiTaskEnv, eval_envs_and_episodes, evaluate_policy, with_shadowhand_assets,
 )  # fmt: skip
 from common.run import ConfigError, atomic_write_text
-from common.suites import TASKS, TaskSpec, resolve_tasks
+from common.suites import CONTINUOUS, TASKS, TaskSpec, resolve_tasks
 
 
 @own_flags_first
@@ -766,7 +766,7 @@ def validate(args: Args) -> tuple[list[TaskSpec], int]:
     if not args.tasks and args.suite is None:
         raise ConfigError("give the target tasks with --tasks a,b,c (or a target --suite)")
     try:
-        tasks = resolve_tasks(args.suite or "", args.tasks)
+        tasks = resolve_tasks(args.suite or "", args.tasks, CONTINUOUS)
         tasks = with_shadowhand_assets(tasks, args.shadowhand_assets, whole_suite=not args.tasks)
     except ValueError as error:
         raise ConfigError(str(error)) from None

@@ -615,10 +615,12 @@ class RunDir:
 
     def log_evaluation(self, record: dict, summary: str, decimals: int = 1) -> None:
         """Append `record` to metrics.jsonl (and wandb, --track); one console line: `summary`, then
-        the first tasks' returns."""
+        the first tasks' return and success rate, each named."""
         self.write(record)
-        returns = " ".join(f"{n} {r['return']:.{decimals}f}" for n, r in list(record["tasks"].items())[:8])
-        print(f"{summary} | {returns}", flush=True)
+        named = lambda r: f"return {r['return']:.{decimals}f}" + (
+            f", success {r['success']:.2f}" if r.get("success") is not None else "")  # fmt: skip
+        tasks = "; ".join(f"{n}: {named(r)}" for n, r in list(record["tasks"].items())[:8])
+        print(f"{summary} | {tasks}", flush=True)
 
     def learning(self, step: int, starts: int) -> bool:
         """Whether the run updates at `step` (from `starts` on); the first such step starts the

@@ -287,8 +287,17 @@ SUITES: dict[str, tuple[str, ...]] = {
 SUITES.update({"atari": ATARI_100K, "atari-transfer": ATARI_TRANSFER})  # paper Appendix E.1, E.2
 
 
-def resolve_tasks(suite: str, tasks: tuple[str, ...] = ()) -> list[TaskSpec]:
-    """Task specs for `--tasks` if given, else for `--suite`. Raises ValueError with the valid names."""
+# The paper's other names for its suites: --suite MT50 is --suite mw (any capitalisation).
+SUITE_ALIASES = {"mt50": "mw", "mt80": "mw-dmc"}
+
+CONTINUOUS = frozenset({"metaworld", "dmc", "dmc-custom", "humanoidbench", "shadowhand"})  # sac_brc.py's domains
+
+
+def resolve_tasks(suite: str, tasks: tuple[str, ...] = (), domains: frozenset[str] | None = None) -> list[TaskSpec]:
+    """Task specs for `--tasks` if given, else for `--suite` (in any capitalisation, as the paper
+    writes them, or one of SUITE_ALIASES). Raises ValueError with the valid names: the suites whose tasks
+    are all in `domains` (the ones the calling script runs; default all)."""
+    suite = SUITE_ALIASES.get(suite.lower(), suite.lower())
     if tasks:
         unknown = [t for t in tasks if t not in TASKS]
         if unknown:
@@ -297,12 +306,27 @@ def resolve_tasks(suite: str, tasks: tuple[str, ...] = ()) -> list[TaskSpec]:
             raise ValueError(f"--tasks lists a task twice: {','.join(tasks)}")
         return [TASKS[t] for t in tasks]
     if suite not in SUITES:
-        multi = [s for s in SUITES if s not in TASKS]
+        runnable = lambda s: domains is None or {TASKS[t].domain for t in SUITES[s]} <= domains
+        multi = [s for s in SUITES if s not in TASKS and runnable(s)]
+        aliases = ", ".join(f"{a} = {s}" for a, s in SUITE_ALIASES.items() if s in multi)
         raise ValueError(
-            f"unknown suite '{suite}'. Valid suites: {', '.join(multi)}, "
-            f"or any single task name (see --tasks)."
+            f"unknown suite '{suite}'. Valid suites: {', '.join(multi)}"
+            + (f" (the paper's names: {aliases})" if aliases else "")
+            + ", or any single task name (see --tasks)."
         )
     return [TASKS[t] for t in SUITES[suite]]
+
+
+def score_meaning(tasks: list[TaskSpec]) -> str:
+    """What `normalized_score` is for these tasks, in words (console lines and plot axes)."""
+    domains = {t.domain for t in tasks}
+    if domains <= {"metaworld", "shadowhand"}:
+        return "success rate"
+    if domains <= {"dmc", "dmc-custom"}:
+        return "return / 1000"
+    if domains == {"atari"}:
+        return "human-normalised"
+    return "paper App. E.3"
 
 
 def normalized_score(task: TaskSpec, episode_return: float, success: float) -> float:

@@ -94,6 +94,36 @@ def test_runs_grouped_by_configuration_and_scored_by_the_suite(tmp_path):
         plot.group_runs([plot.load_run(p) for p in two_configs(tmp_path / "once more")], ("one",))
 
 
+def test_metric_return_and_success_are_what_the_runs_logged(tmp_path):
+    paths = two_configs(tmp_path)
+    returns = plot.load_run(paths[1], "return")  # seed 1, offset 0.2
+    np.testing.assert_allclose(returns.scores["reach"], [1.0, 1.0])
+    np.testing.assert_allclose(returns.scores["cheetah-run"], [300.0, 400.0])
+    assert plot.metric_label("return", ["reach"]) == "evaluation return"
+    assert plot.metric_label("score", ["reach"]) == "normalised score (success rate)"
+    assert plot.metric_label("score", ["cheetah-run"]) == "normalised score (return / 1000)"
+    with pytest.raises(plot.PlotError, match="--metric success: cheetah-run reports no success"):
+        plot.load_run(paths[1], "success")
+
+
+def test_the_aggregate_title_claims_a_confidence_interval_only_with_two_seeds(tmp_path):
+    args = plot.Args(runs=("x",))
+    groups = plot.group_runs([plot.load_run(p) for p in two_configs(tmp_path)], ())  # 2 seeds and 1 seed
+    assert plot.aggregate_title(groups, ["reach", "cheetah-run"], args).endswith("95% bootstrap CI over seeds")
+    one_seed = plot.aggregate_title(groups[1:], ["reach", "cheetah-run"], args)
+    assert "CI" not in one_seed.replace("no confidence interval", "") and one_seed.endswith("no confidence interval)")
+
+
+def test_one_task_one_seed_plots_beside_the_run_without_an_aggregate(tmp_path, capsys):
+    run = write_run(tmp_path / "runs", "quick", {"suite": "reach", "tasks": ["reach"], "seed": 0},
+                    [(100, {"reach": (200.0, 0.0)}), (200, {"reach": (900.0, 0.1)})])  # fmt: skip
+    plot.main(plot.Args(runs=(str(run),), metric="return"))
+    assert sorted(p.name for p in (run / "plots").iterdir()) == ["tasks.png"]  # no aggregate of one task
+    assert capsys.readouterr().out.strip() == f"wrote {run / 'plots' / 'tasks.png'}"
+    with pytest.raises(plot.PlotError, match="need --metric score"):
+        plot.main(plot.Args(runs=(str(run),), metric="return", reference=str(tmp_path)))
+
+
 def fake_reference(root: Path) -> Path:
     """The published layout: <suite>/<variant>/<task>.npy, shape (seeds, points)."""
     (root / "metaworld" / "BRC_multitask").mkdir(parents=True)

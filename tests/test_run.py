@@ -1,9 +1,11 @@
 """common/run.py: the console clock, the checkpoint schedule, and the first SIGTERM or SIGINT caught, the
 second not."""
 
+import json
 import os
 import signal
 import sys
+import types
 
 import pytest
 
@@ -49,3 +51,13 @@ def test_the_first_signal_is_caught_and_the_second_acts(signum, code, monkeypatc
 def test_console_clock_by_hand():
     seconds = (0.0, 59.9, 60.0, 185.2, 3599.0, 3600.0, 7620.0, 90_000.0)
     assert [clock(s) for s in seconds] == ["0s", "59s", "1m00s", "3m05s", "59m59s", "1h00m", "2h07m", "25h00m"]
+
+
+def test_the_evaluation_line_names_its_numbers(tmp_path, capsys):
+    run_dir = run.RunDir(types.SimpleNamespace(track=False), tmp_path, False, 100, None)
+    record = {"step": 100, "tasks": {"reach": {"return": 1191.06, "success": 0.2, "score": 0.2},
+                                     "cheetah-run": {"return": 23.25, "success": None, "score": 0.023}}}  # fmt: skip
+    run_dir.log_evaluation(record, "eval step 100: mean score 0.112 (paper App. E.3)")
+    assert capsys.readouterr().out.strip() == ("eval step 100: mean score 0.112 (paper App. E.3) | "
+                                              "reach: return 1191.1, success 0.20; cheetah-run: return 23.2")  # fmt: skip
+    assert json.loads((tmp_path / "metrics.jsonl").read_text()) == record

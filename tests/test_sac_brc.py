@@ -228,6 +228,20 @@ def test_ablations_update_and_act(loss, conditioning):
     assert action.shape == (num_tasks, act_dim) and np.all(np.abs(np.asarray(action)) <= 1)
 
 
+@pytest.mark.parametrize("width, noted", [(2048, True), (4096, True), (128, False)])
+def test_the_gpu_setting_on_a_cpu_is_named_in_one_line(capsys, width, noted):
+    """`python sac_brc.py` with no flags on a CPU starts the paper's width-4096 run: the sizes
+    printed first say so, and name the quick start (the run goes on)."""
+    args = Args(suite="reach", width=width)
+    tasks = sac_brc.resolve_tasks("reach")
+    transfer = sac_brc.Transfer(None, None, tasks[0].obs_dim, tasks[0].act_dim)
+    sac_brc.print_plan(args, tasks, 1000, 256, transfer, jax.random.key(0))
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(notes) == int(noted)
+    if noted:
+        assert f"--width {width} is the paper's GPU setting" in notes[0] and "--width 128" in notes[0]
+
+
 def test_replay_restored_in_order_into_a_larger_buffer(tmp_path):
     """Resuming with a larger --total-steps grows the capacity; a full (wrapped) ring buffer
     must come back oldest-first, with the next insert right after the newest transition."""
