@@ -967,8 +967,7 @@ def validate(args: Args) -> tuple[Args, list[TaskSpec]]:
         tasks, args = runnable, dataclasses.replace(args, tasks=tuple(t.name for t in runnable))
     if atari := [t.name for t in tasks if t.domain == "atari"]:  # discrete actions from pixels: DrQ-epsilon + BRC
         raise ConfigError(f"sac_brc.py is for continuous control; the Atari games ({', '.join(atari[:3])}"
-                          f"{', ...' if len(atari) > 3 else ''}) train with drq_brc.py, e.g. python drq_brc.py "
-                          "--suite atari")
+                          f"{', ...' * (len(atari) > 3)}) train with drq_brc.py (--suite atari)")
     if args.init_buffer_per_task is not None and not args.init_buffer:
         raise ConfigError("--init-buffer-per-task subsamples --init-buffer's dataset; pass --init-buffer too")
     check_positive(args, "total_steps", "width", "actor_width", "num_atoms", "utd", "buffer_size", "batch_size",
@@ -1001,8 +1000,7 @@ def print_plan(args: Args, tasks: list[TaskSpec], capacity: int, batch_size: int
     critic_params, actor_params = count_parameters(critic), count_parameters(actor)
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {len(jax.devices())} visible")
     if jax.default_backend() == "cpu" and args.width >= 2048:  # e.g. `python sac_brc.py` with no flags
-        print(f"note: --width {args.width} is the paper's GPU setting; on a CPU start from the quick start "
-              "(README): python sac_brc.py --suite reach --width 128 --total-steps 12500")  # fmt: skip
+        print(f"note: --width {args.width} is the paper's GPU setting; README's quick start uses --width 128 on a CPU")  # fmt: skip
     print(f"tasks ({num_tasks}): {', '.join(t.name for t in tasks)}; obs {obs_dim}, action {act_dim} (padded)")
     print(f"parameters: critic ensemble {critic_params:,} (+ the same in its target), actor {actor_params:,}")
     # paper Table 1's model size counts the residual blocks of both critics and their targets

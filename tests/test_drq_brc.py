@@ -340,8 +340,10 @@ def test_end_to_end_multi_task_run_and_resume(run, tmp_path):
     assert np.isfinite(last["iqm"]) and np.isfinite(last["loss"])
     ckpt = run_dir / "checkpoints"
     assert (ckpt / "latest").read_text() == "step_000000120"
-    assert {p.name for p in (ckpt / "step_000000120").iterdir()} == {"state.eqx", "replay.npz", "host.json"}
-    assert not list(ckpt.glob(".tmp*")) and not list(ckpt.glob("step_000000060"))
+    assert {p.name for p in (ckpt / "step_000000120").iterdir()} == {"state.eqx", "replay.npz", "host.json",
+                                                                   "manifest.json"}  # fmt: skip
+    assert not list(ckpt.glob(".tmp*")) and [p.name for p in sorted(ckpt.glob("step_*"))] == [
+        "step_000000060", "step_000000120"]  # the newest --keep-checkpoints 2  # fmt: skip
 
     resumed = run("drq_brc.py", "--resume", str(run_dir), "--total-steps", "180")  # the rest from config.json
     assert resumed.returncode == 0, resumed.stderr[-3000:]
