@@ -1,7 +1,13 @@
 """The run harness the scripts share, typed on plain pytrees and dicts (common/ imports no
-script): user errors, config.json and `--resume`'s check, metrics.jsonl, atomic checkpoints of a
-state pytree plus a host dict plus (optionally) replay arrays, when to checkpoint, and stopping
-cleanly on a signal, so that a preempted run loses nothing it had done.
+script): the run flags (`RunArgs`), user errors, config.json and `--resume`'s check, the memory
+plan, metrics.jsonl and the console, atomic checkpoints of a state pytree plus a host dict plus
+(optionally) replay arrays, when to checkpoint, and stopping cleanly on a signal, so that a
+preempted run loses nothing it had done.
+
+Checkpoints are trusted only once verified: each ends with a manifest of its files' sizes and
+CRC-32s, written last; `--resume` passes over a damaged one for the one before (the newest
+`--keep-checkpoints` are kept), and a file that cannot be written (a full disk) ends the run with
+one line, leaving everything written before as it was.
 
 A scheduler that preempts a job (SLURM, a cloud spot instance) first sends SIGTERM, then kills
 it after a grace period; Ctrl-C sends SIGINT. Either one, received once, asks the training loop
