@@ -813,7 +813,7 @@ def make_agent(
 def main(args: Args) -> None:
     args, tasks = validate(args)
     num_tasks, batch_size = len(tasks), resolve_batch_size(args, len(tasks))
-    transfer = read_transfer(dataclasses.asdict(args), tasks)  # --init-from, --init-buffer; the padded sizes
+    transfer = read_transfer(dataclasses.asdict(args), tasks, dataclasses.asdict(Args()))  # and padded sizes
     obs_dim, act_dim = transfer.obs_dim, transfer.act_dim
     capacity = min(args.buffer_size, args.total_steps)  # a buffer never larger than the run
     run = Run.open(args, tasks)  # a new run directory, or --resume's after checking its config

@@ -39,9 +39,11 @@ class Transfer(NamedTuple):
     act_dim: int
 
 
-def read_pretrained(config: dict, obs_dim: int, act_dim: int) -> Pretrained:
+def read_pretrained(config: dict, obs_dim: int, act_dim: int, defaults: dict | None = None) -> Pretrained:
     """The --init-from checkpoint of a run with flags `config`, after checking that the two runs'
-    networks have the same shapes and the new tasks (`obs_dim`, `act_dim`) fit its inputs."""
+    networks have the same shapes and the new tasks (`obs_dim`, `act_dim`) fit its inputs. A flag
+    the checkpoint's config.json lacks (written before the flag existed) takes its value from
+    `defaults`, the flags' defaults, as `--resume` reads an old config.json."""
     path = Path(config["init_from"])
     run_dir, ckpt = (path.parent.parent, path) if (path / "state.eqx").exists() else (path, None)
     if ckpt is None and (run_dir / "checkpoints" / "latest").exists():
@@ -51,7 +53,7 @@ def read_pretrained(config: dict, obs_dim: int, act_dim: int) -> Pretrained:
             f"--init-from {path}: give a sac_brc.py run directory (config.json and checkpoints/latest) "
             "or one of its checkpoints/step_N folders"
         )
-    saved = json.loads((run_dir / "config.json").read_text())
+    saved = (defaults or {}) | json.loads((run_dir / "config.json").read_text())
     diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {config[k]!r} (now)"
              for k in NETWORK_FIELDS if saved.get(k) != config[k]]  # fmt: skip
     if diffs:
@@ -135,11 +137,11 @@ def warn_if_seen(tasks: list[TaskSpec], pretraining: list[TaskSpec], source: str
               "results on them are not transfer to held-out tasks (paper Appendix E.2 splits)", file=sys.stderr)  # fmt: skip
 
 
-def read_transfer(config: dict, tasks: list[TaskSpec]) -> Transfer:
-    """The first half of transfer, for a run with flags `config` on `tasks`: read and check the
-    checkpoint and the prior data, and fix the padded sizes."""
+def read_transfer(config: dict, tasks: list[TaskSpec], defaults: dict | None = None) -> Transfer:
+    """The first half of transfer, for a run with flags `config` (and their `defaults`) on
+    `tasks`: read and check the checkpoint and the prior data, and fix the padded sizes."""
     obs_dim, act_dim = max(t.obs_dim for t in tasks), max(t.act_dim for t in tasks)
-    pretrained = read_pretrained(config, obs_dim, act_dim) if config["init_from"] else None
+    pretrained = read_pretrained(config, obs_dim, act_dim, defaults) if config["init_from"] else None
     prior = load_prior_data(config) if config["init_buffer"] else None
     if pretrained is not None:  # the suites' padding rule: the new tasks are read at the checkpoint's sizes
         obs_dim, act_dim = pretrained.obs_dim, pretrained.act_dim

@@ -367,6 +367,22 @@ def test_sac_brc_model_and_data_transfer_end_to_end(pretrained_run, tmp_path):
     assert "warning" not in out.stderr
 
 
+def test_init_from_a_config_written_before_a_flag_existed_takes_its_default(tmp_path):
+    """A pretraining run's config.json without `loss` and `task_conditioning` (an older version)
+    reads as their defaults, as --resume reads it, instead of a mismatch with None."""
+    args = sac_brc.Args(width=32, actor_width=32, num_atoms=21, embedding_dim=8, tasks=("reach",),
+                        init_from=str(tmp_path / "old"))  # fmt: skip
+    old = {k: v for k, v in dataclasses.asdict(args).items() if k not in ("loss", "task_conditioning")}
+    (tmp_path / "old" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "old" / "config.json").write_text(json.dumps(old | {"tasks": ["drawer-close", "window-open"]}))
+    (tmp_path / "old" / "checkpoints" / "latest").write_text("step_000000100")
+    pretrained = read_pretrained(dataclasses.asdict(args), 39, 4, dataclasses.asdict(sac_brc.Args()))
+    assert [t.name for t in pretrained.tasks] == ["drawer-close", "window-open"]
+    assert pretrained.checkpoint == tmp_path / "old" / "checkpoints" / "step_000000100"
+    with pytest.raises(sac_brc.ConfigError, match="--loss None \\(checkpoint\\) vs 'ce' \\(now\\)"):
+        read_pretrained(dataclasses.asdict(args), 39, 4)  # without the defaults, the gap is a mismatch
+
+
 def test_sac_brc_transfer_to_a_pretraining_task_warns(capsys):
     tasks = resolve_tasks("", ("reach", "window-open"))
     warn_if_seen(tasks, resolve_tasks("", tuple(PRETRAIN_TASKS.split(","))), "--init-buffer runs/pre")
