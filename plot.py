@@ -58,7 +58,7 @@ class Args:
     labels: tuple[str, ...] = ()
     """one legend label per configuration group, in the order the groups first appear; default: the settings that differ"""
     reference: str | None = None
-    """folder of published curves laid out as <suite>/<variant>/<task>.npy, shape (seeds, points)"""
+    """folder of published curves: results/ of a clone of github.com/naumix/BiggerRegularizedCategorical (<suite>/<variant>/<task>.npy, shape (seeds, points))"""
     reference_variants: tuple[str, ...] = ("BRC_multitask",)
     """which <variant> folders of --reference to overlay"""
     reference_interval: int = 25_000

@@ -124,7 +124,7 @@ class Args(EnvArgs, RunArgs):
     checkpoint_replay: bool = True
     """save the replay buffer with each checkpoint so that --resume continues exactly"""
     capture_video: bool = False
-    """at each evaluation, film one deterministic episode of each of the first --video-tasks tasks into runs/<run>/videos/<task>_step<N>.mp4 (headless: EGL or OSMesa, README: Videos)"""
+    """at each evaluation, film one deterministic episode of each of the first --video-tasks tasks into runs/<run>/videos/<task>_step<N>.mp4 (headless: EGL or OSMesa, docs/sac_brc.md: Videos)"""
     video_tasks: int = 3
     """how many tasks --capture-video films, in the suite's order"""
     diagnostics: bool = False
@@ -144,7 +144,7 @@ class Args(EnvArgs, RunArgs):
     init_buffer_per_task: int | None = None
     """data transfer: keep a uniformly random subset of at most this many transitions per pretraining task (default all; a dataset that does not fit is refused with the size that does)"""
 
-    # speed and scale (do not change the method; see README "Performance")
+    # speed and scale (do not change the method; see docs/performance.md)
     precision: Literal["f32", "bf16"] = "f32"
     """critic matmuls and activations in float32 or bfloat16 (float32 master weights, loss and softmax)"""
     overlap: bool = True

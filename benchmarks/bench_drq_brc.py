@@ -4,7 +4,7 @@ wall-clock they imply for the Atari-100k protocol (100k lockstep steps, UTD 2).
     python benchmarks/bench_drq_brc.py                            # CPU: 2 games, a few calls
     python benchmarks/bench_drq_brc.py --games 26 --calls 20      # GPU: the paper's setting
 
-Prints markdown tables (README "DrQ + BRC" holds the measured ones). The encoders are the
+Prints markdown tables (docs/drq_brc.md holds the measured ones). The encoders are the
 paper's (128, 256, 256) ("default") and Impala's original (16, 32, 32) ("tiny"); pass
 --encoders to choose. The estimate is 100k x (env step + act + insert + update call): it
 assumes no overlap of env stepping and learning, as drq_brc.py --no-overlap runs them.

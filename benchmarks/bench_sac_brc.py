@@ -4,7 +4,7 @@
     python benchmarks/bench_sac_brc.py --only update   # one part
     python benchmarks/bench_sac_brc.py --only envs --suites mw --env-workers 1 2   # MT50, both backends
 
-Prints markdown tables (README "Performance" holds the measured ones). On a GPU the
+Prints markdown tables (docs/performance.md holds the measured ones). On a GPU the
 update table also covers widths 2048 and 4096.
 """
 

@@ -10,7 +10,7 @@ FLOPs come from the shapes (`sac_brc.update_flops`); XLA's own estimate of the c
 update is printed beside it as a check. The fraction of peak is against the device's
 nominal dense matmul peak (defaults for common GPUs below, bf16 and TF32/f32; pass
 --peak-tflops for others), and against the matmul rate measured here on one large product,
-which is the only ceiling a CPU has. Prints markdown tables (README "Performance").
+which is the only ceiling a CPU has. Prints markdown tables (docs/performance.md).
 """
 
 import argparse

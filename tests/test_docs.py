@@ -1,6 +1,6 @@
 """README.md and docs/ stay honest where a machine can check them: every flag a documented
 command passes to one of the scripts exists in that script's `--help`, and every relative link
-points at a file of the repository."""
+points at a file of the repository and, with a `#fragment`, at one of that page's headings."""
 
 import re
 from functools import cache
@@ -45,9 +45,39 @@ def test_the_check_sees_a_misspelt_flag():
     assert "--widht" not in flags_of("sac_brc") and "--width" in flags_of("sac_brc")
 
 
+def anchor(heading: str) -> str:
+    """GitHub's id for a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    return {anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+
+
+def broken_links(page: Path) -> list[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        path, _, fragment = target.partition("#")
+        if re.match(r"[a-z]+:", target):
+            continue
+        linked = page.parent / path if path else page
+        if not linked.exists() or (fragment and linked.suffix == ".md" and fragment not in anchors(linked)):
+            broken.append(target)
+    return broken
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_every_relative_link_resolves(page):
-    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
-    links = [target.split("#")[0] for target in re.findall(r"\]\(([^)\s]+)\)", text)]
-    broken = [t for t in links if t and not re.match(r"[a-z]+:", t) and not (page.parent / t).exists()]
-    assert not broken, f"{page.name} links to missing files: {broken}"
+    broken = broken_links(page)
+    assert not broken, f"{page.name} links to missing files or headings: {broken}"
+
+
+def test_the_check_sees_a_missing_file_and_a_missing_heading(tmp_path):
+    assert anchor("MT50 at the paper's scale") == "mt50-at-the-papers-scale"
+    assert anchor("`sac_brc.py`: SAC + BRC") == "sac_brcpy-sac--brc"
+    (tmp_path / "a.md").write_text("# Set up\n\n## Resume, preemption and faults\n")
+    page = tmp_path / "b.md"
+    page.write_text("[ok](a.md#resume-preemption-and-faults) [ok](#top) [no](a.md#resume) [no](c.md)\n\n# Top\n")
+    assert broken_links(page) == ["a.md#resume", "c.md"]
