@@ -13,7 +13,14 @@ OUTSIDE = re.compile(r"\b(STYLE|DESIGN)\.md\b|(?<![\w.-])notes/[\w-]+\.md|\bshar
 
 
 def tracked_text_files() -> list[Path]:
-    names = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    """git's tracked files; in a copy without .git (a release archive), every file outside
+    hidden folders and runs/."""
+    if (REPO / ".git").exists():
+        names = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    else:
+        names = [str(p.relative_to(REPO)) for p in REPO.rglob("*") if p.is_file()]
+        names = [n for n in names if not any(part.startswith(".") or part == "runs" for part in Path(n).parts[:-1])]
+        names += [".ci/run"] if (REPO / ".ci/run").exists() else []
     return [REPO / n for n in names if n.endswith((".py", ".md", ".toml", ".txt", ".cff")) or n == ".ci/run"]
 
 
