@@ -321,3 +321,15 @@ def test_compiled_update_writes_the_new_state_over_the_old():
     num_leaves = len(jax.tree.leaves(state))
     assert set(range(num_leaves)) <= aliased, f"state leaves not aliased: {sorted(set(range(num_leaves)) - aliased)}"
     assert num_leaves not in aliased  # the replay buffer (the next parameter) is read, not consumed
+
+
+def test_compiled_update_keeps_critic_activations_in_one_layout():
+    """Each critic member gets its own copy of the input (`Critic.__call__`), so XLA's CPU
+    backend never copies or transposes a (members, batch, width) activation between layouts;
+    with one shared input it did 44-48 times per update call (1.19x the time at batch 1024)."""
+    width, batch = 32, 8
+    args = Args(width=width, actor_width=16, num_atoms=11, batch_size=batch, utd=2)
+    state, fns = make_agent(args, 2, 3, 2, batch, jax.random.key(0))
+    text = fns.update.lower(state, replay_buffer_init(2, 16, 3, 2), jnp.ones(2), jax.random.key(1)).compile().as_text()
+    moved = re.findall(rf"= f32\[2,{batch},{width}\]\{{[\d,]*\}} (?:copy|transpose)\(", text)
+    assert not moved, f"{len(moved)} activations change layout in the compiled update"
