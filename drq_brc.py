@@ -46,7 +46,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, UInt8
 
-from common.bronet import count_parameters, orthogonal_linear
+from common.bronet import Linear, count_parameters, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
 from common.cli import own_flags_first, parse_args
 from common.envs import env_seeds
@@ -231,8 +231,8 @@ class QNetwork(eqx.Module):
     encoder: ImpalaEncoder
     norm: eqx.nn.LayerNorm
     task_embedding: Float[Array, "tasks embedding"] | None
-    hidden: tuple[eqx.nn.Linear, ...]
-    head: eqx.nn.Linear
+    hidden: tuple[Linear, ...]
+    head: Linear
     num_atoms: int = eqx.field(static=True)
 
     def __init__(self, num_tasks: int, args: Args, key: PRNGKeyArray):

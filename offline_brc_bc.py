@@ -53,7 +53,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, Key, PRNGKeyArray
 
-from common.bronet import BroNet, count_parameters, make_ensemble, orthogonal_linear
+from common.bronet import BroNet, Linear, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
 from common.cli import own_flags_first, parse_args
 from common.dataset import Dataset, DatasetError, dataset_bytes, index_dataset, load_dataset
@@ -158,7 +158,7 @@ class CriticMember(eqx.Module):
     """One critic: BroNet trunk and a linear head to `num_atoms` logits (or 1 value for MSE)."""
 
     trunk: BroNet
-    head: eqx.nn.Linear
+    head: Linear
 
     def __init__(self, in_features: int, width: int, depth: int, num_outputs: int, key):
         trunk_key, head_key = jax.random.split(key)
@@ -234,8 +234,8 @@ class Actor(eqx.Module):
     """tanh-Gaussian policy: BroNet (width 256, one block) with mean and log-std heads."""
 
     trunk: BroNet
-    mean_head: eqx.nn.Linear
-    log_std_head: eqx.nn.Linear
+    mean_head: Linear
+    log_std_head: Linear
     num_heads: int = eqx.field(static=True)
     act_dim: int = eqx.field(static=True)
 

@@ -40,7 +40,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from common.bronet import BroNet, bronet_macs, count_parameters, make_ensemble, orthogonal_linear
+from common.bronet import BroNet, Linear, bronet_macs, count_parameters, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
 from common.cli import own_flags_first, parse_args
 from common.dataset import DatasetError, DatasetWriter, make_metadata
@@ -172,7 +172,7 @@ class CriticMember(eqx.Module):
     """One critic: BroNet trunk and a linear head to `num_atoms` logits (or 1 value for MSE)."""
 
     trunk: BroNet
-    head: eqx.nn.Linear
+    head: Linear
 
     def __init__(self, in_features: int, width: int, depth: int, num_outputs: int, key):
         trunk_key, head_key = jax.random.split(key)
@@ -248,8 +248,8 @@ class Actor(eqx.Module):
     """tanh-Gaussian policy: BroNet (width 256, one block) with mean and log-std heads."""
 
     trunk: BroNet
-    mean_head: eqx.nn.Linear
-    log_std_head: eqx.nn.Linear
+    mean_head: Linear
+    log_std_head: Linear
     num_heads: int = eqx.field(static=True)
     act_dim: int = eqx.field(static=True)
 

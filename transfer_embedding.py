@@ -60,7 +60,7 @@ import optax
 import tyro
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from common.bronet import BroNet, make_ensemble, orthogonal_linear
+from common.bronet import BroNet, Linear, make_ensemble, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
 from common.cli import own_flags_first
 from common.envs import (
@@ -131,7 +131,7 @@ class CriticMember(eqx.Module):
     """One critic: BroNet trunk and a linear head to `num_atoms` logits (or 1 value for MSE)."""
 
     trunk: BroNet
-    head: eqx.nn.Linear
+    head: Linear
 
     def __init__(self, in_features: int, width: int, depth: int, num_outputs: int, key):
         trunk_key, head_key = jax.random.split(key)
@@ -207,8 +207,8 @@ class Actor(eqx.Module):
     """tanh-Gaussian policy: BroNet (width 256, one block) with mean and log-std heads."""
 
     trunk: BroNet
-    mean_head: eqx.nn.Linear
-    log_std_head: eqx.nn.Linear
+    mean_head: Linear
+    log_std_head: Linear
     num_heads: int = eqx.field(static=True)
     act_dim: int = eqx.field(static=True)
 

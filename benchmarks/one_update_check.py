@@ -214,8 +214,8 @@ def copy_parameters(theirs, state, sac_brc):
     import equinox as eqx
     import jax.numpy as jnp
 
-    def linear(ours, dense):  # flax kernels are (in, out), ours (out, in); ensembles lead with 2
-        return eqx.tree_at(lambda l: (l.weight, l.bias), ours, (jnp.swapaxes(dense["kernel"], -1, -2), dense["bias"]))
+    def linear(ours, dense):  # both (in, out); ensembles lead with 2
+        return eqx.tree_at(lambda l: (l.weight, l.bias), ours, (dense["kernel"], dense["bias"]))
 
     def norm(ours, layer_norm):
         return eqx.tree_at(lambda n: (n.weight, n.bias), ours, (layer_norm["scale"], layer_norm["bias"]))

@@ -21,19 +21,32 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 LAYER_NORM_EPS = 1e-6
 
 
-def orthogonal_linear(in_features: int, out_features: int, gain: float, key: PRNGKeyArray) -> eqx.nn.Linear:
+class Linear(eqx.Module):
+    """`x @ weight + bias`, the weight stored (in, out) as in flax (the ref. code). Not
+    eqx.nn.Linear, whose (out, in) weight makes every matmul `x @ weight.T`: XLA:CPU (JAX 0.10
+    to 0.12) runs those 15% slower in this update at width 256."""
+
+    weight: Float[Array, "in_features out_features"]
+    bias: Float[Array, " out_features"]
+
+    def __call__(self, x: Float[Array, " in_features"]) -> Float[Array, " out_features"]:
+        return x @ self.weight + self.bias
+
+
+def orthogonal_linear(in_features: int, out_features: int, gain: float, key: PRNGKeyArray) -> Linear:
     """A Linear layer with an orthogonal weight of the given gain and a zero bias."""
-    linear = eqx.nn.Linear(in_features, out_features, key=key)
-    weight = jax.nn.initializers.orthogonal(gain)(key, (out_features, in_features))
-    return eqx.tree_at(lambda l: (l.weight, l.bias), linear, (weight, jnp.zeros(out_features)))
+    # column_axis=0: the transpose of the (out, in) draw from the same key, so the initial
+    # parameters do not depend on the storage layout
+    weight = jax.nn.initializers.orthogonal(gain, column_axis=0)(key, (in_features, out_features))
+    return Linear(weight, jnp.zeros(out_features))
 
 
 class ResidualBlock(eqx.Module):
     """`x + LN(Linear(ReLU(LN(Linear(x)))))`: no activation after the addition (ref. code)."""
 
-    linear1: eqx.nn.Linear
+    linear1: Linear
     norm1: eqx.nn.LayerNorm
-    linear2: eqx.nn.Linear
+    linear2: Linear
     norm2: eqx.nn.LayerNorm
 
     def __init__(self, width: int, key: PRNGKeyArray):
@@ -51,7 +64,7 @@ class ResidualBlock(eqx.Module):
 class BroNet(eqx.Module):
     """BroNet trunk: input layer then `depth` residual blocks; heads are added by the user."""
 
-    input_linear: eqx.nn.Linear
+    input_linear: Linear
     input_norm: eqx.nn.LayerNorm
     blocks: tuple[ResidualBlock, ...]
 

@@ -64,9 +64,9 @@ def vcall(module, *xs):
 def np_linear(linear, x):
     w = np.asarray(linear.weight, np.float64)
     b = np.asarray(linear.bias, np.float64)
-    out = np.zeros(w.shape[0])
-    for i in range(w.shape[0]):
-        out[i] = sum(w[i, j] * x[j] for j in range(w.shape[1])) + b[i]
+    out = np.zeros(w.shape[1])  # w: (in, out)
+    for i in range(w.shape[1]):
+        out[i] = sum(x[j] * w[j, i] for j in range(w.shape[0])) + b[i]
     return out
 
 
@@ -174,10 +174,10 @@ def test_orthogonal_init_gain_sqrt2_zero_bias(in_features, width, depth):
         for norm in (block.norm1, block.norm2):
             np.testing.assert_array_equal(np.asarray(norm.weight), np.ones(width))
             np.testing.assert_array_equal(np.asarray(norm.bias), np.zeros(width))
-    # input layer (in < width): orthonormal columns scaled by sqrt(2)
+    # input layer (in < width), stored (in, out): orthonormal rows scaled by sqrt(2)
     w = np.asarray(net.input_linear.weight, np.float64)
-    assert w.shape == (width, in_features)
-    np.testing.assert_allclose(w.T @ w, 2.0 * np.eye(in_features), atol=1e-4)
+    assert w.shape == (in_features, width)
+    np.testing.assert_allclose(w @ w.T, 2.0 * np.eye(in_features), atol=1e-4)
     np.testing.assert_array_equal(np.asarray(net.input_linear.bias), np.zeros(width))
     # the two block layers are not the same matrix
     assert not np.allclose(np.asarray(net.blocks[0].linear1.weight), np.asarray(net.blocks[0].linear2.weight))
@@ -232,7 +232,7 @@ def test_make_ensemble_members_differ():
     ens = eqx.filter_jit(lambda key: make_ensemble(lambda k: BroNet(5, 16, 2, k), 2, key))(jax.random.key(0))
     w = np.asarray(ens.blocks[0].linear1.weight)
     assert w.shape == (2, 16, 16)
-    assert ens.input_linear.weight.shape == (2, 16, 5)
+    assert ens.input_linear.weight.shape == (2, 5, 16)
     assert ens.input_norm.weight.shape == (2, 16)
     assert not np.allclose(w[0], w[1])
     assert not np.allclose(np.asarray(ens.input_linear.weight[0]), np.asarray(ens.input_linear.weight[1]))
@@ -346,7 +346,7 @@ def test_single_task_critic_has_no_embedding():
         lambda k: sac_brc.Critic(6, 3, 1, sac_brc.Args(width=16), k), jax.random.key(0)
     )
     assert critic.task_embedding is None
-    assert critic.members.trunk.input_linear.weight.shape == (2, 16, 9)
+    assert critic.members.trunk.input_linear.weight.shape == (2, 9, 16)
     out = eqx.filter_eval_shape(lambda c: c(jnp.ones((4, 6)), jnp.ones((4, 3)), jnp.zeros(4, jnp.int32)), critic)
     assert out.shape == (4, 2, 101)
 
@@ -355,8 +355,8 @@ def test_critic_heads_selects_task_slice():
     tasks, atoms = 3, 101
     critic = critic_(tasks, task_conditioning="heads")
     assert critic.task_embedding is None
-    assert critic.members.head.weight.shape == (2, tasks * atoms, 16)
-    assert critic.members.trunk.input_linear.weight.shape == (2, 16, 9)
+    assert critic.members.head.weight.shape == (2, 16, tasks * atoms)
+    assert critic.members.trunk.input_linear.weight.shape == (2, 9, 16)
     obs = jax.random.normal(jax.random.key(5), (6,))
     act = jnp.array([0.1, -0.5, 0.9])
     full = np.stack(
@@ -391,7 +391,7 @@ def test_actor_forward_matches_numpy(conditioning):
     actor = eqx.tree_at(lambda a: a.log_std_head.weight, actor, actor.log_std_head.weight * 20)
     heads = tasks if conditioning == "heads" else 1
     np.testing.assert_allclose(
-        np.asarray(actor.log_std_head.weight @ actor.log_std_head.weight.T) / 400,
+        np.asarray(actor.log_std_head.weight.T @ actor.log_std_head.weight) / 400,
         np.eye(act_dim * heads),
         atol=1e-4,
     )

@@ -36,9 +36,9 @@ def test_q_network_shapes_and_task_agnostic_encoder():
     assert logits.shape == (3, 18, 11)
     assert not np.allclose(logits[0], logits[1])  # the embedding conditions the Q-network
     assert q.task_embedding.shape == (3, 32)
-    assert q.hidden[0].in_features == 8 * 11 * 11 + 32 and len(q.hidden) == args.depth
+    assert q.hidden[0].weight.shape[0] == 8 * 11 * 11 + 32 and len(q.hidden) == args.depth
     single = drq_brc.QNetwork(1, args, jax.random.key(0))
-    assert single.task_embedding is None and single.hidden[0].in_features == 8 * 11 * 11
+    assert single.task_embedding is None and single.hidden[0].weight.shape[0] == 8 * 11 * 11
     # paper Table 4 at its defaults: the scaled Impala encoder ends with 256 x 11 x 11 features
     assert drq_brc.encoder_feature_dim(Args().channels) == 256 * 11 * 11
 

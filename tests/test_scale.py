@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from common.bronet import Linear
 from conftest import REPO
 from sac_brc import Args, Critic, make_agent, precision_view, replay_buffer_init, resolve_batch_size, update_flops
 
@@ -114,8 +115,8 @@ def test_update_flops_match_xla_cost_analysis():
 def test_update_flops_count_the_networks_built():
     """update_flops counts the matmuls of the networks make_agent builds, for every conditioning,
     one or more tasks, and a one-task --init-from learner (which keeps the embedding input)."""
-    linears = lambda m: [l for l in jax.tree.leaves(m, is_leaf=lambda x: isinstance(x, eqx.nn.Linear))
-                         if isinstance(l, eqx.nn.Linear)]  # fmt: skip
+    linears = lambda m: [l for l in jax.tree.leaves(m, is_leaf=lambda x: isinstance(x, Linear))
+                         if isinstance(l, Linear)]  # fmt: skip
     for conditioning, num_tasks, init_from in itertools.product(("embedding", "heads"), (1, 3), (None, "pretrain")):
         args = Args(width=64, actor_width=32, batch_size=16, task_conditioning=conditioning, init_from=init_from)
         state, _ = make_agent(args, num_tasks, OBS_DIM, ACT_DIM, 16, jax.random.key(0))
