@@ -218,12 +218,12 @@ class Critic(eqx.Module):
         batch-major, and XLA's CPU backend then copies every activation of the network into
         member-major order (1.19x slower on CPU at batch 1024)."""
         x = jnp.concatenate([obs, action, jax.vmap(self.embed)(task_id)], axis=-1)
-        # members cast to bfloat16 by `precision_view` (--precision bf16) run in bfloat16; logits
-        # leave in at least float32 for the softmax and the loss (float64 under jax_enable_x64)
-        # a copy, not a broadcast: JAX 0.10.2's CPU backend miscomputes the per-task gradients of
-        # --diagnostics (common/diagnostics.py) through a broadcast here
+        # members cast to bfloat16 by `precision_view` (--precision bf16) run in bfloat16; the
+        # input is copied per member, not broadcast: JAX 0.10.2's CPU backend miscomputes the
+        # per-task gradients of --diagnostics (common/diagnostics.py) through a broadcast here
         x = jnp.stack([x.astype(self.members.head.weight.dtype)] * 2)
         out = eqx.filter_vmap(lambda member, x: jax.vmap(member)(x))(self.members, x)
+        # logits leave in at least float32 for the softmax and the loss (float64 under x64)
         out = out.astype(jnp.promote_types(out.dtype, jnp.float32))
         if self.num_heads > 1:  # one output head per task (paper Figure 5 ablation)
             out = out.reshape(2, len(task_id), self.num_tasks, self.num_outputs)

@@ -319,7 +319,8 @@ def load_checkpoint(run_dir: Path, state_like: PyTree) -> tuple[PyTree, dict, Pa
     except Exception as error:  # noqa: BLE001 (any shape or structure mismatch; the files are intact)
         raise ConfigError(
             f"checkpoint {ckpt} does not match this configuration ({type(error).__name__}); "
-            f"resume with the arguments in {run_dir / 'config.json'}"
+            f"resume with the arguments in {run_dir / 'config.json'} (a checkpoint written before "
+            "2026-12-05 stores Linear weights (out, in) and cannot be loaded: start the run anew)"
         ) from None
     host = json.loads((ckpt / "host.json").read_text())
     return state, host, ckpt / "replay.npz" if (ckpt / "replay.npz").exists() else None

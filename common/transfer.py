@@ -85,7 +85,8 @@ def load_pretrained_state(pretrained: Pretrained, like: PyTree) -> PyTree:
     except Exception as error:  # noqa: BLE001 (any shape or structure mismatch)
         raise ConfigError(
             f"--init-from checkpoint {pretrained.checkpoint} does not match its config.json "
-            f"({type(error).__name__}); use a checkpoint together with the config.json of the run that wrote it"
+            f"({type(error).__name__}); use a checkpoint together with the config.json of the run that wrote it "
+            "(one written before 2026-12-05 stores Linear weights (out, in) and cannot be loaded)"
         ) from None
 
 
