@@ -46,7 +46,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, UInt8
 
-from common.bronet import Linear, count_parameters, orthogonal_linear
+from common.bronet import LayerNorm, Linear, count_parameters, orthogonal_linear
 from common.categorical import categorical_projection, cross_entropy, make_support
 from common.cli import own_flags_first, parse_args
 from common.envs import env_seeds
@@ -229,7 +229,7 @@ class QNetwork(eqx.Module):
     """
 
     encoder: ImpalaEncoder
-    norm: eqx.nn.LayerNorm
+    norm: LayerNorm
     task_embedding: Float[Array, "tasks embedding"] | None
     hidden: tuple[Linear, ...]
     head: Linear
@@ -239,7 +239,7 @@ class QNetwork(eqx.Module):
         encoder_key, embedding_key, head_key, *hidden_keys = jax.random.split(key, 3 + args.depth)
         self.encoder = ImpalaEncoder(args.channels, encoder_key)
         features = encoder_feature_dim(args.channels)
-        self.norm = eqx.nn.LayerNorm(features, eps=1e-6)  # paper C.3: LayerNorm before the Q-network
+        self.norm = LayerNorm(features)  # paper C.3: LayerNorm before the Q-network
         # flax nn.Embed's default init, N(0, 1/embedding_dim) (ref. code); none for one game
         self.task_embedding = (
             jax.random.normal(embedding_key, (num_tasks, args.embedding_dim)) / math.sqrt(args.embedding_dim)
@@ -262,7 +262,7 @@ class QNetwork(eqx.Module):
     def __call__(self, obs: UInt8[Array, "stack 84 84"], task_id: Int[Array, ""]) -> Float[Array, "18 atoms"]:
         # paper Figure 15 (right): the embedding joins after the encoder and its LayerNorm.
         # Layers cast to bfloat16 by `precision_view` (--precision bf16) run in bfloat16; the
-        # LayerNorm computes its statistics in float32 (equinox upcasts) and the logits leave
+        # LayerNorm computes its statistics in float32 and the logits leave
         # in float32 for the softmax and the loss
         x = jnp.concatenate([self.norm(self.encoder(obs)).astype(jnp.float32), self.embed(task_id)])
         x = x.astype(self.head.weight.dtype)

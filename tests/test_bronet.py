@@ -1,6 +1,7 @@
 """BroNet, the critic/actor modules and the tanh-Gaussian vs NumPy references."""
 
 import math
+import types
 
 import equinox as eqx
 import jax
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import sac_brc
-from common.bronet import LAYER_NORM_EPS, BroNet, count_parameters, make_ensemble
+from common.bronet import LAYER_NORM_EPS, BroNet, LayerNorm, count_parameters, layer_norm, make_ensemble
 
 # Eager JAX compiles every primitive separately (slow on CPU): build and run under jit.
 
@@ -78,6 +79,26 @@ def np_layer_norm(norm, x, eps=1e-6):
     return np.array([(xi - mean) / math.sqrt(var + eps) * s + o for xi, s, o in zip(x, scale, offset)])
 
 
+def np_layer_norm_at(x, weight, bias, eps=1e-6):
+    return np_layer_norm(types.SimpleNamespace(weight=weight, bias=bias), x, eps)
+
+
+def np_layer_norm_grads(x, weight, bias, cotangent, step=1e-6):
+    """Central finite differences of sum(cotangent * LN(x)) by (x, weight, bias), in float64."""
+    loss = lambda *args: float(np.dot(cotangent, np_layer_norm_at(*args)))
+    args = [np.array(a, np.float64) for a in (x, weight, bias)]
+    grads = []
+    for i, arg in enumerate(args):
+        grad = np.zeros_like(arg)
+        for j in range(arg.size):
+            up, down = [a.copy() for a in args], [a.copy() for a in args]
+            up[i][j] += step
+            down[i][j] -= step
+            grad[j] = (loss(*up) - loss(*down)) / (2 * step)
+        grads.append(grad)
+    return grads
+
+
 def np_relu(x):
     return np.array([max(v, 0.0) for v in x])
 
@@ -100,7 +121,7 @@ def perturb_norms(net, key):
     """Give every LayerNorm a non-trivial scale/offset so the reference checks they are used."""
 
     def is_norm(x):
-        return isinstance(x, eqx.nn.LayerNorm)
+        return isinstance(x, LayerNorm)
 
     leaves, treedef = jax.tree.flatten(net, is_leaf=is_norm)
     keys = jax.random.split(key, len(leaves))
@@ -128,6 +149,60 @@ def test_layer_norm_eps():
     net = bronet(7, 16, 2)
     assert net.input_norm.eps == 1e-6
     assert all(b.norm1.eps == 1e-6 and b.norm2.eps == 1e-6 for b in net.blocks)
+
+
+batched_layer_norm = jax.vmap(layer_norm, (0, None, None, None))  # samples share scale and offset
+
+
+def layer_norm_and_grads(x, weight, bias, cotangent):
+    """LN(x) and the gradients of sum(cotangent * LN(x)) by (x, weight, bias)."""
+    loss = lambda *args: jnp.sum(cotangent * batched_layer_norm(*args, 1e-6))
+    return batched_layer_norm(x, weight, bias, 1e-6), jax.grad(loss, argnums=(0, 1, 2))(x, weight, bias)
+
+
+def test_layer_norm_and_its_derivatives_match_numpy_in_float64():
+    """The hand-written derivative against finite differences of the NumPy forward: forward
+    mode (common/diagnostics.py) and reverse mode, per sample and under vmap (where the shared
+    scale and offset sum their samples' gradients)."""
+    rng = np.random.default_rng(0)
+    xs = 3.0 + 2.0 * rng.normal(size=(3, 12))  # a mean far from 0 exercises E[x^2] - E[x]^2
+    weight, bias = 1.0 + 0.3 * rng.normal(size=12), 0.2 * rng.normal(size=12)
+    cotangents = rng.normal(size=(3, 12))
+    with jax.enable_x64(True):
+        norm = LayerNorm(12)
+        norm = eqx.tree_at(lambda n: (n.weight, n.bias), norm, (jnp.asarray(weight), jnp.asarray(bias)))
+        out = np.asarray(vcall(norm, jnp.asarray(xs)))
+        _, grads = jax.jit(layer_norm_and_grads)(*(jnp.asarray(a) for a in (xs, weight, bias, cotangents)))
+        primals, tangents = (xs[0], weight, bias), tuple(rng.normal(size=(3, 12)))
+        _, out_dot = jax.jit(jax.jvp, static_argnums=0)(lambda *a: layer_norm(*a, 1e-6), primals, tangents)
+    assert all(g.dtype == jnp.float64 for g in grads)
+    step = 1e-6
+    shifted = lambda sign: np_layer_norm_at(*(p + sign * step * t for p, t in zip(primals, tangents)))
+    want_dot = (shifted(1) - shifted(-1)) / (2 * step)
+    np.testing.assert_allclose(np.asarray(out_dot), want_dot, rtol=1e-6, atol=1e-8)
+    want = [np_layer_norm_grads(x, weight, bias, c) for x, c in zip(xs, cotangents)]
+    for x, y in zip(xs, out):
+        np.testing.assert_allclose(y, np_layer_norm(norm, x), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(grads[0]), np.stack([w[0] for w in want]), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(np.asarray(grads[1]), sum(w[1] for w in want), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(np.asarray(grads[2]), sum(w[2] for w in want), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("param_dtype", [jnp.bfloat16, jnp.float32])
+def test_layer_norm_bfloat16_input(param_dtype):
+    """bfloat16 activations (--precision bf16): statistics in float32, output and gradients in
+    the dtypes of what they belong to (sac_brc casts scale and offset too, drq_brc does not)."""
+    rng = np.random.default_rng(1)
+    x, cotangent = rng.normal(size=(2, 32)) + 1.0, rng.normal(size=(2, 32))
+    weight, bias = 1.0 + 0.3 * rng.normal(size=32), 0.2 * rng.normal(size=32)
+    run = jax.jit(layer_norm_and_grads)
+    params = (jnp.asarray(weight, param_dtype), jnp.asarray(bias, param_dtype))
+    low = run(jnp.asarray(x, jnp.bfloat16), *params, cotangent)
+    full = run(*(jnp.asarray(a, jnp.float32) for a in (x, weight, bias, cotangent)))
+    assert low[0].dtype == jnp.bfloat16
+    assert [g.dtype for g in low[1]] == [jnp.bfloat16, param_dtype, param_dtype]
+    for got, want in zip(jax.tree.leaves(low), jax.tree.leaves(full)):
+        np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want), rtol=0.05, atol=0.1)
 
 
 @pytest.mark.parametrize("in_features,width,depth", [(7, 16, 2), (20, 32, 1), (3, 16, 3)])
