@@ -262,8 +262,8 @@ class QNetwork(eqx.Module):
     def __call__(self, obs: UInt8[Array, "stack 84 84"], task_id: Int[Array, ""]) -> Float[Array, "18 atoms"]:
         # paper Figure 15 (right): the embedding joins after the encoder and its LayerNorm.
         # Layers cast to bfloat16 by `precision_view` (--precision bf16) run in bfloat16; the
-        # LayerNorm computes its statistics in float32 and the logits leave
-        # in float32 for the softmax and the loss
+        # LayerNorm computes its statistics in float32 and the logits leave in float32 for the
+        # softmax and the loss
         x = jnp.concatenate([self.norm(self.encoder(obs)).astype(jnp.float32), self.embed(task_id)])
         x = x.astype(self.head.weight.dtype)
         for layer in self.hidden:
