@@ -734,8 +734,7 @@ def main(args: Args) -> None:
     eval_copies, eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)
     with run.started(step):  # clocks, wandb, checkpoints on SIGTERM/Ctrl-C; closes envs and stream at the end
         # the eval envs of sac_brc.py's protocol (--eval-protocol), seeds disjoint between runs
-        eval_env = run.closing(MultiTaskEnv(tasks, eval_copies, seed=args.seed, role="eval", mw_backend=args.mw_backend,
-                                            num_workers=args.env_workers, shadowhand_assets=args.shadowhand_assets))  # fmt: skip
+        eval_env = run.closing(MultiTaskEnv(tasks, eval_copies, seed=args.seed, role="eval", **args.env_kwargs()))
         eval_task_ids = jnp.asarray(eval_env.task_ids)
         # the batches of call k are a function of (seed, k): a resumed run continues the sequence
         stream = run.closing(BatchStream(dataset, batch_size, args.updates_per_call, args.seed,
@@ -820,8 +819,9 @@ def validate(args: Args) -> None:
 
 
 def check_eval_assets(args: Args, tasks: list[TaskSpec]) -> None:
-    """The evaluation envs' files (ShadowHand shapes), checked before training."""
+    """The evaluation envs' flags and files (ShadowHand shapes), checked before training."""
     try:
+        args.check_env_flags()
         with_shadowhand_assets(tasks, args.shadowhand_assets, whole_suite=False)
     except ValueError as error:
         raise ConfigError(str(error)) from None
@@ -877,8 +877,7 @@ class Run(RunDir):
         """Append a record of the evaluation results and the update's metrics to metrics.jsonl (and
         wandb, --track); one console line."""
         data_wait = wait_s / (time.time() - self.start_time)
-        record = self.record(step, results, metrics, "update", eval_protocol=self.args.eval_protocol,
-                             mw_backend=self.args.mw_backend, data_wait=data_wait)  # fmt: skip
+        record = self.record(step, results, metrics, "update", **self.args.protocol(), data_wait=data_wait)
         meaning = score_meaning(list(map(TASKS.__getitem__, results)))
         self.log_evaluation(record, f"eval update {step}: mean score {record['mean_score']:.3f} ({meaning})")
 

@@ -964,6 +964,7 @@ def validate(args: Args) -> tuple[Args, list[TaskSpec]]:
     if len(args.tasks) == 1 and "," in args.tasks[0]:
         args = dataclasses.replace(args, tasks=tuple(t for t in args.tasks[0].split(",") if t))
     try:
+        args.check_env_flags()
         tasks = resolve_tasks(args.suite, args.tasks, CONTINUOUS)
         require_packages(tasks)
         runnable = with_shadowhand_assets(tasks, args.shadowhand_assets, whole_suite=not args.tasks)
@@ -1052,7 +1053,7 @@ class Run(RunDir):
         if not args.save_buffer:
             return None
         metadata = make_metadata(self.tasks, "sac_brc.py", suite=args.suite, run_dir=str(self.dir), gamma=args.gamma,
-                                 env={"mw_backend": args.mw_backend, "seed": args.seed})  # fmt: skip
+                                 env={"mw_backend": args.mw_backend, "mw_layouts": args.mw_layouts, "seed": args.seed})  # fmt: skip
         resume_step = env_step if self.resumed else None
         return DatasetWriter(Path(args.save_buffer), self.tasks, metadata, resume_step=resume_step)
 
@@ -1061,8 +1062,7 @@ class Run(RunDir):
         (--capture-video); all closed at the end. Env seeds are disjoint between runs, training and
         evaluation (common/envs.py env_seeds; the ref. code's eval envs are seed + 42)."""
         args, tasks = self.args, self.tasks
-        kwargs = dict(seed=args.seed, mw_backend=args.mw_backend, min_obs_dim=obs_dim, num_workers=args.env_workers,
-                      shadowhand_assets=args.shadowhand_assets)  # fmt: skip
+        kwargs = dict(seed=args.seed, min_obs_dim=obs_dim, **args.env_kwargs())
         copies, self.eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)
         env = self.closing(MultiTaskEnv(tasks, 1, role="train", **kwargs))
         self.eval_env = self.closing(MultiTaskEnv(tasks, copies, role="eval", **kwargs))
@@ -1080,7 +1080,7 @@ class Run(RunDir):
         results = evaluate_policy(eval_env, act, self.eval_runs)  # deterministic: tanh(mean)
         train_return = {t.name: float(np.mean(r)) for t, r in zip(self.tasks, returns.recent) if r}
         record = self.record(env_step, results, metrics, updates=int(state.step), train_return=train_return,
-                             eval_protocol=self.args.eval_protocol, mw_backend=self.args.mw_backend)  # fmt: skip
+                             **self.args.protocol())  # fmt: skip
         record["eval_seconds"] = time.time() - eval_start
         if video is not None:
             video_start = time.time()

@@ -696,11 +696,9 @@ def main(args: Args) -> None:
     rng = np.random.default_rng(args.seed)
     choice_key, collect_key, tune_key = jax.random.split(jax.random.key(args.seed), 3)
     pretrained_table = np.asarray(state.critic.task_embedding)
-    record: dict = {"mode": args.mode, "step": budget, "eval_protocol": args.eval_protocol,
-                    "mw_backend": args.mw_backend, "seen_tasks": seen}  # fmt: skip
+    record: dict = {"mode": args.mode, "step": budget, **args.protocol(), "seen_tasks": seen}
     # observations zero-padded to the pretraining suite's size (the suites' padding rule)
-    env_kwargs = dict(seed=args.seed, mw_backend=args.mw_backend, min_obs_dim=pretrained.obs_dim,
-                      num_workers=args.env_workers, shadowhand_assets=args.shadowhand_assets)  # fmt: skip
+    env_kwargs = dict(seed=args.seed, min_obs_dim=pretrained.obs_dim, **args.env_kwargs())
     env = MultiTaskEnv(tasks, 1, role="train", **env_kwargs)
     # sac_brc.py's evaluation protocol (--eval-protocol); env seeds disjoint between runs and roles
     eval_copies, eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)
@@ -772,6 +770,7 @@ def validate(args: Args) -> tuple[list[TaskSpec], int]:
     if not args.tasks and args.suite is None:
         raise ConfigError("give the target tasks with --tasks a,b,c (or a target --suite)")
     try:
+        args.check_env_flags()
         tasks = resolve_tasks(args.suite or "", args.tasks, CONTINUOUS)
         tasks = with_shadowhand_assets(tasks, args.shadowhand_assets, whole_suite=not args.tasks)
     except ValueError as error:

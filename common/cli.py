@@ -35,10 +35,20 @@ def resume_dir_in(argv: list[str]) -> str | None:
     return found
 
 
+# Flags added after runs were started without them: the value such a run has, so that its
+# config.json resumes it as it ran.
+ADDED_FLAGS = {"mw_layouts": "frozen"}
+
+
+def saved_config(run_dir: Path) -> dict:
+    """A run directory's config.json, with ADDED_FLAGS' values where it predates them."""
+    return ADDED_FLAGS | json.loads((Path(run_dir) / "config.json").read_text())
+
+
 def saved_args(args_class: type, run_dir: Path):
     """The Args a run directory's config.json records (JSON lists back to tuples; fields this
-    version no longer has are dropped, fields it added keep their defaults)."""
-    saved = json.loads((Path(run_dir) / "config.json").read_text())
+    version no longer has are dropped, fields it added keep their defaults but ADDED_FLAGS')."""
+    saved = saved_config(run_dir)
     known = {f.name for f in dataclasses.fields(args_class)}
     return args_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in known})
 

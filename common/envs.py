@@ -49,15 +49,31 @@ class EnvArgs:
     offline_brc_bc.py, transfer_embedding.py): each one's `Args` extends this class."""
 
     mw_backend: Literal["metaworld", "envpool"] = "metaworld"
-    """MetaWorld backend: metaworld (one frozen layout per env, the published curves' protocol) or envpool (2x faster, a new layout at every reset: not comparable with the curves; docs/suites.md)"""
+    """MetaWorld backend: the metaworld package, or envpool (2x faster; three tasks differ and run on the package anyway; no --mw-layouts frozen); docs/suites.md"""
+    mw_layouts: Literal["per-episode", "frozen"] = "per-episode"
+    """MetaWorld object/goal layouts: per-episode (a new one at every reset, training and evaluation: the protocol the published curves imply) or frozen (one per env for its lifetime, as the ref. code's train.py); docs/suites.md"""
     env_workers: int | None = None
     """worker processes for the envs that run in Python (metaworld package, HumanoidBench, custom DMC tasks, ShadowHand); default one per CPU core"""
     shadowhand_assets: str | None = None
     """ShadowHand shape assets: a clone of the authors' repository or its dex_envs/assets (README: ShadowHand); default $BRC_SHADOWHAND_ASSETS"""
     eval_protocol: Literal["published", "layouts"] = "published"
-    """published (ref. code): one eval env per task, --eval-episodes episodes in a row; layouts: --eval-episodes envs per task, one episode each (MetaWorld: that many unseen layouts); README"""
+    """published (ref. code): one eval env per task, --eval-episodes episodes in a row; layouts: --eval-episodes envs per task, one episode each (with --mw-layouts frozen: that many layouts); README"""
     eval_episodes: int = 10
     """deterministic evaluation episodes per task"""
+
+    def check_env_flags(self) -> None:
+        """ValueError, in one line, for env flags that contradict each other."""
+        check_mw_flags(self.mw_backend, self.mw_layouts)
+
+    def env_kwargs(self) -> dict:
+        """The keyword arguments of MultiTaskEnv that these flags set."""
+        return {"mw_backend": self.mw_backend, "mw_layouts": self.mw_layouts, "num_workers": self.env_workers,
+                "shadowhand_assets": self.shadowhand_assets}  # fmt: skip
+
+    def protocol(self) -> dict:
+        """What an evaluation record states of how it was measured."""
+        return {"eval_protocol": self.eval_protocol, "mw_backend": self.mw_backend, "mw_layouts": self.mw_layouts}
+
 
 class StepOutput(NamedTuple):
     next_obs: np.ndarray  # (envs, obs_dim) float32: the observation after the step (an episode's last one where it ended)
@@ -106,7 +122,8 @@ def _make_envpool(task: TaskSpec, seeds: np.ndarray):
 
 
 def _make_metaworld_package_env(task_name: str, seed: int):
-    """`metaworld`'s goal-observable constructor: one frozen goal/object layout per seed."""
+    """`metaworld`'s goal-observable constructor: it draws a goal/object layout from `seed` and
+    freezes it (every reset shows it again)."""
     from metaworld.env_dict import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE
 
     return ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[f"{task_name}-v3-goal-observable"](seed=seed)
@@ -193,10 +210,14 @@ def _check_spaces(task: TaskSpec, obs_shape: tuple, act_shape: tuple, low, high)
 
 
 class _MetaWorldEnv:
-    """The `metaworld` package's env: success as the env reports it."""
+    """The `metaworld` package's env: success as the env reports it. `layouts`: "per-episode"
+    draws a new goal/object layout at every reset from the env's own RNG (seeded with `seed`),
+    "frozen" keeps the constructor's one layout (see EnvArgs.mw_layouts)."""
 
-    def __init__(self, task: TaskSpec, seed: int):
+    def __init__(self, task: TaskSpec, seed: int, layouts: str = "per-episode"):
         self.env = _make_metaworld_package_env(task.name, seed)
+        if layouts == "per-episode":  # as TD-MPC2's MetaWorld wrapper; draws from env.np_random
+            self.env._freeze_rand_vec, self.env.seeded_rand_vec = False, True
 
     def reset(self) -> np.ndarray:
         return self.env.reset()[0]
@@ -439,11 +460,23 @@ class _Worker:
                 self._process.join()
 
 
-def worker_options(tasks: list[TaskSpec], shadowhand_assets: str | None) -> dict[str, dict]:
+def check_mw_flags(mw_backend: str, mw_layouts: str) -> None:
+    if mw_backend not in ("envpool", "metaworld"):
+        raise ValueError(f"mw_backend must be 'envpool' or 'metaworld', got '{mw_backend}'")
+    if mw_layouts not in ("per-episode", "frozen"):
+        raise ValueError(f"mw_layouts must be 'per-episode' or 'frozen', got '{mw_layouts}'")
+    if mw_backend == "envpool" and mw_layouts == "frozen":
+        raise ValueError("--mw-layouts frozen needs --mw-backend metaworld: envpool draws a new layout at every reset")
+
+
+def worker_options(
+    tasks: list[TaskSpec], shadowhand_assets: str | None, mw_layouts: str = "per-episode"
+) -> dict[str, dict]:
     """Extra constructor arguments of the Python envs, by domain."""
+    options = {"metaworld": {"layouts": mw_layouts}}
     if any(t.domain == "shadowhand" and t.envpool_id not in SH_BUNDLED for t in tasks):
-        return {"shadowhand": {"assets": shadowhand.assets_dir(shadowhand_assets)}}
-    return {}
+        options["shadowhand"] = {"assets": shadowhand.assets_dir(shadowhand_assets)}
+    return options
 
 
 def runs_in_worker(task: TaskSpec, mw_backend: str) -> bool:
@@ -458,10 +491,10 @@ class MultiTaskEnv:
     """All `tasks` in lockstep, `envs_per_task` copies each; rows are task-major.
 
     Row `k * envs_per_task + j` is copy j of task k; `task_ids[row] = k`; its env seed is
-    `seeds[k, j]` (`env_seeds(seed, role, ...)`). `mw_backend="metaworld"` (default) runs the
-    `metaworld` package's goal-observable envs: one object/goal layout per env, drawn from its
-    seed and frozen for its lifetime, the protocol of the published curves.
-    `mw_backend="envpool"` redraws the layout at every reset (a harder task than the paper's).
+    `seeds[k, j]` (`env_seeds(seed, role, ...)`). MetaWorld runs the `metaworld` package's
+    goal-observable envs (`mw_backend="metaworld"`, default) or envpool's; with
+    `mw_layouts="per-episode"` (default) every reset draws a new object/goal layout, with
+    "frozen" (package only) each env keeps the one layout its seed gives (EnvArgs.mw_layouts).
     """
 
     def __init__(
@@ -471,6 +504,7 @@ class MultiTaskEnv:
         seed: int = 0,
         role: str = "train",
         mw_backend: str = "metaworld",
+        mw_layouts: str = "per-episode",
         min_obs_dim: int = 0,
         num_workers: int | None = None,
         shadowhand_assets: str | None = None,
@@ -479,8 +513,7 @@ class MultiTaskEnv:
         `num_workers`: worker processes for the tasks that run in workers (default: one per CPU
         core, at most one per task); tasks are dealt to them in turn.
         `shadowhand_assets`: the authors' ShadowHand assets (default $BRC_SHADOWHAND_ASSETS)."""
-        if mw_backend not in ("envpool", "metaworld"):
-            raise ValueError(f"mw_backend must be 'envpool' or 'metaworld', got '{mw_backend}'")
+        check_mw_flags(mw_backend, mw_layouts)
         self.tasks = tasks
         self.envs_per_task = envs_per_task
         self.num_envs = len(tasks) * envs_per_task
@@ -499,7 +532,7 @@ class MultiTaskEnv:
         # route[k] = ("envpool", instance) or ("worker", worker index, slot in that worker)
         self._route: list[tuple] = [None] * len(tasks)
         self._envpool, self._workers = [], []
-        options = worker_options(tasks, shadowhand_assets)
+        options = worker_options(tasks, shadowhand_assets, mw_layouts)
         count = min(num_workers or available_cores(), len(in_worker))
         groups = [in_worker[w::count] for w in range(count)]  # tasks dealt to the workers in turn
         try:

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray, PyTree
 
+from common.cli import saved_config
 from common.dataset import available_memory
 
 
@@ -183,7 +184,7 @@ def check_resume(args, resume_dir: Path, resumable: set[str]) -> None:
         raise ConfigError(f"--resume {resume_dir}: no such directory; give a run directory under runs/")
     if not (resume_dir / "config.json").exists():
         raise ConfigError(f"--resume {resume_dir}: no config.json there; give a run directory under runs/")
-    saved = json.loads((resume_dir / "config.json").read_text())
+    saved = saved_config(resume_dir)
     current = dataclasses.asdict(args)
     diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {current[k]!r} (now)"
              for k in current

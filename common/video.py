@@ -173,9 +173,10 @@ class VideoRecorder:
 
     `seeds[k]`: the env seed of task k's video env (its first episode; later ones continue the
     env's RNG, as evaluation envs do). `obs_dim`: the width the policy reads (observations are
-    zero-padded to it, as in MultiTaskEnv). `shadowhand_assets`: as for MultiTaskEnv."""
+    zero-padded to it, as in MultiTaskEnv). `shadowhand_assets`, `mw_layouts`: as for MultiTaskEnv."""
 
-    def __init__(self, tasks: list[TaskSpec], seeds: list[int], obs_dim: int, shadowhand_assets: str | None = None):
+    def __init__(self, tasks: list[TaskSpec], seeds: list[int], obs_dim: int, shadowhand_assets: str | None = None,
+                 mw_layouts: str = "per-episode"):  # fmt: skip
         if any(t.domain == "atari" for t in tasks):
             raise VideoError("Atari games are filmed from their own frames (drq_brc.py), not with VideoRecorder")
         self.tasks, self.obs_dim = tasks, obs_dim
@@ -183,7 +184,7 @@ class VideoRecorder:
         chosen = os.environ.get("MUJOCO_GL")
         failures = []
         for backend in (chosen,) if chosen else GL_BACKENDS:
-            self._process, self._conn = _start(backend, jobs, worker_options(tasks, shadowhand_assets))
+            self._process, self._conn = _start(backend, jobs, worker_options(tasks, shadowhand_assets, mw_layouts))
             try:
                 status, message = self._conn.recv()
             except (EOFError, OSError):
@@ -202,7 +203,7 @@ class VideoRecorder:
         stops here)."""
         filmed = tasks[: args.video_tasks]
         seeds = envs.env_seeds(args.seed, "eval", len(tasks), eval_copies)[: len(filmed), 0]
-        return cls(filmed, seeds.tolist(), obs_dim, args.shadowhand_assets)
+        return cls(filmed, seeds.tolist(), obs_dim, args.shadowhand_assets, args.mw_layouts)
 
     def _ask(self, command: str, payload=None):
         try:

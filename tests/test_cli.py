@@ -16,6 +16,7 @@ import drq_brc
 import offline_brc_bc
 import sac_brc
 from common.cli import parse_args, resume_dir_in
+from common.run import ConfigError, check_resume
 from conftest import REPO
 
 
@@ -38,6 +39,19 @@ def test_resume_alone_restores_the_saved_arguments_and_flags_override(tmp_path):
     assert parse_args(sac_brc.Args, ["--resume", str(tmp_path / "t")]).tasks == ("reach", "cartpole-swingup")
     # no config.json there: plain defaults, and main says what is wrong
     assert parse_args(sac_brc.Args, ["--resume", "nowhere"]) == dataclasses.replace(sac_brc.Args(), resume="nowhere")
+
+
+def test_a_run_from_before_mw_layouts_resumes_with_the_frozen_layouts_it_had(tmp_path):
+    """Runs started before --mw-layouts existed had frozen MetaWorld layouts: --resume alone keeps
+    them, and asking for the new default is refused as any other changed flag is."""
+    saved = dataclasses.asdict(dataclasses.replace(sac_brc.Args(), run_name="old"))
+    del saved["mw_layouts"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    args = parse_args(sac_brc.Args, ["--resume", str(tmp_path)])
+    assert args.mw_layouts == "frozen"
+    check_resume(args, tmp_path, sac_brc.RESUMABLE_FIELDS)
+    with pytest.raises(ConfigError, match="--mw-layouts 'frozen' \\(checkpoint\\) vs 'per-episode' \\(now\\)"):
+        check_resume(dataclasses.replace(args, mw_layouts="per-episode"), tmp_path, sac_brc.RESUMABLE_FIELDS)
 
 
 def test_resume_dir_in():
@@ -97,6 +111,8 @@ FLAGS_BEFORE = {
 FLAGS_ADDED = {s: ["--checkpoint-minutes", "--keep-checkpoints"] for s in ("sac_brc", "drq_brc", "offline_brc_bc")}
 FLAGS_ADDED["offline_brc_bc"] += ["--track", "--no-track"]  # RunArgs: every trainer can log to wandb
 FLAGS_ADDED["transfer_embedding"] = ["--few-shot-criterion"]  # the paper's literal few-shot choice, as an option
+for script in ("sac_brc", "offline_brc_bc", "transfer_embedding"):  # EnvArgs: layouts per episode, or frozen
+    FLAGS_ADDED[script].append("--mw-layouts")
 
 
 def help_flags(script: str) -> set[str]:

@@ -3,7 +3,7 @@
 References are the upstream packages themselves: dm_control for DMC observation and
 action sizes and key order, envpool instances built directly for row alignment and
 resets, and the `metaworld` package (with its scripted expert policies) for MetaWorld
-behaviour and the published protocol's frozen layouts.
+behaviour and its layouts (drawn at every reset, or frozen as in the ref. code).
 """
 
 import contextlib
@@ -346,9 +346,11 @@ def test_multitask_env_uses_env_seeds():
 # ------------------------------------------------------ 5. the `metaworld` package backend
 
 
-def test_mw_backend_must_be_known():
+def test_mw_backend_and_layouts_must_be_known():
     with pytest.raises(ValueError, match="mw_backend"):
         MultiTaskEnv([TASKS["reach"]], mw_backend="gym")
+    with pytest.raises(ValueError, match="mw_layouts"):
+        MultiTaskEnv([TASKS["reach"]], mw_layouts="fixed")
 
 
 def metaworld_layouts(env: MultiTaskEnv, episodes: int) -> np.ndarray:
@@ -362,19 +364,37 @@ def metaworld_layouts(env: MultiTaskEnv, episodes: int) -> np.ndarray:
     return np.stack(layouts)
 
 
-def test_default_backend_freezes_one_layout_per_env_as_published():
-    """The published protocol (the ref. code's jaxrl/envs.py): each env is the goal-observable
-    constructor called with its seed, and every reset shows that env's one layout (object and
-    goal); other seeds give other layouts; the eval env is a second such env with its own
-    seed; with --mw-backend envpool, resets redraw."""
+def test_default_layouts_are_drawn_anew_at_every_reset():
+    """The default (the protocol the published curves imply): every reset of a MetaWorld env
+    draws a new object/goal layout, as envpool's MetaWorld does; the sequence is a function of
+    the env's seed, so a run is reproducible, and the eval envs draw their own."""
     names = ("push", "reach")
     tasks = [TASKS[n] for n in names]
-    train, train_other_seed = MultiTaskEnv(tasks, seed=0), MultiTaskEnv(tasks, seed=1)
+    train, train_again = MultiTaskEnv(tasks, seed=0), MultiTaskEnv(tasks, seed=0)
     evaluation = MultiTaskEnv(tasks, seed=0, role="eval")
     pool = MultiTaskEnv(tasks, seed=0, mw_backend="envpool")
-    with closing_all(train, train_other_seed, evaluation, pool):
+    with closing_all(train, train_again, evaluation, pool):
         layouts = {name: metaworld_layouts(env, 3) for name, env in
-                   [("train", train), ("other", train_other_seed), ("eval", evaluation), ("pool", pool)]}  # fmt: skip
+                   [("train", train), ("again", train_again), ("eval", evaluation), ("pool", pool)]}  # fmt: skip
+        np.testing.assert_array_equal(layouts["again"], layouts["train"])
+        for k, task in enumerate(names):
+            for name in ("train", "eval", "pool"):
+                for before, after in itertools.pairwise(layouts[name][:, k]):  # the goal moves
+                    assert np.any(before[3:] != after[3:]), (task, name, before, after)
+            assert np.any(layouts["eval"][:, k] != layouts["train"][:, k]), task
+
+
+def test_frozen_layouts_as_the_ref_code():
+    """--mw-layouts frozen (the ref. code's jaxrl/envs.py): each env is the goal-observable
+    constructor called with its seed, and every reset shows that env's one layout; other seeds
+    give other layouts; the eval env is a second such env with its own seed. envpool cannot."""
+    names = ("push", "reach")
+    tasks = [TASKS[n] for n in names]
+    train, train_other_seed = MultiTaskEnv(tasks, seed=0, mw_layouts="frozen"), MultiTaskEnv(tasks, seed=1, mw_layouts="frozen")
+    evaluation = MultiTaskEnv(tasks, seed=0, role="eval", mw_layouts="frozen")
+    with closing_all(train, train_other_seed, evaluation):
+        layouts = {name: metaworld_layouts(env, 3) for name, env in
+                   [("train", train), ("other", train_other_seed), ("eval", evaluation)]}  # fmt: skip
         for name in ("train", "other", "eval"):
             for episode in (1, 2):  # every reset shows the first layout again
                 np.testing.assert_array_equal(layouts[name][episode], layouts[name][0], err_msg=name)
@@ -388,16 +408,16 @@ def test_default_backend_freezes_one_layout_per_env_as_published():
                     direct.close()
             for other in ("other", "eval"):  # another seed, another layout
                 assert np.any(layouts[other][0, k] != layouts["train"][0, k]), (task, other)
-            for before, after in itertools.pairwise(layouts["pool"][:, k]):  # envpool redraws
-                assert np.any(before[3:] != after[3:]), (task, before, after)
+    with pytest.raises(ValueError, match="--mw-layouts frozen needs --mw-backend metaworld"):
+        MultiTaskEnv(tasks, mw_backend="envpool", mw_layouts="frozen")
 
 
 def test_run_episodes_runs_episodes_one_after_another():
     """`run_episodes` against a plain loop: cartpole's two episodes are the standalone env's first
     two (seeded with the env's seed, reset between them); reach's two are its frozen layout
-    twice, so with a deterministic policy they are the same episode."""
+    twice (--mw-layouts frozen), so with a deterministic policy they are the same episode."""
     tasks = [TASKS["reach"], TASKS["cartpole-swingup"]]
-    env = MultiTaskEnv(tasks, seed=2, role="eval")
+    env = MultiTaskEnv(tasks, seed=2, role="eval", mw_layouts="frozen")
     ref = _make_envpool(TASKS["cartpole-swingup"], env.seeds[1])
     with closing_all(env, ref):
         returns, success = run_episodes(env, lambda obs: np.full((2, 4), 0.5, np.float32), 2)

@@ -179,6 +179,8 @@ def test_end_to_end_run_and_resume(run, tmp_path):
         (["--suite", "reach", "--init-buffer-per-task", "5"], "pass --init-buffer too"),
         (["--suite", "reach", "--num-devices", "3"], "--num-devices must be between 1 and the 1 visible"),
         (["--suite", "reach", "--checkpoint-minutes", "-1"], "--checkpoint-minutes must be >= 0"),
+        (["--suite", "reach", "--mw-backend", "envpool", "--mw-layouts", "frozen"],
+         "--mw-layouts frozen needs --mw-backend metaworld"),
     ],
 )
 def test_bad_input_gives_one_clear_message(run, argv, message):
@@ -303,7 +305,7 @@ def test_every_step_stores_one_transition_per_task_and_runs_utd_updates(tmp_path
     assert seen == expected, (seen[:3], expected[:3])
     record = read_metrics(run_dir / "metrics.jsonl")[-1]
     assert record["updates"] == (total - learning_starts) * args.utd
-    assert record["eval_protocol"] == "published" and record["mw_backend"] == "metaworld"
+    assert (record["eval_protocol"], record["mw_backend"], record["mw_layouts"]) == ("published", "metaworld", "per-episode")
 
 
 def test_compiled_update_writes_the_new_state_over_the_old():
