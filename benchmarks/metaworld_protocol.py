@@ -15,7 +15,7 @@ new seed as their loop does; a task whose episodes differ is listed (`--layouts 
 sac_brc.py's default, makes every episode differ). For the published
 curves' v2, put a checkout of Farama-Foundation/Metaworld at 83ac03ca (the last commit whose
 `metaworld.envs` has the v2 goal-observable envs) first on PYTHONPATH, with mujoco==2.3.7
-(the version it pins; on MuJoCo 3 its experts fail the grasping tasks). Exit status 1 if any
+(the version it pins; on MuJoCo 3 its experts fail 17 tasks). Exit status 1 if any
 task's episodes differ.
 """
 
