@@ -166,8 +166,13 @@ def train(cli, run_dir: Path) -> tuple[list[float], float]:
 
 
 def published_comparison(cli, run_dir: Path) -> list[str]:
-    """The aggregate rows of `plot.py --table` for this run against --reference."""
+    """How this run evaluated, then the aggregate rows of `plot.py --table` for it against
+    --reference."""
     import plot
+
+    config = json.loads((run_dir / "config.json").read_text())
+    protocol = (f"This run: --eval-protocol {config['eval_protocol']}, --eval-episodes {config['eval_episodes']}, "
+                f"MetaWorld --mw-layouts {config['mw_layouts']} on --mw-backend {config['mw_backend']}.")  # fmt: skip
 
     args = plot.Args(runs=(str(run_dir),), out=str(run_dir / "plots"), reference=cli.reference, table=True,
                      reference_interval=cli.reference_interval)  # fmt: skip
@@ -179,9 +184,9 @@ def published_comparison(cli, run_dir: Path) -> list[str]:
     table = (run_dir / "plots" / "table.md").read_text().splitlines()
     start = next((i for i, line in enumerate(table) if line.startswith("Ours:")), None)
     if start is None:
-        return ["No published curve for this run's tasks under --reference."]
+        return [protocol, "", "No published curve for this run's tasks under --reference."]
     end = next((i for i, line in enumerate(table) if line.startswith("Per task")), len(table))
-    return table[start:end]
+    return [protocol, "", *table[start:end]]
 
 
 def refuse(message: str) -> None:

@@ -41,7 +41,9 @@ def test_gpu_check_prints_the_whole_report(tmp_path):
     assert "(--trace" not in report and "--precision bf16" in report
     run = tmp_path / "check" / "runs" / "reach__w32__gpu_check"
     assert json.loads((run / "config.json").read_text())["precision"] == "bf16"
-    # the published side at 500 and 1,000 steps: 3 of 5 seeds succeed, mean 0.60
+    # how the run evaluated, from its config.json, then the published side at 500 and 1,000
+    # steps: 3 of 5 seeds succeed, mean 0.60
+    assert "This run: --eval-protocol published, --eval-episodes 1, MetaWorld --mw-layouts per-episode" in report
     assert "| 500 | " in report and "| 1k | " in report
     rows = [line for line in report.splitlines() if line.startswith("| 1k | ")]
     assert rows and "0.60 [" in rows[0].split("|")[3]
