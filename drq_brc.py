@@ -732,18 +732,20 @@ class AtariGames:
         role: str,
         episodic_life: bool,
         max_episode_steps: int,
+        start_step: int = 0,
     ):
         import envpool
 
         self.envs_per_game = envs_per_game
         self.num_envs = len(tasks) * envs_per_game
         self.task_ids = np.repeat(np.arange(len(tasks), dtype=np.int32), envs_per_game)
-        seeds = env_seeds(seed, role, len(tasks), envs_per_game)  # disjoint between runs and roles
+        # disjoint between runs and roles; a resumed run's training envs (start_step > 0) get new ones
+        self.seeds = env_seeds(seed, role, len(tasks), envs_per_game, start_step)
         self.envs = [
             envpool.make_gymnasium(
                 task.envpool_id,
                 num_envs=envs_per_game,
-                seed=[int(s) for s in seeds[k]],
+                seed=[int(s) for s in self.seeds[k]],
                 full_action_space=True,
                 repeat_action_probability=0.0,
                 episodic_life=episodic_life,
@@ -877,7 +879,7 @@ def main(args: Args) -> None:
     returns, metrics = EpisodeReturns(num_tasks), None
     with run.started(env_step):  # clocks, wandb, checkpoints on SIGTERM/Ctrl-C; closes the envs at the end
         max_steps = args.max_episode_steps
-        env = run.closing(AtariGames(tasks, 1, args.seed, "train", args.terminal_on_life_loss, max_steps))
+        env = run.closing(AtariGames(tasks, 1, args.seed, "train", args.terminal_on_life_loss, max_steps, env_step))
         eval_env = run.closing(AtariGames(tasks, args.eval_episodes, args.seed, "eval", False, max_steps))
         task_ids = jnp.asarray(env.task_ids)
         current = env.reset()

@@ -847,7 +847,7 @@ def main(args: Args) -> None:
     stored = int(np.asarray(buffer.size).min())  # transitions per task in the replay (restored on resume)
     returns, metrics = EpisodeReturns(num_tasks), None
     with run.started(env_step):  # clocks, wandb, checkpoints on SIGTERM/Ctrl-C; closes the envs at the end
-        env = run.open_envs(obs_dim)  # one per task; and the eval envs, the video process (--capture-video)
+        env = run.open_envs(obs_dim, env_step)  # one per task; and the eval envs, the video process (--capture-video)
         obs = env.reset()
         while env_step < args.total_steps:
             learning = run.learning(env_step, max(args.learning_starts, collect_until))
@@ -1057,14 +1057,16 @@ class Run(RunDir):
         resume_step = env_step if self.resumed else None
         return DatasetWriter(Path(args.save_buffer), self.tasks, metadata, resume_step=resume_step)
 
-    def open_envs(self, obs_dim: int) -> MultiTaskEnv:
+    def open_envs(self, obs_dim: int, env_step: int) -> MultiTaskEnv:
         """The training envs (one per task); for `evaluation`, the eval envs and the video process
         (--capture-video); all closed at the end. Env seeds are disjoint between runs, training and
-        evaluation (common/envs.py env_seeds; the ref. code's eval envs are seed + 42)."""
+        evaluation (common/envs.py env_seeds; the ref. code's eval envs are seed + 42). A run resumed
+        at `env_step` trains on envs with new seeds, not on a replay of its first episodes; its
+        evaluation episodes start over as the run did."""
         args, tasks = self.args, self.tasks
         kwargs = dict(seed=args.seed, min_obs_dim=obs_dim, **args.env_kwargs())
         copies, self.eval_runs = eval_envs_and_episodes(args.eval_protocol, args.eval_episodes)
-        env = self.closing(MultiTaskEnv(tasks, 1, role="train", **kwargs))
+        env = self.closing(MultiTaskEnv(tasks, 1, role="train", start_step=env_step, **kwargs))
         self.eval_env = self.closing(MultiTaskEnv(tasks, copies, role="eval", **kwargs))
         video = VideoRecorder.of_evaluation(tasks, args, copies, obs_dim) if args.capture_video else None
         self.video = self.closing(video)

@@ -93,13 +93,18 @@ class StepOutput(NamedTuple):
 ENV_ROLES = {"train": 0, "eval": 1}
 
 
-def env_seeds(seed: int, role: str, num_tasks: int, envs_per_task: int) -> np.ndarray:
-    """(num_tasks, envs_per_task) env seeds in [0, 2**31), each from its own SeedSequence."""
+def env_seeds(seed: int, role: str, num_tasks: int, envs_per_task: int, start_step: int = 0) -> np.ndarray:
+    """(num_tasks, envs_per_task) env seeds in [0, 2**31), each from its own SeedSequence.
+
+    `start_step`: the env step a resumed run starts its envs at. Env states are not in the
+    checkpoint, so a resumed run's envs start afresh; from seeds of their own, so that they do
+    not replay the layouts and initial states of the episodes the run began with."""
     if role not in ENV_ROLES:
         raise ValueError(f"role must be one of {sorted(ENV_ROLES)}, got '{role}'")
+    resumed = (start_step,) if start_step else ()  # a run's first seeds do not depend on the flag's existence
     return np.array(
         [
-            [np.random.SeedSequence(seed, spawn_key=(ENV_ROLES[role], k, j)).generate_state(1)[0] >> 1
+            [np.random.SeedSequence(seed, spawn_key=(ENV_ROLES[role], k, j, *resumed)).generate_state(1)[0] >> 1
              for j in range(envs_per_task)]
             for k in range(num_tasks)
         ],
@@ -508,11 +513,13 @@ class MultiTaskEnv:
         min_obs_dim: int = 0,
         num_workers: int | None = None,
         shadowhand_assets: str | None = None,
+        start_step: int = 0,
     ):
         """`min_obs_dim`: pad observations to at least this size (a transferred network's input).
         `num_workers`: worker processes for the tasks that run in workers (default: one per CPU
         core, at most one per task); tasks are dealt to them in turn.
-        `shadowhand_assets`: the authors' ShadowHand assets (default $BRC_SHADOWHAND_ASSETS)."""
+        `shadowhand_assets`: the authors' ShadowHand assets (default $BRC_SHADOWHAND_ASSETS).
+        `start_step`: a resumed run's step; its envs get fresh seeds (`env_seeds`)."""
         check_mw_flags(mw_backend, mw_layouts)
         self.tasks = tasks
         self.envs_per_task = envs_per_task
@@ -520,7 +527,7 @@ class MultiTaskEnv:
         self.obs_dim = max(min_obs_dim, *(t.obs_dim for t in tasks))
         self.act_dim = max(t.act_dim for t in tasks)
         self.task_ids = np.repeat(np.arange(len(tasks), dtype=np.int32), envs_per_task)
-        self.seeds = env_seeds(seed, role, len(tasks), envs_per_task)
+        self.seeds = env_seeds(seed, role, len(tasks), envs_per_task, start_step)
         in_worker = [k for k, task in enumerate(tasks) if runs_in_worker(task, mw_backend)]
         if mw_backend == "envpool":
             for k in in_worker:

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 import drq_brc
+from common.cli import parse_args
+from common.envs import env_seeds
 from common.run import ring_fields
 from conftest import signal_when, stopped_at
 from common.suites import (
@@ -315,6 +317,30 @@ def test_sigterm_checkpoints_and_resume_continues_from_that_step(run, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"at step {step}; replay buffer restored" in resumed.stdout
     assert [r["step"] for r in read_metrics(tmp_path / "runs" / "preempted" / "metrics.jsonl")] == [step + 30]
+
+
+@pytest.mark.slow
+def test_a_resumed_run_trains_on_envs_with_new_seeds(tmp_path, monkeypatch):
+    """As sac_brc.py: the resumed run's training envs get seeds of their own, its evaluation
+    envs the run's."""
+    opened = []
+
+    class RecordingGames(drq_brc.AtariGames):
+        def __init__(self, tasks, envs_per_game, seed, role, *a, **kw):
+            super().__init__(tasks, envs_per_game, seed, role, *a, **kw)
+            opened.append((role, self.seeds.tolist()))
+
+    monkeypatch.setattr(drq_brc, "AtariGames", RecordingGames)
+    monkeypatch.chdir(tmp_path)
+    common = [*TINY_CLI, "--tasks", "pong", "--learning-starts", "40", "--eval-episodes", "1", "--seed", "5",
+              "--max-episode-steps", "20", "--log-interval", "30"]  # fmt: skip
+    drq_brc.main(parse_args(Args, [*common, "--total-steps", "60", "--eval-interval", "60", "--checkpoint-interval",
+                                   "60", "--run-name", "resumed"]))  # fmt: skip
+    drq_brc.main(parse_args(Args, ["--resume", "runs/resumed", "--total-steps", "80", "--eval-interval", "80"]))
+    train = [seeds for role, seeds in opened if role == "train"]
+    assert train == [env_seeds(5, "train", 1, 1).tolist(), env_seeds(5, "train", 1, 1, start_step=60).tolist()]
+    assert train[0] != train[1]
+    assert [seeds for role, seeds in opened if role == "eval"] == [env_seeds(5, "eval", 1, 1).tolist()] * 2
 
 
 @pytest.mark.slow

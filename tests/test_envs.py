@@ -334,6 +334,24 @@ def test_env_seeds_are_disjoint_across_runs_and_roles():
         env_seeds(0, "test", 1, 1)
 
 
+def test_a_resumed_runs_env_seeds_are_new_and_a_fresh_runs_are_unchanged():
+    """A run resumed at step N (> 0) gets env seeds no run start and no other resume step gets;
+    at step 0 the seeds are those of one SeedSequence per (seed, role, task, copy), as before
+    resumes had seeds of their own."""
+    num_tasks = len(MT50)
+    for seed in (0, 3):
+        expected = [[np.random.SeedSequence(seed, spawn_key=(0, k, 0)).generate_state(1)[0] >> 1]
+                    for k in range(num_tasks)]  # fmt: skip
+        np.testing.assert_array_equal(env_seeds(seed, "train", num_tasks, 1), expected)
+        np.testing.assert_array_equal(env_seeds(seed, "train", num_tasks, 1, start_step=0), expected)
+    starts = {seed: env_seeds(seed, "train", num_tasks, 1) for seed in range(10)}
+    seen = {int(v) for s in starts.values() for v in s.ravel()} | {int(v) for v in env_seeds(0, "eval", num_tasks, 10).ravel()}
+    for step in (1, 100, 25_000, 1_000_000):
+        resumed = env_seeds(0, "train", num_tasks, 1, start_step=step).ravel()
+        assert len(set(resumed.tolist())) == num_tasks and not seen & set(resumed.tolist()), step
+        seen |= set(resumed.tolist())
+
+
 def test_multitask_env_uses_env_seeds():
     env = MultiTaskEnv([TASKS["cartpole-swingup"], TASKS["cheetah-run"]], envs_per_task=3, seed=9, role="eval")
     with closing_all(env):

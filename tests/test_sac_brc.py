@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 import sac_brc
+from common.cli import parse_args
+from common.envs import env_seeds
 from common.run import restore_ring
 from conftest import signal_when, stopped_at
 from sac_brc import Args, make_agent, replay_buffer_init, resolve_batch_size
@@ -306,6 +308,31 @@ def test_every_step_stores_one_transition_per_task_and_runs_utd_updates(tmp_path
     record = read_metrics(run_dir / "metrics.jsonl")[-1]
     assert record["updates"] == (total - learning_starts) * args.utd
     assert (record["eval_protocol"], record["mw_backend"], record["mw_layouts"]) == ("published", "metaworld", "per-episode")
+
+
+@pytest.mark.slow
+def test_a_resumed_run_trains_on_envs_with_new_seeds(tmp_path, monkeypatch):
+    """Env states are not checkpointed, so a resumed run starts its envs afresh: its training envs
+    get seeds of their own (not a replay of the layouts and initial states the run began with),
+    and its evaluation starts over as the run did."""
+    opened = []
+
+    class RecordingEnv(sac_brc.MultiTaskEnv):
+        def __init__(self, *a, role, **kw):
+            super().__init__(*a, role=role, **kw)
+            opened.append((role, self.seeds.tolist()))
+
+    monkeypatch.setattr(sac_brc, "MultiTaskEnv", RecordingEnv)
+    monkeypatch.chdir(tmp_path)
+    sac_brc.main(Args(tasks=("cartpole-swingup",), width=32, actor_width=32, num_atoms=21, batch_size=16, seed=3,
+                      total_steps=60, learning_starts=40, eval_interval=60, eval_episodes=1, log_interval=60,
+                      checkpoint_interval=60, run_name="resumed"))  # fmt: skip
+    sac_brc.main(parse_args(Args, ["--resume", "runs/resumed", "--total-steps", "80", "--eval-interval", "80"]))
+    train = [seeds for role, seeds in opened if role == "train"]
+    evaluation = [seeds for role, seeds in opened if role == "eval"]
+    assert train == [env_seeds(3, "train", 1, 1).tolist(), env_seeds(3, "train", 1, 1, start_step=60).tolist()]
+    assert train[0] != train[1]
+    assert evaluation == [env_seeds(3, "eval", 1, 1).tolist()] * 2
 
 
 def test_compiled_update_writes_the_new_state_over_the_old():
