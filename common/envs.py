@@ -101,7 +101,7 @@ def env_seeds(seed: int, role: str, num_tasks: int, envs_per_task: int, start_st
     not replay the layouts and initial states of the episodes the run began with."""
     if role not in ENV_ROLES:
         raise ValueError(f"role must be one of {sorted(ENV_ROLES)}, got '{role}'")
-    resumed = (start_step,) if start_step else ()  # a fresh run keeps the seeds it had before resumes got their own
+    resumed = (start_step,) if start_step else ()  # step 0: the seeds fresh runs always had
     return np.array(
         [
             [np.random.SeedSequence(seed, spawn_key=(ENV_ROLES[role], k, j, *resumed)).generate_state(1)[0] >> 1
