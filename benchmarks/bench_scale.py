@@ -32,8 +32,11 @@ import numpy as np
 
 from sac_brc import Actor, Args, Critic, count_parameters, make_agent, replay_buffer_bytes, replay_buffer_init, resolve_batch_size, update_flops
 
-# Nominal dense matmul peaks in TFLOP/s (bf16, TF32 which XLA uses for float32 matmuls on these GPUs).
+# Nominal dense matmul peaks in TFLOP/s (bf16, TF32 which XLA uses for float32 matmuls on these GPUs),
+# matched as substrings of the device's name in this order: the PCIe and NVL H100s before the SXM one.
 NOMINAL_PEAK_TFLOPS = {
+    "H100 PCIe": (756.0, 378.0),
+    "H100 NVL": (835.0, 417.5),
     "H100": (989.0, 494.7),
     "H200": (989.0, 494.7),
     "A100": (312.0, 156.0),

@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_scale import nominal_peak
 
 
 @pytest.mark.slow
@@ -47,3 +50,12 @@ def test_gpu_check_prints_the_whole_report(tmp_path):
     assert "| 500 | " in report and "| 1k | " in report
     rows = [line for line in report.splitlines() if line.startswith("| 1k | ")]
     assert rows and "0.60 [" in rows[0].split("|")[3]
+
+
+def test_nominal_peak_tells_the_h100s_apart():
+    # the names CUDA gives these GPUs; the PCIe and NVL H100s have lower peaks than the SXM one
+    assert nominal_peak("NVIDIA H100 80GB HBM3") == (989.0, 494.7)
+    assert nominal_peak("NVIDIA H100 PCIe") == (756.0, 378.0)
+    assert nominal_peak("NVIDIA H100 NVL") == (835.0, 417.5)
+    assert nominal_peak("NVIDIA H200") == (989.0, 494.7)
+    assert nominal_peak("cpu") is None
