@@ -165,22 +165,30 @@ def train(cli, run_dir: Path) -> tuple[list[float], float]:
     return training, seconds
 
 
+def evaluation_protocol(config: dict) -> str:
+    """How a run evaluated, from its config.json: the protocol and episodes, and for MetaWorld
+    tasks the layouts and backend."""
+    from common.suites import resolve_tasks
+
+    line = f"This run: --eval-protocol {config['eval_protocol']}, --eval-episodes {config['eval_episodes']}"
+    if any(task.domain == "metaworld" for task in resolve_tasks(config["suite"], tuple(config["tasks"]))):
+        line += f", MetaWorld --mw-layouts {config['mw_layouts']} on --mw-backend {config['mw_backend']}"
+    return line + "."
+
+
 def published_comparison(cli, run_dir: Path) -> list[str]:
     """How this run evaluated, then the aggregate rows of `plot.py --table` for it against
     --reference."""
     import plot
 
-    config = json.loads((run_dir / "config.json").read_text())
-    protocol = (f"This run: --eval-protocol {config['eval_protocol']}, --eval-episodes {config['eval_episodes']}, "
-                f"MetaWorld --mw-layouts {config['mw_layouts']} on --mw-backend {config['mw_backend']}.")  # fmt: skip
-
+    protocol = evaluation_protocol(json.loads((run_dir / "config.json").read_text()))
     args = plot.Args(runs=(str(run_dir),), out=str(run_dir / "plots"), reference=cli.reference, table=True,
                      reference_interval=cli.reference_interval)  # fmt: skip
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # its "wrote ..." lines
             plot.main(args)
     except plot.PlotError as error:  # e.g. --reference without this suite's curves
-        return [f"No comparison: {error}"]
+        return [protocol, "", f"No comparison: {error}"]
     table = (run_dir / "plots" / "table.md").read_text().splitlines()
     start = next((i for i, line in enumerate(table) if line.startswith("Ours:")), None)
     if start is None:

@@ -345,7 +345,8 @@ def test_a_resumed_runs_env_seeds_are_new_and_a_fresh_runs_are_unchanged():
         np.testing.assert_array_equal(env_seeds(seed, "train", num_tasks, 1), expected)
         np.testing.assert_array_equal(env_seeds(seed, "train", num_tasks, 1, start_step=0), expected)
     starts = {seed: env_seeds(seed, "train", num_tasks, 1) for seed in range(10)}
-    seen = {int(v) for s in starts.values() for v in s.ravel()} | {int(v) for v in env_seeds(0, "eval", num_tasks, 10).ravel()}
+    seen = {int(v) for s in starts.values() for v in s.ravel()}
+    seen |= {int(v) for v in env_seeds(0, "eval", num_tasks, 10).ravel()}
     for step in (1, 100, 25_000, 1_000_000):
         resumed = env_seeds(0, "train", num_tasks, 1, start_step=step).ravel()
         assert len(set(resumed.tolist())) == num_tasks and not seen & set(resumed.tolist()), step

@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_scale import nominal_peak
+from gpu_check import evaluation_protocol
 
 
 @pytest.mark.slow
@@ -59,3 +60,15 @@ def test_nominal_peak_tells_the_h100s_apart():
     assert nominal_peak("NVIDIA H100 NVL") == (835.0, 417.5)
     assert nominal_peak("NVIDIA H200") == (989.0, 494.7)
     assert nominal_peak("cpu") is None
+
+
+def test_the_evaluation_protocol_names_metaworld_flags_only_for_metaworld_tasks():
+    config = {"eval_protocol": "published", "eval_episodes": 10, "mw_layouts": "per-episode",
+              "mw_backend": "metaworld"}  # fmt: skip
+    plain = "This run: --eval-protocol published, --eval-episodes 10"
+    mw = plain + ", MetaWorld --mw-layouts per-episode on --mw-backend metaworld."
+    assert evaluation_protocol({**config, "suite": "mw", "tasks": []}) == mw
+    # --tasks, when given, are the tasks (the suite is then unused)
+    assert evaluation_protocol({**config, "suite": "dmc-hard", "tasks": ["reach", "dog-run"]}) == mw
+    assert evaluation_protocol({**config, "suite": "dmc-hard", "tasks": []}) == plain + "."
+    assert evaluation_protocol({**config, "suite": "mw", "tasks": ["dog-run"]}) == plain + "."
