@@ -7,6 +7,7 @@ ShadowHand shapes as `sh-<shape>` (`sh-cube`, `sh-e_toy_airplane`).
 docs/suites.md lists every suite and where each task comes from.
 """
 
+import difflib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -298,10 +299,12 @@ def resolve_tasks(suite: str, tasks: tuple[str, ...] = (), domains: frozenset[st
     writes them, or one of SUITE_ALIASES). Raises ValueError with the valid names: the suites whose tasks
     are all in `domains` (the ones the calling script runs; default all)."""
     suite = SUITE_ALIASES.get(suite.lower(), suite.lower())
+    runnable_tasks = sorted(t for t in TASKS if domains is None or TASKS[t].domain in domains)
     if tasks:
         unknown = [t for t in tasks if t not in TASKS]
         if unknown:
-            raise ValueError(f"unknown task(s) {', '.join(unknown)}. Valid tasks: {', '.join(sorted(TASKS))}")
+            named = ", ".join(t + _did_you_mean(t, runnable_tasks) for t in unknown)
+            raise ValueError(f"unknown task(s) {named}. Valid tasks: {', '.join(runnable_tasks)}")
         if len(set(tasks)) != len(tasks):
             raise ValueError(f"--tasks lists a task twice: {','.join(tasks)}")
         return [TASKS[t] for t in tasks]
@@ -310,11 +313,17 @@ def resolve_tasks(suite: str, tasks: tuple[str, ...] = (), domains: frozenset[st
         multi = [s for s in SUITES if s not in TASKS and runnable(s)]
         aliases = ", ".join(f"{a} = {s}" for a, s in SUITE_ALIASES.items() if s in multi)
         raise ValueError(
-            f"unknown suite '{suite}'. Valid suites: {', '.join(multi)}"
+            f"unknown suite '{suite}'{_did_you_mean(suite, multi + runnable_tasks)}. Valid suites: {', '.join(multi)}"
             + (f" (the paper's names: {aliases})" if aliases else "")
             + ", or any single task name (see --tasks)."
         )
     return [TASKS[t] for t in SUITES[suite]]
+
+
+def _did_you_mean(name: str, valid: list[str]) -> str:
+    """' (did you mean x or y?)' for the valid names closest to a typo, '' when none is close."""
+    close = difflib.get_close_matches(name.lower(), valid, n=3)
+    return f" (did you mean {' or '.join([', '.join(close[:-1]), close[-1]] if close[:-1] else close)}?)" if close else ""
 
 
 def score_meaning(tasks: list[TaskSpec]) -> str:

@@ -23,7 +23,7 @@ from common.envs import (
     env_seeds,
     run_episodes,
 )
-from common.suites import MT50, SUITES, TASKS, normalized_score, resolve_tasks
+from common.suites import CONTINUOUS, MT50, SUITES, TASKS, normalized_score, resolve_tasks
 
 pytestmark = pytest.mark.filterwarnings(
     # metaworld's scripted policies warn about their own gain constants
@@ -584,6 +584,21 @@ def test_resolve_unknown_task_lists_valid_tasks():
     assert "flying" in message
     for name in TASKS:
         assert name in message
+
+
+def test_a_typo_gets_the_closest_names_and_only_the_scripts_tasks():
+    with pytest.raises(ValueError) as info:
+        resolve_tasks("mw", ("reach", "cheetah-sprint", "reech"), CONTINUOUS)
+    message = str(info.value)
+    assert message.startswith("unknown task(s) cheetah-sprint (did you mean cheetah-run, ")
+    assert "reech (did you mean reach?)" in message
+    valid = message.split("Valid tasks: ")[1].split(", ")
+    assert "walker-walk" in valid and "pong" not in valid  # Atari is drq_brc.py's
+    with pytest.raises(ValueError, match=r"unknown suite 'walker_walk' \(did you mean walker-walk, "):
+        resolve_tasks("walker_walk", (), CONTINUOUS)
+    with pytest.raises(ValueError) as info:
+        resolve_tasks("mt10")
+    assert "did you mean" not in str(info.value)  # nothing close: no guess
 
 
 def test_resolve_rejects_duplicate_tasks():
