@@ -948,7 +948,7 @@ def validate(args: Args) -> list[TaskSpec]:
     check_run_args(args)
     if not args.channels or min(args.channels) <= 0:
         raise ConfigError(f"--channels must be one or more positive numbers, got {args.channels}")
-    check_nonnegative(args, "depth", "shift_pad", "epsilon_decay_steps")
+    check_nonnegative(args, "depth", "shift_pad", "epsilon_decay_steps", "seed")
     if args.num_atoms < 2:
         raise ConfigError("--num-atoms must be at least 2 for the categorical Q-network")
     if not (0 < args.gamma < 1) or args.v_max <= 0:

@@ -811,7 +811,7 @@ def validate(args: Args) -> None:
                 f"--{name.replace('_', '-')} {getattr(args, name)} is not a multiple of --updates-per-call "
                 f"{args.updates_per_call}"
             )
-    check_nonnegative(args, "depth", "actor_depth", "bc_weight", "q_weight")
+    check_nonnegative(args, "depth", "actor_depth", "bc_weight", "q_weight", "seed")
     if args.loss == "ce" and args.num_atoms < 2:
         raise ConfigError("--num-atoms must be at least 2 for the categorical critic")
     if not (0 < args.gamma < 1) or args.v_max <= 0 or args.init_temperature <= 0:

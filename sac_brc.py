@@ -980,7 +980,7 @@ def validate(args: Args) -> tuple[Args, list[TaskSpec]]:
     check_positive(args, "total_steps", "width", "actor_width", "num_atoms", "utd", "buffer_size", "batch_size",
                    "eval_interval", "eval_episodes", "video_tasks", "diagnostics_batch_size", "init_buffer_per_task")  # fmt: skip
     check_run_args(args)
-    check_nonnegative(args, "depth", "actor_depth", "learning_starts")
+    check_nonnegative(args, "depth", "actor_depth", "learning_starts", "seed")
     if args.loss == "ce" and args.num_atoms < 2:
         raise ConfigError("--num-atoms must be at least 2 for the categorical critic")
     if not (0 < args.gamma < 1) or args.v_max <= 0 or args.init_temperature <= 0:

@@ -788,6 +788,8 @@ def validate(args: Args) -> tuple[list[TaskSpec], int]:
         raise ConfigError(f"--few-shot-criterion ranks embeddings for --mode few-shot, not {args.mode}; drop it")
     if args.tune_learning_rate <= 0:
         raise ConfigError(f"--tune-learning-rate must be positive, got {args.tune_learning_rate}")
+    if args.seed < 0:  # numpy's generators take no negative seed
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     return tasks, budget
 
 

@@ -74,9 +74,10 @@ def check_positive(args, *names: str) -> None:
 
 
 def check_nonnegative(args, *names: str) -> None:
-    """One line naming the flags `names` of `args`, if any of them is negative."""
-    if any(getattr(args, name) < 0 for name in names):
-        raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in names)} must be >= 0")
+    """One line for the first of the flags `names` of `args` that is negative."""
+    for name in names:
+        if getattr(args, name) < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
 
 
 def check_run_args(args: RunArgs) -> None:

@@ -391,6 +391,7 @@ def test_end_to_end_multi_task_run_and_resume(run, tmp_path):
         ("drq_brc.py", ["--suite", "atari-typo"], "unknown suite 'atari-typo' (did you mean atari?). Valid suites: atari, "),
         ("drq_brc.py", ["--suite", "mw"], "drq_brc.py trains Atari games"),
         ("drq_brc.py", ["--suite", "pong", "--channels", "0"], "--channels must be one or more positive"),
+        ("drq_brc.py", ["--suite", "pong", "--seed", "-1"], "--seed must be >= 0, got -1"),
         ("drq_brc.py", ["--suite", "pong", "--learning-starts", "5"], "must each be at least 28"),
         ("drq_brc.py", ["--suite", "pong", "--eval-epsilon", "2"], "--eval-epsilon must be in [0, 1]"),
         ("drq_brc.py", ["--suite", "pong", "--resume", "runs/nothing-here"], "no such directory"),

@@ -187,6 +187,7 @@ def test_end_to_end_info_run_resume_and_bad_input(run, tmp_path, monkeypatch):
     for argv, message in [
         (["--dataset", "data"], "rewards contains NaN or infinite values"),
         (["--dataset", "nowhere"], "dataset nowhere is not a folder"),
+        (["--dataset", "data", "--seed", "-1"], "--seed must be >= 0, got -1"),
         (["--dataset", "data", "--updates-per-call", "30"], "--num-updates 1000000 is not a multiple"),
     ]:
         out = run("offline_brc_bc.py", *argv)

@@ -48,6 +48,13 @@ def test_the_first_signal_is_caught_and_the_second_acts(signum, code, monkeypatc
     assert signal.getsignal(signum) is before
 
 
+def test_a_negative_flag_is_named_alone_with_its_value():
+    args = types.SimpleNamespace(depth=2, seed=-1, learning_starts=0)
+    with pytest.raises(run.ConfigError, match=r"^--seed must be >= 0, got -1$"):
+        run.check_nonnegative(args, "depth", "learning_starts", "seed")
+    run.check_nonnegative(args, "depth", "learning_starts")  # zero is allowed
+
+
 def test_console_clock_by_hand():
     seconds = (0.0, 59.9, 60.0, 185.2, 3599.0, 3600.0, 7620.0, 90_000.0)
     assert [clock(s) for s in seconds] == ["0s", "59s", "1m00s", "3m05s", "59m59s", "1h00m", "2h07m", "25h00m"]

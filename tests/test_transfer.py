@@ -182,6 +182,11 @@ def test_tuning_g_comes_from_the_checkpoint_for_a_known_domain(pretrained_run):
     assert g[1] == 7.0 and source[1] == "collected"
 
 
+def test_validate_refuses_a_negative_seed():
+    with pytest.raises(te.ConfigError, match=r"^--seed must be >= 0, got -1$"):
+        te.validate(te.Args(checkpoint="unused", tasks=("reach",), seed=-1))
+
+
 @pytest.mark.slow
 def test_rejects_a_checkpoint_of_another_width(pretrained_run, tmp_path):
     """A config.json that does not describe its checkpoint (width 64 vs 32) is refused."""
