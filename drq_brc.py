@@ -51,8 +51,8 @@ from common.categorical import categorical_projection, cross_entropy, make_suppo
 from common.cli import own_flags_first, parse_args
 from common.envs import env_seeds
 from common.run import (
-    ConfigError, EpisodeReturns, RunArgs, RunDir, check_batch_split, check_memory, check_nonnegative, check_positive,
-    check_run_args, make_mesh, restore_ring, ring_arrays, run_main,
+    ConfigError, EpisodeReturns, RunArgs, RunDir, check_batch_split, check_discount_and_tau, check_memory,
+    check_nonnegative, check_positive, check_run_args, make_mesh, restore_ring, ring_arrays, run_main,
 )  # fmt: skip
 from common.suites import TaskSpec, normalized_score, resolve_tasks
 from common.video import write_mp4
@@ -944,15 +944,15 @@ def validate(args: Args) -> list[TaskSpec]:
             "use sac_brc.py, or pick --suite atari, atari-transfer or a game name such as pong"
         )
     check_positive(args, "total_steps", "width", "num_atoms", "utd", "batch_size", "n_step", "max_episode_steps",
-                   "eval_interval", "eval_episodes", "embedding_dim", "video_tasks")  # fmt: skip
+                   "eval_interval", "eval_episodes", "embedding_dim", "video_tasks", "v_max", "learning_rate",
+                   "adam_eps")  # fmt: skip
     check_run_args(args)
     if not args.channels or min(args.channels) <= 0:
         raise ConfigError(f"--channels must be one or more positive numbers, got {args.channels}")
-    check_nonnegative(args, "depth", "shift_pad", "epsilon_decay_steps", "seed")
+    check_nonnegative(args, "depth", "shift_pad", "epsilon_decay_steps", "weight_decay", "seed")
+    check_discount_and_tau(args)
     if args.num_atoms < 2:
         raise ConfigError("--num-atoms must be at least 2 for the categorical Q-network")
-    if not (0 < args.gamma < 1) or args.v_max <= 0:
-        raise ConfigError("need 0 < --gamma < 1 and --v-max > 0")
     for name in ("start_epsilon", "end_epsilon", "eval_epsilon"):
         if not 0 <= getattr(args, name) <= 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")

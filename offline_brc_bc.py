@@ -61,8 +61,8 @@ from common.envs import (
     EnvArgs, EnvError, MultiTaskEnv, eval_envs_and_episodes, evaluate_policy, with_shadowhand_assets,
 )  # fmt: skip
 from common.run import (
-    ConfigError, RunArgs, RunDir, check_batch_split, check_finite, check_nonnegative, check_positive, check_run_args,
-    drop_metrics_after, load_checkpoint, make_mesh, run_main, save_checkpoint,
+    ConfigError, RunArgs, RunDir, check_batch_split, check_discount_and_tau, check_finite, check_nonnegative,
+    check_positive, check_run_args, drop_metrics_after, load_checkpoint, make_mesh, run_main, save_checkpoint,
 )  # fmt: skip
 from common.suites import TASKS, TaskSpec, score_meaning
 
@@ -803,7 +803,8 @@ def validate(args: Args) -> None:
     if not args.dataset:
         raise ConfigError("--dataset is required: a dataset folder (docs/dataset-format.md)")
     check_positive(args, "num_updates", "updates_per_call", "width", "actor_width", "num_atoms", "eval_interval",
-                   "eval_episodes", "prefetch", "batch_size", "max_transitions_per_task")  # fmt: skip
+                   "eval_episodes", "prefetch", "batch_size", "max_transitions_per_task", "v_max", "learning_rate",
+                   "temperature_learning_rate", "init_temperature")  # fmt: skip
     check_run_args(args)
     for name in ("num_updates", "eval_interval", "log_interval", "checkpoint_interval"):
         if getattr(args, name) % args.updates_per_call:
@@ -811,11 +812,10 @@ def validate(args: Args) -> None:
                 f"--{name.replace('_', '-')} {getattr(args, name)} is not a multiple of --updates-per-call "
                 f"{args.updates_per_call}"
             )
-    check_nonnegative(args, "depth", "actor_depth", "bc_weight", "q_weight", "seed")
+    check_nonnegative(args, "depth", "actor_depth", "embedding_dim", "bc_weight", "q_weight", "weight_decay", "seed")
+    check_discount_and_tau(args)
     if args.loss == "ce" and args.num_atoms < 2:
         raise ConfigError("--num-atoms must be at least 2 for the categorical critic")
-    if not (0 < args.gamma < 1) or args.v_max <= 0 or args.init_temperature <= 0:
-        raise ConfigError("need 0 < --gamma < 1, --v-max > 0 and --init-temperature > 0")
 
 
 def check_eval_assets(args: Args, tasks: list[TaskSpec]) -> None:

@@ -49,8 +49,8 @@ from common.envs import (
     EnvArgs, EnvError, MultiTaskEnv, eval_envs_and_episodes, evaluate_policy, require_packages, with_shadowhand_assets,
 )  # fmt: skip
 from common.run import (
-    ConfigError, EpisodeReturns, RunArgs, RunDir, check_batch_split, check_memory, check_nonnegative, check_positive,
-    check_run_args, make_mesh, ring_arrays, run_main,
+    ConfigError, EpisodeReturns, RunArgs, RunDir, check_batch_split, check_discount_and_tau, check_memory,
+    check_nonnegative, check_positive, check_run_args, make_mesh, ring_arrays, run_main,
 )  # fmt: skip
 from common.suites import CONTINUOUS, TaskSpec, resolve_tasks, score_meaning
 from common.transfer import Pretrained, Transfer, load_pretrained_state, prior_data, read_transfer
@@ -978,13 +978,13 @@ def validate(args: Args) -> tuple[Args, list[TaskSpec]]:
     if args.init_buffer_per_task is not None and not args.init_buffer:
         raise ConfigError("--init-buffer-per-task subsamples --init-buffer's dataset; pass --init-buffer too")
     check_positive(args, "total_steps", "width", "actor_width", "num_atoms", "utd", "buffer_size", "batch_size",
-                   "eval_interval", "eval_episodes", "video_tasks", "diagnostics_batch_size", "init_buffer_per_task")  # fmt: skip
+                   "eval_interval", "eval_episodes", "video_tasks", "diagnostics_batch_size", "init_buffer_per_task",
+                   "v_max", "learning_rate", "temperature_learning_rate", "init_temperature")  # fmt: skip
     check_run_args(args)
-    check_nonnegative(args, "depth", "actor_depth", "learning_starts", "seed")
+    check_nonnegative(args, "depth", "actor_depth", "embedding_dim", "learning_starts", "weight_decay", "seed")
+    check_discount_and_tau(args)
     if args.loss == "ce" and args.num_atoms < 2:
         raise ConfigError("--num-atoms must be at least 2 for the categorical critic")
-    if not (0 < args.gamma < 1) or args.v_max <= 0 or args.init_temperature <= 0:
-        raise ConfigError("need 0 < --gamma < 1, --v-max > 0 and --init-temperature > 0")
     if args.save_buffer and not args.resume:
         target = Path(args.save_buffer)
         if target.is_file() or (target.is_dir() and any(target.iterdir())):

@@ -786,7 +786,7 @@ def validate(args: Args) -> tuple[list[TaskSpec], int]:
         raise ConfigError("--mode zero-shot uses no target transitions; drop --budget")
     if args.few_shot_criterion != "residual" and args.mode != "few-shot":
         raise ConfigError(f"--few-shot-criterion ranks embeddings for --mode few-shot, not {args.mode}; drop it")
-    if args.tune_learning_rate <= 0:
+    if not 0 < args.tune_learning_rate < math.inf:
         raise ConfigError(f"--tune-learning-rate must be positive, got {args.tune_learning_rate}")
     if args.seed < 0:  # numpy's generators take no negative seed
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")

@@ -20,6 +20,7 @@ once, as it would without this.
 import dataclasses
 import errno
 import json
+import math
 import os
 import shutil
 import signal
@@ -67,17 +68,25 @@ RUN_FIELDS = {field.name for field in dataclasses.fields(RunArgs)}
 
 
 def check_positive(args, *names: str) -> None:
-    """One line for the first of the flags `names` of `args` that is not positive."""
+    """One line for the first of the flags `names` of `args` that is not positive and finite (nan included)."""
     for name in names:
-        if getattr(args, name) is not None and not getattr(args, name) > 0:
+        if getattr(args, name) is not None and not 0 < getattr(args, name) < math.inf:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
 
 
 def check_nonnegative(args, *names: str) -> None:
-    """One line for the first of the flags `names` of `args` that is negative."""
+    """One line for the first of the flags `names` of `args` that is negative, infinite or nan."""
     for name in names:
-        if getattr(args, name) < 0:
+        if not 0 <= getattr(args, name) < math.inf:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+
+
+def check_discount_and_tau(args) -> None:
+    """The discount gamma in (0, 1) and the target network's Polyak rate tau in (0, 1]."""
+    if not 0 < args.gamma < 1:
+        raise ConfigError(f"--gamma must be in (0, 1), got {args.gamma}")
+    if not 0 < args.tau <= 1:
+        raise ConfigError(f"--tau must be in (0, 1] (1: copy the critic), got {args.tau}")
 
 
 def check_run_args(args: RunArgs) -> None:

@@ -55,6 +55,26 @@ def test_a_negative_flag_is_named_alone_with_its_value():
     run.check_nonnegative(args, "depth", "learning_starts")  # zero is allowed
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ({"v_max": float("nan")}, "--v-max must be positive, got nan"),  # nan > 0 is False: caught
+        ({"v_max": float("inf")}, "--v-max must be positive, got inf"),
+        ({"weight_decay": float("nan")}, "--weight-decay must be >= 0, got nan"),
+        ({"gamma": 1.0}, "--gamma must be in (0, 1), got 1.0"),
+        ({"tau": 0.0}, "--tau must be in (0, 1] (1: copy the critic), got 0.0"),
+        ({"tau": 2.0}, "--tau must be in (0, 1] (1: copy the critic), got 2.0"),
+    ],
+)
+def test_float_flags_refuse_nan_infinity_and_out_of_range(flags, message):
+    args = types.SimpleNamespace(**({"v_max": 10.0, "weight_decay": 0.0, "gamma": 0.99, "tau": 1.0} | flags))
+    with pytest.raises(run.ConfigError) as info:
+        run.check_positive(args, "v_max")
+        run.check_nonnegative(args, "weight_decay")
+        run.check_discount_and_tau(args)
+    assert str(info.value) == message
+
+
 def test_console_clock_by_hand():
     seconds = (0.0, 59.9, 60.0, 185.2, 3599.0, 3600.0, 7620.0, 90_000.0)
     assert [clock(s) for s in seconds] == ["0s", "59s", "1m00s", "3m05s", "59m59s", "1h00m", "2h07m", "25h00m"]

@@ -177,6 +177,8 @@ def test_end_to_end_run_and_resume(run, tmp_path):
         (["--tasks", "reach,cheetah-sprint"], "unknown task(s) cheetah-sprint (did you mean cheetah-run, "),
         (["--suite", "reach", "--width", "0"], "--width must be positive, got 0"),
         (["--suite", "reach", "--seed", "-1"], "--seed must be >= 0, got -1"),
+        (["--suite", "reach", "--learning-rate", "-3e-4"], "--learning-rate must be positive, got -0.0003"),
+        (["--suite", "reach", "--tau", "2"], "--tau must be in (0, 1]"),
         (["--suite", "reach", "--resume", "runs/nothing-here"], "--resume runs/nothing-here: no such directory"),
         (["--suite", "reach", "--resume", "."], "--resume .: no config.json there"),
         (["--suite", "reach", "--init-buffer-per-task", "5"], "pass --init-buffer too"),
