@@ -53,3 +53,17 @@ def test_common_imports_no_script():
                 continue
             for name in names:
                 assert name.split(".")[0] not in SCRIPTS, f"{path.name} imports {name}"
+
+
+def test_flag_help_is_one_line_so_the_help_screen_can_wrap_it():
+    """tyro keeps a field docstring's line breaks in --help, so a docstring wrapped in the source
+    prints as ragged half lines; every field's help is one line and tyro wraps it."""
+    wrapped = []
+    for path in sorted([*REPO.glob("*.py"), *REPO.glob("common/*.py"), *REPO.glob("benchmarks/*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                for field, doc in zip(node.body, node.body[1:]):
+                    text = doc.value.value if isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) else None
+                    if isinstance(field, ast.AnnAssign) and isinstance(text, str) and "\n" in text.strip():
+                        wrapped.append(f"{path.relative_to(REPO)}: {node.name}.{ast.unparse(field.target)}")
+    assert not wrapped, wrapped
