@@ -855,6 +855,7 @@ class Run(RunDir):
         step = host_state["step"]
         print(f"resumed {self.dir} at update {step}")
         drop_metrics_after(self.dir, step)
+        self.record_config()
         return state, step
 
     def start(self, step: int) -> None:

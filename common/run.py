@@ -517,7 +517,13 @@ class RunDir:
     def create(self) -> None:
         if not self.resumed:
             self.dir.mkdir(parents=True)
-            atomic_write_text(self.dir / "config.json", json.dumps(dataclasses.asdict(self.args), indent=2))
+            self.record_config()
+
+    def record_config(self) -> None:
+        """config.json: the arguments of the latest launch, so that a bare `--resume` (a requeued
+        job) continues with the --total-steps it was last given. A resumed run rewrites it once
+        its checkpoint has loaded: a refused resume changes nothing."""
+        atomic_write_text(self.dir / "config.json", json.dumps(dataclasses.asdict(self.args), indent=2))
 
     def start(self, step: int) -> None:
         """The clocks of the progress line, wandb with --track, and (for a script with
@@ -590,6 +596,7 @@ class RunDir:
         replay = "restored" if replay_file is not None else "refilled"
         print(f"resumed {self.dir} at step {env_step}; replay buffer {replay}")
         drop_metrics_after(self.dir, env_step)
+        self.record_config()
         return state, buffer, env_step, act_key, collect_until
 
     def checkpoint_online(self, env_step: int, state: PyTree, replay: dict | None, metrics: dict | None,

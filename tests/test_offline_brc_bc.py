@@ -175,6 +175,7 @@ def test_end_to_end_info_run_resume_and_bad_input(run, tmp_path, monkeypatch):
     assert "resumed" in resumed.stdout and "at update 40" in resumed.stdout
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [40, 80]
+    assert json.loads((run_dir / "config.json").read_text())["num_updates"] == 80  # the latest launch's
 
     other = run("offline_brc_bc.py", "--resume", str(run_dir), "--bc-weight", "0", "--num-updates", "120")
     assert other.returncode == 2 and "--bc-weight 1.0 (checkpoint) vs 0.0 (now)" in other.stderr

@@ -148,6 +148,8 @@ def test_end_to_end_run_and_resume(run, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed" in resumed.stdout and "at step 300; replay buffer restored" in resumed.stdout
     assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")] == [150, 300, 450]
+    # config.json records the latest launch: a bare --resume (a requeued job) keeps --total-steps 450
+    assert json.loads((run_dir / "config.json").read_text()) == config | {"total_steps": 450, "resume": str(run_dir)}
     host = json.loads((ckpt / "step_000000450" / "host.json").read_text())
     assert host["env_step"] == 450
     # the checkpoint fell mid-episode (cartpole: step 300 of 1,000): on resume the cut episode ends
@@ -167,6 +169,9 @@ def test_end_to_end_run_and_resume(run, tmp_path):
     assert other.stderr.strip().startswith("error: cannot resume") and "--width 32" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1
     assert (ckpt / "latest").read_text() == "step_000000450"  # nothing written by the refused run
+    shorter = run("sac_brc.py", "--resume", str(run_dir), "--total-steps", "400")  # refused at loading
+    assert shorter.returncode == 2 and "resume with --total-steps of at least 450" in shorter.stderr
+    assert json.loads((run_dir / "config.json").read_text())["total_steps"] == 450  # not the refused 400
 
 
 @pytest.mark.slow
