@@ -360,6 +360,20 @@ def test_compiled_update_writes_the_new_state_over_the_old():
     assert num_leaves not in aliased  # the replay buffer (the next parameter) is read, not consumed
 
 
+@pytest.mark.parametrize("precision", ["f32", "bf16"])
+def test_the_update_lowers_for_a_gpu_with_its_state_donated(precision):
+    """What a GPU run compiles, checked on a CPU: JAX lowers the update for CUDA without a GPU,
+    so a construct with no GPU lowering fails here, and every state leaf is marked to alias an
+    output (the GPU's XLA then writes the new state over the old, as the CPU's does above)."""
+    args = Args(width=32, actor_width=16, num_atoms=11, batch_size=8, utd=2, precision=precision)
+    state, fns = make_agent(args, 2, 3, 2, 8, jax.random.key(0))
+    traced = fns.update.trace(state, replay_buffer_init(2, 16, 3, 2), jnp.ones(2), jax.random.key(1))
+    text = traced.lower(lowering_platforms=("cuda",)).as_text()
+    signature = re.search(r"func\.func public @main\((.*?)\) ->", text, re.S).group(1)
+    donated = {int(arg) for arg in re.findall(r"%arg(\d+): [^%]*?tf\.aliasing_output = \d+", signature)}
+    assert donated == set(range(len(jax.tree.leaves(state))))  # the state, and not the replay buffer after it
+
+
 def test_compiled_update_keeps_critic_activations_in_one_layout():
     """Each critic member gets its own copy of the input (`Critic.__call__`), so XLA's CPU
     backend never copies or transposes a (members, batch, width) activation between layouts;
