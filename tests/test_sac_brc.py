@@ -369,7 +369,7 @@ def test_the_update_lowers_for_a_gpu_with_its_state_donated(precision):
     state, fns = make_agent(args, 2, 3, 2, 8, jax.random.key(0))
     traced = fns.update.trace(state, replay_buffer_init(2, 16, 3, 2), jnp.ones(2), jax.random.key(1))
     text = traced.lower(lowering_platforms=("cuda",)).as_text()
-    signature = re.search(r"func\.func public @main\((.*?)\) ->", text, re.S).group(1)
+    signature = re.search(r"func\.func public @main\((.*?)\) ->", text, re.DOTALL).group(1)
     donated = {int(arg) for arg in re.findall(r"%arg(\d+): [^%]*?tf\.aliasing_output = \d+", signature)}
     assert donated == set(range(len(jax.tree.leaves(state))))  # the state, and not the replay buffer after it
 
