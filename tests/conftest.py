@@ -20,6 +20,14 @@ def run_script(*argv: str, cwd: Path, timeout: float | None = None) -> subproces
     )  # fmt: skip
 
 
+def donated_inputs(jitted, *args, platform: str = "cuda") -> set[int]:
+    """The flattened inputs of `jitted(*args)` that its program, lowered for `platform`, marks to
+    be written over by an output (donated and aliased). JAX lowers for CUDA without a GPU."""
+    text = jitted.trace(*args).lower(lowering_platforms=(platform,)).as_text()
+    signature = re.search(r"func\.func public @main\((.*?)\) ->", text, re.DOTALL).group(1)
+    return {int(arg) for arg in re.findall(r"%arg(\d+): [^%]*?tf\.aliasing_output = \d+", signature)}
+
+
 @pytest.fixture
 def run(tmp_path):
     return lambda *argv, **kw: run_script(*argv, cwd=tmp_path, **kw)

@@ -13,7 +13,7 @@ import drq_brc
 from common.cli import parse_args
 from common.envs import env_seeds
 from common.run import ring_fields
-from conftest import signal_when, stopped_at
+from conftest import donated_inputs, signal_when, stopped_at
 from common.suites import (
     ATARI_100K,
     ATARI_RANDOM_HUMAN,
@@ -225,6 +225,14 @@ def test_jitted_entry_points_trace_once():
         if name == "replicate":  # not jitted
             continue
         assert fn._cache_size() == 1, f"{name} compiled {fn._cache_size()} times"
+
+
+def test_the_update_lowers_for_a_gpu_with_its_state_donated():
+    """As sac_brc.py's: lowered for CUDA on a CPU, every state leaf is written over, not copied."""
+    args = Args(**TINY, utd=2, n_step=3)
+    state, fns = make_agent(args, 2, jax.random.key(0))
+    donated = donated_inputs(fns.update, state, replay_buffer_init(2, 32), jnp.ones(2), jax.random.key(1))
+    assert donated == set(range(len(jax.tree.leaves(state))))
 
 
 def test_return_normalizer_start_up_and_scale():

@@ -13,7 +13,7 @@ import pytest
 import offline_brc_bc as off
 from common.dataset import Dataset, list_chunks, make_metadata, write_dataset
 from common.suites import TASKS
-from conftest import signal_when, stopped_at
+from conftest import donated_inputs, signal_when, stopped_at
 
 TINY = ["--width", "16", "--actor-width", "16", "--num-atoms", "11", "--batch-size", "32"]
 
@@ -81,6 +81,15 @@ def test_jitted_entry_points_trace_once():
         if name in ("replicate", "shard_batches"):  # not jitted
             continue
         assert fn._cache_size() == 1, f"{name} compiled {fn._cache_size()} times"
+
+
+def test_the_update_lowers_for_a_gpu_with_its_state_donated():
+    """As sac_brc.py's: lowered for CUDA on a CPU, every state leaf is written over, not copied."""
+    args = off.Args(width=16, actor_width=16, num_atoms=11, batch_size=8, updates_per_call=3)
+    state, fns = off.make_agent(args, [2, 1], 3, jax.random.key(0))
+    batches = off.sample_batches(toy_dataset(), args.batch_size, args.updates_per_call, 0, 0)
+    donated = donated_inputs(fns.update, state, batches, jnp.array([5.0, 2.0]), jax.random.key(1))
+    assert donated == set(range(len(jax.tree.leaves(state))))
 
 
 def bc_error_after_training(bc_weight):

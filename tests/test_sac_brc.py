@@ -14,7 +14,7 @@ import sac_brc
 from common.cli import parse_args
 from common.envs import env_seeds
 from common.run import restore_ring
-from conftest import signal_when, stopped_at
+from conftest import donated_inputs, signal_when, stopped_at
 from sac_brc import Args, make_agent, replay_buffer_init, resolve_batch_size
 
 TINY = ["--width", "32", "--actor-width", "32", "--num-atoms", "21", "--batch-size", "64"]
@@ -367,10 +367,7 @@ def test_the_update_lowers_for_a_gpu_with_its_state_donated(precision):
     output (the GPU's XLA then writes the new state over the old, as the CPU's does above)."""
     args = Args(width=32, actor_width=16, num_atoms=11, batch_size=8, utd=2, precision=precision)
     state, fns = make_agent(args, 2, 3, 2, 8, jax.random.key(0))
-    traced = fns.update.trace(state, replay_buffer_init(2, 16, 3, 2), jnp.ones(2), jax.random.key(1))
-    text = traced.lower(lowering_platforms=("cuda",)).as_text()
-    signature = re.search(r"func\.func public @main\((.*?)\) ->", text, re.DOTALL).group(1)
-    donated = {int(arg) for arg in re.findall(r"%arg(\d+): [^%]*?tf\.aliasing_output = \d+", signature)}
+    donated = donated_inputs(fns.update, state, replay_buffer_init(2, 16, 3, 2), jnp.ones(2), jax.random.key(1))
     assert donated == set(range(len(jax.tree.leaves(state))))  # the state, and not the replay buffer after it
 
 
