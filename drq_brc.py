@@ -754,7 +754,7 @@ class AtariGames:
                 noop_max=30,
                 max_episode_steps=max_episode_steps,
                 stack_num=STACK,
-                frame_skip=4,
+                frame_skip=4,  # Atari-100k's; Table 4's "action repeat 1" adds none on top (docs/drq_brc.md 15)
                 img_height=FRAME,
                 img_width=FRAME,
                 gray_scale=True,
