@@ -76,10 +76,12 @@ class Args:
 
 
 # config.json fields that do not change what is learned: runs differing only in these are seeds
-# of one configuration.
-NOT_CONFIGURATION = {"seed", "run_name", "resume", "track", "total_steps", "eval_interval", "log_interval",
-                     "checkpoint_interval", "checkpoint_replay",
-                     "diagnostics", "diagnostics_batch_size", "capture_video", "video_tasks"}  # fmt: skip
+# of one configuration. They include every flag a --resume may change but --overlap, so a seed
+# resumed to train longer or with more env workers stays in its group.
+NOT_CONFIGURATION = {"seed", "run_name", "resume", "track", "num_devices", "total_steps", "num_updates",
+                     "eval_interval", "eval_episodes", "log_interval", "checkpoint_interval", "checkpoint_minutes",
+                     "keep_checkpoints", "checkpoint_replay", "env_workers", "prefetch", "shadowhand_assets",
+                     "dataset_info", "diagnostics", "diagnostics_batch_size", "capture_video", "video_tasks"}  # fmt: skip
 
 # Metric stored in each suite folder of the published results: success rate or episode return.
 REFERENCE_SUCCESS_SUITES = {"metaworld", "shadowhand"}

@@ -79,6 +79,18 @@ def two_configs(root: Path) -> list[Path]:
     return paths
 
 
+def test_what_a_resume_may_change_does_not_split_a_group():
+    """A resume records its flags in config.json: a seed resumed to train longer, or with other
+    run flags, must stay a seed of its configuration. --overlap changes what the update samples."""
+    import drq_brc
+    import offline_brc_bc
+    import sac_brc
+    from common.run import RUN_FIELDS
+
+    resumable = sac_brc.RESUMABLE_FIELDS | drq_brc.RESUMABLE_FIELDS | offline_brc_bc.RESUMABLE_FIELDS
+    assert (RUN_FIELDS | resumable) - {"overlap"} <= plot.NOT_CONFIGURATION
+
+
 def test_runs_grouped_by_configuration_and_scored_by_the_suite(tmp_path):
     groups = plot.group_runs([plot.load_run(p) for p in two_configs(tmp_path)], ())
     assert [g.label for g in groups] == ["width=32 (2 seeds)", "width=64 (1 seed)"]
