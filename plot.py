@@ -191,6 +191,9 @@ def load_run(path: Path, metric: str = "score") -> Run:
 
 
 def find_runs(paths: tuple[str, ...]) -> list[Path]:
+    """The run directories among `paths` and their sub-folders, each once."""
+    if not paths:
+        raise PlotError("give one or more run directories (e.g. runs/<name>), or runs/ for all of them")
     found = []
     for p in map(Path, paths):
         if not p.is_dir():
@@ -202,7 +205,7 @@ def find_runs(paths: tuple[str, ...]) -> list[Path]:
             if not children:
                 raise PlotError(f"{p} holds no metrics.jsonl, nor do its sub-folders; is it a run directory?")
             found.extend(children)
-    return found
+    return list({p.resolve(): p for p in found}.values())  # a folder named twice is one run
 
 
 @dataclass
@@ -241,11 +244,17 @@ def group_runs(runs: list[Run], labels: tuple[str, ...]) -> list[Group]:
                 raise PlotError(
                     f"{run.path} and {members[0].path} have the same configuration but other tasks"
                 )
+        seeds = [run.config.get("seed") for run in members]
+        if len(set(seeds)) < len(seeds):  # a copy, or a rerun: not another sample of the seed distribution
+            twice = [str(run.path) for run, seed in zip(members, seeds) if seeds.count(seed) > 1]
+            raise PlotError(f"{', '.join(twice)} are one configuration with the same --seed: counting them as "
+                            "seeds would narrow the confidence interval; plot them apart")  # fmt: skip
         steps = members[0].steps
         for run in members[1:]:
             steps = np.intersect1d(steps, run.steps)
         if len(steps) == 0:
-            raise PlotError(f"the runs of group '{label}' share no evaluation step")
+            raise PlotError(f"the runs of group '{label}' ({', '.join(str(run.path) for run in members)}) share "
+                            "no evaluation step: give runs evaluated at the same steps (--eval-interval)")  # fmt: skip
         scores = np.stack([
             np.stack([run.scores[t][np.searchsorted(run.steps, steps)] for t in tasks]) for run in members
         ])  # fmt: skip

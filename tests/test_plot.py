@@ -106,6 +106,28 @@ def test_runs_grouped_by_configuration_and_scored_by_the_suite(tmp_path):
         plot.group_runs([plot.load_run(p) for p in two_configs(tmp_path / "once more")], ("one",))
 
 
+def test_one_run_is_one_seed_and_a_rerun_of_a_seed_is_refused(tmp_path):
+    paths = two_configs(tmp_path)
+    # the same folder named twice, and through a second path, is counted once
+    found = plot.find_runs((str(paths[0]), str(paths[0]), str(tmp_path / "." / paths[0].name)))
+    assert len(found) == 1
+    with pytest.raises(plot.PlotError, match="give one or more run directories"):
+        plot.find_runs(())
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "w32s0").mkdir()
+    for name in ("config.json", "metrics.jsonl"):
+        (copy / "w32s0" / name).write_text((paths[0] / name).read_text())
+    with pytest.raises(plot.PlotError, match="same --seed") as info:
+        plot.group_runs([plot.load_run(p) for p in [*paths, copy / "w32s0"]], ())
+    assert str(paths[0]) in str(info.value) and str(copy / "w32s0") in str(info.value)
+    late = write_run(tmp_path / "late", "w32s2", json.loads((paths[0] / "config.json").read_text()) | {"seed": 2},
+                     [(250, {"reach": (1.0, 0.5), "cheetah-run": (10.0, None)})])  # fmt: skip
+    with pytest.raises(plot.PlotError, match=r"share no evaluation step") as info:
+        plot.group_runs([plot.load_run(p) for p in [paths[0], late]], ())
+    assert str(late) in str(info.value)
+
+
 def test_metric_return_and_success_are_what_the_runs_logged(tmp_path):
     paths = two_configs(tmp_path)
     returns = plot.load_run(paths[1], "return")  # seed 1, offset 0.2
