@@ -19,6 +19,7 @@ once, as it would without this.
 
 import dataclasses
 import errno
+import importlib.util
 import json
 import math
 import os
@@ -95,6 +96,8 @@ def check_run_args(args: RunArgs) -> None:
     if not args.checkpoint_minutes >= 0:  # also refuses nan
         minutes = args.checkpoint_minutes
         raise ConfigError(f"--checkpoint-minutes must be >= 0 (0: by steps only), got {minutes}")
+    if args.track and importlib.util.find_spec("wandb") is None:  # before the run directory is made
+        raise ConfigError("--track needs wandb: pip install wandb")
     visible = len(jax.devices())
     if args.num_devices is not None and not 0 < args.num_devices <= visible:
         raise ConfigError(
@@ -529,10 +532,8 @@ class RunDir:
         """The clocks of the progress line, wandb with --track, and (for a script with
         `--checkpoint-minutes`) the checkpoint schedule and the stop signal, until `close`."""
         if getattr(self.args, "track", False):
-            try:
-                import wandb
-            except ImportError:
-                raise ConfigError("--track needs wandb: pip install wandb") from None
+            import wandb  # installed: check_run_args
+
             self.wandb = wandb.init(project="brc", name=self.dir.name, config=dataclasses.asdict(self.args),
                                     resume="allow")  # fmt: skip
         self.start_time = self.last_log_time = time.time()

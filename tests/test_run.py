@@ -75,6 +75,16 @@ def test_float_flags_refuse_nan_infinity_and_out_of_range(flags, message):
     assert str(info.value) == message
 
 
+def test_track_without_wandb_is_refused_with_the_flags(monkeypatch):
+    """Refused while the flags are checked, before the run directory exists: a run name is never
+    taken by a run that could not start."""
+    found = run.importlib.util.find_spec
+    monkeypatch.setattr(run.importlib.util, "find_spec", lambda name: None if name == "wandb" else found(name))
+    with pytest.raises(run.ConfigError, match="--track needs wandb: pip install wandb"):
+        run.check_run_args(run.RunArgs(track=True))
+    run.check_run_args(run.RunArgs(track=False))
+
+
 def test_console_clock_by_hand():
     seconds = (0.0, 59.9, 60.0, 185.2, 3599.0, 3600.0, 7620.0, 90_000.0)
     assert [clock(s) for s in seconds] == ["0s", "59s", "1m00s", "3m05s", "59m59s", "1h00m", "2h07m", "25h00m"]
