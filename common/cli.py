@@ -59,6 +59,13 @@ def parse_args(args_class: type, argv: list[str] | None = None):
     default = None
     if resume is not None and (Path(resume) / "config.json").exists():  # else main says what is wrong
         try:
+            missing = [f.name for f in dataclasses.fields(args_class) if f.name not in saved_config(Path(resume))]
+            if missing:  # every run of this script records every flag (ADDED_FLAGS aside)
+                flags = ", ".join(f"--{name.replace('_', '-')}" for name in missing[:3]) + ", ..." * (len(missing) > 3)
+                print(f"error: --resume {resume}: its config.json has no {flags}, which every "
+                      f"{Path(sys.argv[0]).name} run records: another script wrote it; resume it with that one",
+                      file=sys.stderr)  # fmt: skip
+                sys.exit(2)
             default = dataclasses.replace(saved_args(args_class, Path(resume)), resume=resume)
         except (json.JSONDecodeError, TypeError, ValueError) as error:
             print(f"error: --resume {resume}: its config.json cannot be read ({error}); "

@@ -54,6 +54,21 @@ def test_a_run_from_before_mw_layouts_resumes_with_the_frozen_layouts_it_had(tmp
         check_resume(dataclasses.replace(args, mw_layouts="per-episode"), tmp_path, sac_brc.RESUMABLE_FIELDS)
 
 
+def test_resuming_another_scripts_run_is_one_line_naming_what_it_lacks(tmp_path, capsys):
+    """sac_brc.py's config.json handed to drq_brc.py and offline_brc_bc.py, and theirs to
+    sac_brc.py: refused before the saved flags are read (they ended in a TypeError or in an
+    argument-mismatch line that hid the real mistake)."""
+    for writer, reader in [(sac_brc, drq_brc), (sac_brc, offline_brc_bc), (offline_brc_bc, sac_brc), (drq_brc, sac_brc)]:
+        run_dir = tmp_path / f"{writer.__name__}-{reader.__name__}"
+        run_dir.mkdir()
+        (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(writer.Args())))
+        with pytest.raises(SystemExit) as exit_info:
+            parse_args(reader.Args, ["--resume", str(run_dir)])
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and len(err.splitlines()) == 1, err
+        assert err.startswith(f"error: --resume {run_dir}: its config.json has no --") and "another script" in err
+
+
 def test_resume_dir_in():
     assert resume_dir_in(["--width", "3"]) is None
     assert resume_dir_in(["--resume", "a", "--resume=b"]) == "b"
