@@ -40,6 +40,14 @@ def resume_dir_in(argv: list[str]) -> str | None:
 ADDED_FLAGS = {"mw_layouts": "frozen"}
 
 
+def missing_flags(saved: dict, names) -> str | None:
+    """The flags among `names` (a script's fields) that a run's config.json `saved` lacks, as
+    '--a, --b, --c, ...'; None when it has them all, as every run of that script does (the
+    flags of ADDED_FLAGS aside)."""
+    missing = [name for name in names if name not in saved and name not in ADDED_FLAGS]
+    return ", ".join(f"--{name.replace('_', '-')}" for name in missing[:3]) + ", ..." * (len(missing) > 3) or None
+
+
 def saved_config(run_dir: Path) -> dict:
     """A run directory's config.json, with ADDED_FLAGS' values where it predates them."""
     return ADDED_FLAGS | json.loads((Path(run_dir) / "config.json").read_text())
@@ -59,9 +67,8 @@ def parse_args(args_class: type, argv: list[str] | None = None):
     default = None
     if resume is not None and (Path(resume) / "config.json").exists():  # else main says what is wrong
         try:
-            missing = [f.name for f in dataclasses.fields(args_class) if f.name not in saved_config(Path(resume))]
-            if missing:  # every run of this script records every flag (ADDED_FLAGS aside)
-                flags = ", ".join(f"--{name.replace('_', '-')}" for name in missing[:3]) + ", ..." * (len(missing) > 3)
+            flags = missing_flags(saved_config(Path(resume)), [f.name for f in dataclasses.fields(args_class)])
+            if flags:
                 print(f"error: --resume {resume}: its config.json has no {flags}, which every "
                       f"{Path(sys.argv[0]).name} run records: another script wrote it; resume it with that one",
                       file=sys.stderr)  # fmt: skip

@@ -12,6 +12,7 @@ import equinox as eqx
 import numpy as np
 from jaxtyping import Float, PyTree
 
+from common.cli import missing_flags
 from common.dataset import Dataset, DatasetError, index_dataset, load_dataset
 from common.run import ConfigError
 from common.suites import TaskSpec, resolve_tasks
@@ -53,7 +54,11 @@ def read_pretrained(config: dict, obs_dim: int, act_dim: int, defaults: dict | N
             f"--init-from {path}: give a sac_brc.py run directory (config.json and checkpoints/latest) "
             "or one of its checkpoints/step_N folders"
         )
-    saved = (defaults or {}) | json.loads((run_dir / "config.json").read_text())
+    saved = json.loads((run_dir / "config.json").read_text())
+    if flags := missing_flags(saved, ("actor_width", "utd", "total_steps")):  # drq_brc, offline_brc_bc: not all three
+        raise ConfigError(f"--init-from {path}: its config.json has no {flags}, which every sac_brc.py run "
+                          "records: give a multi-task sac_brc.py run")  # fmt: skip
+    saved = (defaults or {}) | saved
     diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (checkpoint) vs {config[k]!r} (now)"
              for k in NETWORK_FIELDS if saved.get(k) != config[k]]  # fmt: skip
     if diffs:

@@ -388,6 +388,21 @@ def test_init_from_a_config_written_before_a_flag_existed_takes_its_default(tmp_
         read_pretrained(dataclasses.asdict(args), 39, 4)  # without the defaults, the gap is a mismatch
 
 
+def test_init_from_a_run_of_another_script_names_what_it_lacks(tmp_path):
+    """A drq_brc.py or offline_brc_bc.py run is not a network --init-from can start from: said
+    as such, not as an actor width or checkpoint format mismatch."""
+    import drq_brc
+    import offline_brc_bc
+
+    args = sac_brc.Args(width=32, actor_width=32, tasks=("reach",), init_from=str(tmp_path))
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "latest").write_text("step_000000100")
+    for other, lacks in [(drq_brc, "--actor-width"), (offline_brc_bc, "--utd, --total-steps")]:
+        (tmp_path / "config.json").write_text(json.dumps(dataclasses.asdict(other.Args())))
+        with pytest.raises(sac_brc.ConfigError, match=f"its config.json has no {lacks}, which every sac_brc.py run"):
+            read_pretrained(dataclasses.asdict(args), 39, 4, dataclasses.asdict(sac_brc.Args()))
+
+
 def test_sac_brc_transfer_to_a_pretraining_task_warns(capsys):
     tasks = resolve_tasks("", ("reach", "window-open"))
     warn_if_seen(tasks, resolve_tasks("", tuple(PRETRAIN_TASKS.split(","))), "--init-buffer runs/pre")
