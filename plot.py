@@ -237,7 +237,8 @@ def group_runs(runs: list[Run], labels: tuple[str, ...]) -> list[Group]:
         elif differing:
             label = ", ".join(f"{k}={config.get(k)}" for k in differing)
         else:
-            label = ",".join(config["tasks"]) if config.get("tasks") else str(config.get("suite", "run"))
+            label = (",".join(config["tasks"]) if config.get("tasks") else config.get("suite")
+                     or (f"offline on {config['dataset']}" if config.get("dataset") else "run"))  # fmt: skip
         tasks = list(members[0].scores)
         for run in members[1:]:
             if list(run.scores) != tasks:
@@ -376,8 +377,19 @@ def references(args: Args, tasks: list[str]) -> dict[str, dict[str, np.ndarray]]
     return found
 
 
+def step_unit(runs: list[Run]) -> str:
+    """What the runs' `step` counts, for the x axis: env steps per task online, gradient updates
+    for offline_brc_bc.py (whose config has --num-updates). Refuses a mix: one axis, one unit."""
+    offline = {"num_updates" in run.config for run in runs}
+    if len(offline) > 1:
+        raise PlotError("offline_brc_bc.py runs count gradient updates and online runs env steps per task: "
+                        "plot them apart")  # fmt: skip
+    return "gradient updates" if offline == {True} else "env steps per task"
+
+
 def plot(args: Args, groups: list[Group], published: dict[str, dict[str, np.ndarray]]) -> list[Path]:
     tasks = list(dict.fromkeys(t for g in groups for t in g.tasks))
+    unit = step_unit([run for group in groups for run in group.runs])
     rng = np.random.default_rng(args.seed)
     out, label = Path(args.out), metric_label(args.metric, tasks)
     out.mkdir(parents=True, exist_ok=True)
@@ -409,7 +421,7 @@ def plot(args: Args, groups: list[Group], published: dict[str, dict[str, np.ndar
     for ax in axes[:, 0]:
         ax.set_ylabel(label)
     for ax in axes[-1]:
-        ax.set_xlabel("env steps per task")
+        ax.set_xlabel(unit)
     handles = {}
     for ax in axes.flat:
         for h, n in zip(*ax.get_legend_handles_labels()):
@@ -444,7 +456,7 @@ def plot(args: Args, groups: list[Group], published: dict[str, dict[str, np.ndar
             why = "not every task has a published curve" if same_steps else "the curves' steps differ"
             print(f"reference {variant}: {why}; no aggregate reference drawn")
     ax.set_title(aggregate_title(groups, tasks, args), fontsize=10)
-    ax.set_xlabel("env steps per task")
+    ax.set_xlabel(unit)
     ax.set_ylabel(label)
     ax.xaxis.set_major_formatter(FuncFormatter(steps_label))
     ax.grid(alpha=0.3)
@@ -607,6 +619,9 @@ def main(args: Args) -> None:
     if args.metric != "score" and (args.reference or args.table):
         raise PlotError("the published curves are normalised scores: --reference and --table need --metric score")
     groups = group_runs([load_run(p, args.metric) for p in find_runs(args.runs)], args.labels)
+    if args.reference and step_unit([run for group in groups for run in group.runs]) == "gradient updates":
+        raise PlotError("the published curves are of online runs, in env steps: --reference does not apply to "
+                        "offline_brc_bc.py runs")  # fmt: skip
     if args.out is None:  # beside the runs, not wherever plot.py was started
         args = dataclasses.replace(args, out=str(Path(args.runs[0]) / "plots"))
     published = references(args, list(dict.fromkeys(t for g in groups for t in g.tasks)))

@@ -128,6 +128,19 @@ def test_one_run_is_one_seed_and_a_rerun_of_a_seed_is_refused(tmp_path):
     assert str(late) in str(info.value)
 
 
+def test_offline_runs_are_plotted_in_updates_and_never_beside_online_runs(tmp_path, capsys):
+    online = two_configs(tmp_path)[0]
+    records = [(100, {"reach": (1.0, 0.0)}), (200, {"reach": (2.0, 1.0)})]
+    offline = write_run(tmp_path, "off", {"dataset": "data/easy", "num_updates": 200, "seed": 0}, records)
+    groups = plot.group_runs([plot.load_run(offline)], ())
+    assert plot.step_unit(groups[0].runs) == "gradient updates" and groups[0].label == "offline on data/easy (1 seed)"
+    assert plot.step_unit([plot.load_run(online)]) == "env steps per task"
+    with pytest.raises(plot.PlotError, match="count gradient updates and online runs env steps"):
+        plot.main(plot.Args(runs=(str(online), str(offline)), out=str(tmp_path / "plots")))
+    with pytest.raises(plot.PlotError, match="--reference does not apply to offline_brc_bc.py runs"):
+        plot.main(plot.Args(runs=(str(offline),), out=str(tmp_path / "plots"), reference=str(tmp_path)))
+
+
 def test_metric_return_and_success_are_what_the_runs_logged(tmp_path):
     paths = two_configs(tmp_path)
     returns = plot.load_run(paths[1], "return")  # seed 1, offset 0.2
