@@ -1033,13 +1033,19 @@ def update_flops(args: Args, num_tasks: int, obs_dim: int, act_dim: int, batch_s
     return 2 * batch_size * (6 * 2 * critic + 4 * actor)  # 2 FLOPs per multiply-add
 
 
+def suite_name(args: Args) -> str:
+    """The suite in run names and dataset provenance: 'tasks' for an explicit --tasks list (--suite
+    keeps its unused default then)."""
+    return args.suite if not args.tasks else "tasks"
+
+
 class Run(RunDir):
     """The run directory (common/run.py: config, metrics, console, checkpoints and resume), and what
     this script adds: the --save-buffer recorder, the envs, and evaluation with videos and diagnostics."""
 
     @classmethod
     def open(cls, args: Args, tasks: list[TaskSpec]) -> "Run":
-        name = f"{args.suite if not args.tasks else 'tasks'}__w{args.width}__s{args.seed}__{int(time.time())}"
+        name = f"{suite_name(args)}__w{args.width}__s{args.seed}__{int(time.time())}"
         return super().open(args, name, RESUMABLE_FIELDS, args.total_steps, tasks)
 
     def open_recorder(self, env_step: int) -> DatasetWriter | None:
@@ -1047,8 +1053,9 @@ class Run(RunDir):
         args = self.args
         if not args.save_buffer:
             return None
-        metadata = make_metadata(self.tasks, "sac_brc.py", suite=args.suite, run_dir=str(self.dir), gamma=args.gamma,
-                                 env={"mw_backend": args.mw_backend, "mw_layouts": args.mw_layouts, "seed": args.seed})  # fmt: skip
+        env = {"mw_backend": args.mw_backend, "mw_layouts": args.mw_layouts, "seed": args.seed}
+        metadata = make_metadata(self.tasks, "sac_brc.py", suite=suite_name(args), run_dir=str(self.dir),
+                                 gamma=args.gamma, env=env)  # fmt: skip
         resume_step = env_step if self.resumed else None
         return DatasetWriter(Path(args.save_buffer), self.tasks, metadata, resume_step=resume_step)
 

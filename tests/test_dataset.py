@@ -392,6 +392,7 @@ def test_sac_brc_save_buffer_round_trip_and_resume(run, tmp_path):
 
     dataset = load_dataset(tmp_path / "data")
     assert dataset.metadata["source"] == "sac_brc.py" and dataset.metadata["env"]["seed"] == 0
+    assert dataset.metadata["suite"] == "tasks"  # --tasks, not --suite's unused default
     ckpt = tmp_path / "runs" / "rec" / "checkpoints" / "step_000000350"
     with np.load(ckpt / "replay.npz") as replay:  # capacity 350 > stored: nothing overwritten
         for k, task in enumerate(dataset.tasks):
