@@ -619,6 +619,9 @@ def main(args: Args) -> None:
     if args.metric != "score" and (args.reference or args.table):
         raise PlotError("the published curves are normalised scores: --reference and --table need --metric score")
     groups = group_runs([load_run(p, args.metric) for p in find_runs(args.runs)], args.labels)
+    first = min(int(group.steps[0]) for group in groups)
+    if args.max_step is not None and args.max_step < first:
+        raise PlotError(f"--max-step {args.max_step} is before the first evaluation (step {first}): nothing to draw")
     if args.reference and step_unit([run for group in groups for run in group.runs]) == "gradient updates":
         raise PlotError("the published curves are of online runs, in env steps: --reference does not apply to "
                         "offline_brc_bc.py runs")  # fmt: skip

@@ -775,6 +775,9 @@ def validate(args: Args) -> tuple[list[TaskSpec], int]:
         tasks = with_shadowhand_assets(tasks, args.shadowhand_assets, whole_suite=not args.tasks)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    if atari := [t.name for t in tasks if t.domain == "atari"]:
+        raise ConfigError(f"Atari game(s) {', '.join(atari)}: embedding transfer runs on the continuous-control "
+                          "tasks a sac_brc.py checkpoint was trained for")  # fmt: skip
     budget = DEFAULT_BUDGET[args.mode] if args.budget is None else args.budget
     for name, value in [("tune_steps", args.tune_steps), ("batch_size", args.batch_size),
                         ("eval_episodes", args.eval_episodes)]:  # fmt: skip

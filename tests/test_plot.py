@@ -141,6 +141,13 @@ def test_offline_runs_are_plotted_in_updates_and_never_beside_online_runs(tmp_pa
         plot.main(plot.Args(runs=(str(offline),), out=str(tmp_path / "plots"), reference=str(tmp_path)))
 
 
+def test_a_max_step_before_the_first_evaluation_is_refused_instead_of_drawing_empty_axes(tmp_path):
+    paths = two_configs(tmp_path)
+    with pytest.raises(plot.PlotError, match="--max-step 50 is before the first evaluation \\(step 100\\)"):
+        plot.main(plot.Args(runs=tuple(map(str, paths)), out=str(tmp_path / "plots"), max_step=50))
+    assert not (tmp_path / "plots").exists()
+
+
 def test_metric_return_and_success_are_what_the_runs_logged(tmp_path):
     paths = two_configs(tmp_path)
     returns = plot.load_run(paths[1], "return")  # seed 1, offset 0.2

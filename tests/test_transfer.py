@@ -182,9 +182,11 @@ def test_tuning_g_comes_from_the_checkpoint_for_a_known_domain(pretrained_run):
     assert g[1] == 7.0 and source[1] == "collected"
 
 
-def test_validate_refuses_a_negative_seed():
+def test_validate_refuses_a_negative_seed_and_atari_targets():
     with pytest.raises(te.ConfigError, match=r"^--seed must be >= 0, got -1$"):
         te.validate(te.Args(checkpoint="unused", tasks=("reach",), seed=-1))
+    with pytest.raises(te.ConfigError, match=r"^Atari game\(s\) pong: embedding transfer runs on the continuous"):
+        te.validate(te.Args(checkpoint="unused", tasks=("reach", "pong")))
 
 
 @pytest.mark.slow
