@@ -102,7 +102,11 @@ def load_prior_data(config: dict) -> Dataset:
     each pretraining task from all of its episodes at this run's gamma."""
     folder = Path(config["init_buffer"])
     if (folder / "config.json").exists() and not (folder / "metadata.json").exists():
-        saved = json.loads((folder / "config.json").read_text()).get("save_buffer")
+        run_config = json.loads((folder / "config.json").read_text())
+        saved = run_config.get("save_buffer")
+        if not saved and run_config.get("dataset"):  # an offline_brc_bc.py run: its input is a dataset
+            raise ConfigError(f"--init-buffer {folder}: an offline_brc_bc.py run, trained on the dataset "
+                              f"{run_config['dataset']}: pass --init-buffer {run_config['dataset']}")  # fmt: skip
         if not saved:
             raise ConfigError(f"--init-buffer {folder}: that run did not record its data (run it with --save-buffer)")
         # a relative --save-buffer was relative to where that run started, the parent of runs/

@@ -19,7 +19,7 @@ import sac_brc
 import transfer_embedding as te
 from common.envs import MultiTaskEnv
 from common.suites import resolve_tasks
-from common.transfer import read_pretrained, warn_if_seen
+from common.transfer import load_prior_data, read_pretrained, warn_if_seen
 from tests.conftest import run_script
 
 TINY = ["--width", "32", "--actor-width", "32", "--num-atoms", "21", "--embedding-dim", "8"]
@@ -403,6 +403,17 @@ def test_init_from_a_run_of_another_script_names_what_it_lacks(tmp_path):
         (tmp_path / "config.json").write_text(json.dumps(dataclasses.asdict(other.Args())))
         with pytest.raises(sac_brc.ConfigError, match=f"its config.json has no {lacks}, which every sac_brc.py run"):
             read_pretrained(dataclasses.asdict(args), 39, 4, dataclasses.asdict(sac_brc.Args()))
+
+
+def test_init_buffer_of_an_offline_run_points_to_its_dataset(tmp_path):
+    import offline_brc_bc
+
+    (tmp_path / "off").mkdir()
+    config = dataclasses.asdict(offline_brc_bc.Args(dataset="data/easy"))
+    (tmp_path / "off" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(sac_brc.ConfigError, match="an offline_brc_bc.py run, trained on the dataset data/easy: "
+                                                  "pass --init-buffer data/easy"):  # fmt: skip
+        load_prior_data({"init_buffer": str(tmp_path / "off")})
 
 
 def test_sac_brc_transfer_to_a_pretraining_task_warns(capsys):
