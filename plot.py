@@ -234,8 +234,10 @@ def group_runs(runs: list[Run], labels: tuple[str, ...]) -> list[Group]:
         config = configs[i]
         if labels:
             label = labels[i]
-        elif differing:
+        elif 0 < len(differing) <= 4:
             label = ", ".join(f"{k}={config.get(k)}" for k in differing)
+        elif differing:  # e.g. runs of different scripts: a legend line per setting would fill the figure
+            label = members[0].path.name
         else:
             label = (",".join(config["tasks"]) if config.get("tasks") else config.get("suite")
                      or (f"offline on {config['dataset']}" if config.get("dataset") else "run"))  # fmt: skip

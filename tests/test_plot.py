@@ -102,6 +102,9 @@ def test_runs_grouped_by_configuration_and_scored_by_the_suite(tmp_path):
     np.testing.assert_allclose(first.scores[1, 1], [0.3, 0.4])
     labelled = plot.group_runs([plot.load_run(p) for p in two_configs(tmp_path / "again")], ("small", "big"))
     assert [g.label for g in labelled] == ["small (2 seeds)", "big (1 seed)"]
+    many = [write_run(tmp_path / "many", f"r{k}", {"suite": "mw", "tasks": ["reach"], "seed": 0, "width": 32 + k,
+                      "depth": k, "utd": k, "gamma": k, "tau": k}, [(100, {"reach": (1.0, 0.5)})]) for k in range(2)]  # fmt: skip
+    assert [g.label for g in plot.group_runs([plot.load_run(p) for p in many], ())] == ["r0 (1 seed)", "r1 (1 seed)"]
     with pytest.raises(plot.PlotError, match="--labels gives 1 label"):
         plot.group_runs([plot.load_run(p) for p in two_configs(tmp_path / "once more")], ("one",))
 
