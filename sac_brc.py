@@ -61,7 +61,7 @@ from common.video import VideoRecorder
 @dataclass
 class Args(EnvArgs, RunArgs):
     suite: str = "mw"
-    """suite to train on (paper Appendix E; all of them in docs/suites.md): mw (MT50), dmc-dogs, dmc-humanoids, dmc-hard, hb-medium, hb-hard (HumanoidBench, installed separately: README), mw-dmc (MT80), sh (ShadowHand's 85 shapes, assets from the authors' repository: README), the transfer splits and Figure 10 subsets; quick: mw-easy, dmc-easy; or one task name (e.g. cheetah-run, sh-cube; sh-block runs without the assets)"""
+    """suite to train on (paper Appendix E; docs/suites.md): mw (MT50), dmc-dogs, dmc-humanoids, dmc-hard, hb-medium, hb-hard (HumanoidBench, installed separately: README), mw-dmc (MT80), sh (ShadowHand's 85 shapes, assets from the authors' repository: README); transfer splits mw-transfer-train, mw-transfer-test, hb-medium-transfer-train, hb-medium-transfer-test, hb-hard-transfer-test, sh-transfer-test; Figure 10 subsets hb-medium-subset3, hb-medium-subset6; quick: mw-easy, dmc-easy; or one task name (e.g. cheetah-run, sh-cube; sh-block runs without the assets)"""
     tasks: tuple[str, ...] = ()
     """explicit task list (comma- or space-separated, e.g. `reach,cheetah-run`); overrides --suite"""
     seed: int = 0
