@@ -113,6 +113,8 @@ def test_hb_normalized_score_is_paper_table_2():
     assert normalized_score(TASKS["h1hand-push"], 0.0, 0.0) == pytest.approx(526.8 / 1226.8)
     assert normalized_score(TASKS["h1hand-reach"], 6000.0, 0.0) == pytest.approx(6050.024 / 12050.024)
     assert len(HB_SCORES) == 37  # Table 2's 36 rows + cabinet
+    # cabinet, not in Table 2: the authors' score table (their results/score_normalization.py)
+    assert normalized_score(TASKS["h1hand-cabinet"], 187.9, 0.0) == pytest.approx((187.9 - 37.733) / (2500 - 37.733))
     for name, task in TASKS.items():
         if task.domain == "humanoidbench":
             assert name in HB_SCORES, name
