@@ -265,7 +265,7 @@ SUITES: dict[str, tuple[str, ...]] = {
     # Paper Appendix E.1
     "hb-medium": HB_MEDIUM,
     "hb-hard": HB_HARD,
-    "mw-dmc": MT50 + MT80_DMC,
+    "mw-dmc": MT50 + MT80_DMC,  # paper E.1's order; the ref. code puts DMC first (docs/suites.md item 10)
     # Paper Appendix E.2 transfer splits (HB-HARD's training split is `hb-hard` itself)
     "mw-transfer-train": tuple(t for t in MT50 if t not in MW_TRANSFER_TEST),
     "mw-transfer-test": MW_TRANSFER_TEST,
