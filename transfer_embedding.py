@@ -633,11 +633,13 @@ def tuning_g(
 ) -> tuple[np.ndarray, list[str]]:
     """G_i with which embedding tuning scales each target task's rewards, and where it came from.
 
-    A target task whose domain the pretraining suite has (the same reward scale: MetaWorld,
-    DMC, HumanoidBench, ShadowHand) takes the mean G of those pretraining tasks, from the
-    checkpoint's return normaliser: a budget of < 1000 transitions is less than one
-    HumanoidBench episode, so its own estimate would come from a partial episode. Otherwise
-    the collected episodes' G (the one still running counted as truncated, sac_brc.py's rule)."""
+    A target task whose domain the pretraining suite has takes the mean G of those pretraining
+    tasks, from the checkpoint's return normaliser: a budget of < 1000 transitions is less than
+    one HumanoidBench or DMC episode, so its own estimate would come from a partial episode.
+    Within MetaWorld, DMC and ShadowHand the tasks share a reward scale; HumanoidBench's do not
+    (success returns from 350 to 12,000), so there the mean is a coarse guess, recorded as such
+    in metrics.jsonl (`g`). Otherwise the collected episodes' G (the one still running counted
+    as truncated, sac_brc.py's rule)."""
     g, source = collected.astype(np.float64).copy(), ["collected"] * len(tasks)
     for i, task in enumerate(tasks):
         same = [k for k, name in enumerate(pretrained.task_names) if TASKS[name].domain == task.domain]
