@@ -16,15 +16,18 @@ written here on top of dm_control's stock models and tasks; every reward is buil
   for speed along -x (full at 1 / 8 m/s, 1/6 of the reward standing still).
 - hopper-hop-backwards: torso height in [0.6, 2] m times speed along -x (full at 1 m/s).
 - reacher-three-easy / -hard: stock reacher reward (finger inside the target, target
-  radius 0.05 / 0.015) on a three-link planar arm (`REACHER_THREE_XML`, written for this
-  project: three 0.08 m links, the stock arm's 0.24 m reach).
+  radius 0.05 / 0.015) on a three-link planar arm (`REACHER_THREE_XML`): the geometry of the
+  ref. code's (and TD-MPC2's) model, links 0.09 / 0.09 / 0.1 m with the finger 0.27 m out,
+  the second and third joints limited to +-80 degrees.
 - ball-in-cup-spin: ball out of the cup, 0.5 m or more from it (weight 1) and moving at
   6 m/s or more (weight 2); episodes start with the ball in the cup 90% of the time.
 - pendulum-spin: angular speed of 9 rad/s or more.
 
 Episodes are 1000 control steps with no action repeat (BRC paper Appendix E; TD-MPC2 used
-action repeat 2). TD-MPC2 ships its own copies of the domain XMLs; we use dm_control's
-stock models for every domain but the three-link reacher.
+action repeat 2). TD-MPC2 (and the ref. code, dmc_envs/tasks) ships its own copies of the
+domain XMLs; they differ from dm_control's stock models only in the drawn size of the ground
+plane (no physics effect), so we use the stock models for every domain but the three-link
+reacher. Every reward here equals the ref. code's, step for step.
 """
 
 import numpy as np
@@ -69,15 +72,15 @@ REACHER_THREE_XML = """
     <geom name="wall_neg_y" type="plane" pos="0 .3 .02" zaxis="0 -1 0" size=".3 .02 .02" material="decoration"/>
     <geom name="root" type="cylinder" fromto="0 0 0 0 0 0.02" size=".011" material="decoration"/>
     <body name="arm" pos="0 0 .01">
-      <geom name="arm" type="capsule" fromto="0 0 0 0.08 0 0" size=".01" material="self"/>
+      <geom name="arm" type="capsule" fromto="0 0 0 0.09 0 0" size=".01" material="self"/>
       <joint name="shoulder"/>
-      <body name="forearm" pos=".08 0 0">
-        <geom name="forearm" type="capsule" fromto="0 0 0 0.08 0 0" size=".01" material="self"/>
-        <joint name="elbow" limited="true" range="-160 160"/>
-        <body name="hand" pos=".08 0 0">
-          <geom name="hand" type="capsule" fromto="0 0 0 0.06 0 0" size=".01" material="self"/>
-          <joint name="wrist" limited="true" range="-160 160"/>
-          <body name="finger" pos=".08 0 0">
+      <body name="forearm" pos=".09 0 0">
+        <geom name="forearm" type="capsule" fromto="0 0 0 0.09 0 0" size=".01" material="self"/>
+        <joint name="elbow" limited="true" range="-80 80"/>
+        <body name="hand" pos=".09 0 0">
+          <geom name="hand" type="capsule" fromto="0 0 0 0.1 0 0" size=".01" material="self"/>
+          <joint name="wrist" limited="true" range="-80 80"/>
+          <body name="finger" pos=".09 0 0">
             <geom name="finger" type="sphere" size=".01" material="effector"/>
           </body>
         </body>

@@ -93,16 +93,19 @@ def test_reacher_three(name, target_size):
     assert physics.named.model.geom_size["target", 0] == target_size
     with physics.reset_context():
         physics.data.qpos[:] = 0.0
-    np.testing.assert_allclose(physics.named.data.geom_xpos["finger", :2], [0.24, 0.0], atol=1e-9)  # 3 x 0.08
+    # the ref. code's arm: the finger 3 x 0.09 m out, elbow and wrist limited to +-80 degrees
+    np.testing.assert_allclose(physics.named.data.geom_xpos["finger", :2], [0.27, 0.0], atol=1e-9)
+    np.testing.assert_allclose(np.rad2deg(physics.model.jnt_range[1:]), [[-80, 80], [-80, 80]], atol=1e-9)
     # target on the outstretched finger / 0.1 m away from it
-    on = {("geom_pos", ("target", "x")): 0.24, ("geom_pos", ("target", "y")): 0.0}
-    off = {("geom_pos", ("target", "x")): 0.14, ("geom_pos", ("target", "y")): 0.0}
+    on = {("geom_pos", ("target", "x")): 0.27, ("geom_pos", ("target", "y")): 0.0}
+    off = {("geom_pos", ("target", "x")): 0.17, ("geom_pos", ("target", "y")): 0.0}
     assert reward_at(name, model=on) == 1.0
     assert reward_at(name, model=off) < 0.05
     # a bent arm reaches a target inside the workspace: shoulder +90 deg (link 1 along +y), elbow
-    # -90 deg (links 2 and 3 along +x) puts the finger at (0.16, 0.08)
-    bent = {("geom_pos", ("target", "x")): 0.16, ("geom_pos", ("target", "y")): 0.08}
-    assert reward_at(name, qpos={"shoulder": np.pi / 2, "elbow": -np.pi / 2}, model=bent) == 1.0
+    # -80 deg (links 2 and 3 at +10 deg) puts the finger at (0.18 cos 10, 0.09 + 0.18 sin 10)
+    x, y = 0.18 * np.cos(np.deg2rad(10)), 0.09 + 0.18 * np.sin(np.deg2rad(10))
+    bent = {("geom_pos", ("target", "x")): x, ("geom_pos", ("target", "y")): y}
+    assert reward_at(name, qpos={"shoulder": np.pi / 2, "elbow": -np.deg2rad(80)}, model=bent) == 1.0
     assert reward_at(name, qpos={"shoulder": np.pi / 2}, model=bent) < 0.05
 
 
