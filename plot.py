@@ -618,6 +618,8 @@ def main(args: Args) -> None:
         raise PlotError("--bootstrap-samples and --reference-interval must be positive")
     if args.table and args.reference is None:
         raise PlotError("--table compares with the published curves: give --reference DIR too")
+    if args.reference_variants != Args.reference_variants and args.reference is None:  # not silently unused
+        raise PlotError("--reference-variants picks folders of --reference: give --reference DIR too")
     if args.metric != "score" and (args.reference or args.table):
         raise PlotError("the published curves are normalised scores: --reference and --table need --metric score")
     groups = group_runs([load_run(p, args.metric) for p in find_runs(args.runs)], args.labels)

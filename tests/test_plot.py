@@ -144,8 +144,10 @@ def test_offline_runs_are_plotted_in_updates_and_never_beside_online_runs(tmp_pa
         plot.main(plot.Args(runs=(str(offline),), out=str(tmp_path / "plots"), reference=str(tmp_path)))
 
 
-def test_a_max_step_before_the_first_evaluation_is_refused_instead_of_drawing_empty_axes(tmp_path):
+def test_flags_that_would_silently_do_nothing_are_refused(tmp_path):
     paths = two_configs(tmp_path)
+    with pytest.raises(plot.PlotError, match="--reference-variants picks folders of --reference"):
+        plot.main(plot.Args(runs=tuple(map(str, paths)), reference_variants=("BRC_singletask",)))
     with pytest.raises(plot.PlotError, match="--max-step 50 is before the first evaluation \\(step 100\\)"):
         plot.main(plot.Args(runs=tuple(map(str, paths)), out=str(tmp_path / "plots"), max_step=50))
     assert not (tmp_path / "plots").exists()
