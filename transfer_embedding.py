@@ -637,8 +637,8 @@ def tuning_g(
     tasks, from the checkpoint's return normaliser: a budget of < 1000 transitions is less than
     one HumanoidBench or DMC episode, so its own estimate would come from a partial episode.
     Within MetaWorld, DMC and ShadowHand the tasks share a reward scale; HumanoidBench's do not
-    (success returns from 350 to 12,000), so there the mean is a coarse guess, recorded as such
-    in metrics.jsonl (`g`). Otherwise the collected episodes' G (the one still running counted
+    (success returns from 350 to 12,000), so there the mean is a coarse guess; metrics.jsonl
+    records each value and its source (`g`). Otherwise the collected episodes' G (the one still running counted
     as truncated, sac_brc.py's rule)."""
     g, source = collected.astype(np.float64).copy(), ["collected"] * len(tasks)
     for i, task in enumerate(tasks):
