@@ -68,6 +68,7 @@ from common.envs import (
 )  # fmt: skip
 from common.run import ConfigError, atomic_write_text
 from common.suites import CONTINUOUS, TASKS, TaskSpec, resolve_tasks
+from common.transfer import network_sizes
 
 
 @own_flags_first
@@ -372,7 +373,7 @@ def load_pretrained(path: Path) -> Pretrained:
             f"({len(tasks)} task(s), --task-conditioning {config.task_conditioning}, --loss {config.loss}); "
             "embedding transfer needs a sac_brc.py run on several tasks with the default BRC settings"
         )
-    obs_dim, act_dim = max(t.obs_dim for t in tasks), max(t.act_dim for t in tasks)
+    obs_dim, act_dim = network_sizes(saved, run_dir, tasks)  # a run that used --init-from/--init-buffer: theirs
     like = state_like(config, len(tasks), obs_dim, act_dim)
     try:
         with open(ckpt / "state.eqx", "rb") as f:

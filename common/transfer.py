@@ -74,13 +74,67 @@ def read_pretrained(config: dict, obs_dim: int, act_dim: int, defaults: dict | N
         raise ConfigError(
             f"--init-from {path} is not a multi-task run with task embeddings; model transfer starts from one"
         )
-    pre_obs, pre_act = max(t.obs_dim for t in pre_tasks), max(t.act_dim for t in pre_tasks)
+    pre_obs, pre_act = network_sizes(saved, run_dir, pre_tasks)
     if obs_dim > pre_obs or act_dim > pre_act:
         raise ConfigError(
             f"these tasks need observations {obs_dim} / actions {act_dim}, more than the --init-from network "
             f"reads ({pre_obs} / {pre_act}); transfer to tasks no larger than the pretraining suite's"
         )
     return Pretrained(ckpt, pre_tasks, pre_obs, pre_act)
+
+
+def launched_path(path: str, run_dir: Path) -> Path:
+    """A path the run in `run_dir` was given: a relative one was relative to where it started,
+    the parent of runs/."""
+    return Path(path) if Path(path).is_absolute() else run_dir.resolve().parent.parent / path
+
+
+def dataset_folder(path: Path) -> Path:
+    """--init-buffer's dataset folder: `path` itself, or the --save-buffer folder that the run
+    directory `path` recorded."""
+    if not (path / "config.json").exists() or (path / "metadata.json").exists():
+        return path
+    run_config = json.loads((path / "config.json").read_text())
+    saved = run_config.get("save_buffer")
+    if not saved and run_config.get("dataset"):  # an offline_brc_bc.py run: its input is a dataset
+        raise ConfigError(f"--init-buffer {path}: an offline_brc_bc.py run, trained on the dataset "
+                          f"{run_config['dataset']}: pass --init-buffer {run_config['dataset']}")  # fmt: skip
+    if not saved:
+        raise ConfigError(f"--init-buffer {path}: that run did not record its data (run it with --save-buffer)")
+    return launched_path(saved, path)
+
+
+def network_sizes(saved: dict, run_dir: Path, tasks: list[TaskSpec]) -> tuple[int, int]:
+    """The padded observation and action sizes that the networks of the sac_brc.py run in
+    `run_dir` (flags `saved`, tasks `tasks`) read: read_transfer's rule applied to that run, so
+    a run that itself transferred can be transferred from. Its tasks' largest sizes, or those of
+    its own --init-from checkpoint, widened by its --init-buffer data's; those sources must
+    still be where it found them."""
+    obs_dim, act_dim = max(t.obs_dim for t in tasks), max(t.act_dim for t in tasks)
+
+    def unreadable(flag: str, error: Exception) -> ConfigError:
+        return ConfigError(
+            f"{run_dir} was trained with --{flag.replace('_', '-')} {saved[flag]}, which fixes the input sizes of "
+            f"its networks and cannot be read now ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+            f"put it back where that run found it (relative to {run_dir.resolve().parent.parent})"
+        )
+
+    if saved.get("init_from"):
+        path = launched_path(saved["init_from"], run_dir)
+        source_dir = path.parent.parent if (path / "state.eqx").exists() else path
+        try:
+            config = json.loads((source_dir / "config.json").read_text())
+            source_tasks = resolve_tasks(config.get("suite", ""), tuple(config.get("tasks", ())))
+        except (OSError, ValueError) as error:  # ValueError: also a broken config.json
+            raise unreadable("init_from", error) from None
+        obs_dim, act_dim = network_sizes(config, source_dir, source_tasks)
+    if saved.get("init_buffer"):
+        try:
+            index = index_dataset(dataset_folder(launched_path(saved["init_buffer"], run_dir)))
+        except (OSError, ValueError, DatasetError) as error:
+            raise unreadable("init_buffer", error) from None
+        obs_dim, act_dim = max(obs_dim, index.obs_dim), max(act_dim, index.act_dim)
+    return obs_dim, act_dim
 
 
 def load_pretrained_state(pretrained: Pretrained, like: PyTree) -> PyTree:
@@ -100,17 +154,7 @@ def load_prior_data(config: dict) -> Dataset:
     config.json names the --save-buffer folder it wrote; streamed into host memory chunk by
     chunk (at most --init-buffer-per-task random transitions per pretraining task), with G_i of
     each pretraining task from all of its episodes at this run's gamma."""
-    folder = Path(config["init_buffer"])
-    if (folder / "config.json").exists() and not (folder / "metadata.json").exists():
-        run_config = json.loads((folder / "config.json").read_text())
-        saved = run_config.get("save_buffer")
-        if not saved and run_config.get("dataset"):  # an offline_brc_bc.py run: its input is a dataset
-            raise ConfigError(f"--init-buffer {folder}: an offline_brc_bc.py run, trained on the dataset "
-                              f"{run_config['dataset']}: pass --init-buffer {run_config['dataset']}")  # fmt: skip
-        if not saved:
-            raise ConfigError(f"--init-buffer {folder}: that run did not record its data (run it with --save-buffer)")
-        # a relative --save-buffer was relative to where that run started, the parent of runs/
-        folder = Path(saved) if Path(saved).is_absolute() else folder.resolve().parent.parent / saved
+    folder = dataset_folder(Path(config["init_buffer"]))
     try:
         index = index_dataset(folder)
         prior = load_dataset(index, config["gamma"], config["init_buffer_per_task"], config["seed"],

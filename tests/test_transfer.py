@@ -381,7 +381,8 @@ def test_init_from_a_config_written_before_a_flag_existed_takes_its_default(tmp_
                         init_from=str(tmp_path / "old"))  # fmt: skip
     old = {k: v for k, v in dataclasses.asdict(args).items() if k not in ("loss", "task_conditioning")}
     (tmp_path / "old" / "checkpoints").mkdir(parents=True)
-    (tmp_path / "old" / "config.json").write_text(json.dumps(old | {"tasks": ["drawer-close", "window-open"]}))
+    old |= {"tasks": ["drawer-close", "window-open"], "init_from": None}
+    (tmp_path / "old" / "config.json").write_text(json.dumps(old))
     (tmp_path / "old" / "checkpoints" / "latest").write_text("step_000000100")
     pretrained = read_pretrained(dataclasses.asdict(args), 39, 4, dataclasses.asdict(sac_brc.Args()))
     assert [t.name for t in pretrained.tasks] == ["drawer-close", "window-open"]
@@ -403,6 +404,50 @@ def test_init_from_a_run_of_another_script_names_what_it_lacks(tmp_path):
         (tmp_path / "config.json").write_text(json.dumps(dataclasses.asdict(other.Args())))
         with pytest.raises(sac_brc.ConfigError, match=f"its config.json has no {lacks}, which every sac_brc.py run"):
             read_pretrained(dataclasses.asdict(args), 39, 4, dataclasses.asdict(sac_brc.Args()))
+
+
+def test_init_from_a_run_that_itself_transferred_reads_its_networks_sizes(tmp_path, monkeypatch):
+    """A DMC run made --init-from a MetaWorld run has networks that read 39 / 4, not its own
+    tasks' 5 / 1: a transfer from it must read those sizes (through the relative --init-from
+    that run was given), and say which source is gone when it is."""
+    base = sac_brc.Args(width=32, actor_width=32, num_atoms=21, embedding_dim=8)
+    for name, tasks, init_from in [("pre", ["drawer-close", "window-open"], None),
+                                   ("mid", ["cartpole-swingup", "pendulum-swingup"], "runs/pre")]:  # fmt: skip
+        (tmp_path / "runs" / name / "checkpoints").mkdir(parents=True)
+        config = dataclasses.asdict(dataclasses.replace(base, tasks=tuple(tasks), init_from=init_from))
+        (tmp_path / "runs" / name / "config.json").write_text(json.dumps(config))
+        (tmp_path / "runs" / name / "checkpoints" / "latest").write_text("step_000000100")
+    monkeypatch.chdir(tmp_path.parent)  # the relative runs/pre is found from where runs/mid started
+    args = dataclasses.asdict(dataclasses.replace(base, suite="cartpole-balance", init_from=str(tmp_path / "runs/mid")))
+    pretrained = read_pretrained(args, 5, 1)
+    assert (pretrained.obs_dim, pretrained.act_dim) == (39, 4)
+    assert [t.name for t in pretrained.tasks] == ["cartpole-swingup", "pendulum-swingup"]
+    shutil.rmtree(tmp_path / "runs" / "pre")
+    with pytest.raises(sac_brc.ConfigError, match="runs/mid was trained with --init-from runs/pre, which fixes the "
+                                                  "input sizes of its networks and cannot be read now"):  # fmt: skip
+        read_pretrained(args, 5, 1)
+
+
+@pytest.mark.slow
+def test_transfer_from_a_run_that_used_init_buffer(pretrained_run, tmp_path):
+    """A DMC run with MetaWorld prior data reads observations 39 / actions 4; sac_brc.py
+    --init-from and transfer_embedding.py load its checkpoint at those sizes."""
+    shutil.copytree(pretrained_run / "runs/pre", tmp_path / "runs/pre")
+    shutil.copytree(pretrained_run / "data", tmp_path / "data")
+    common = [*TINY, "--batch-size", "32", "--total-steps", "120", "--learning-starts", "100", "--eval-interval",
+              "120", "--eval-episodes", "1", "--log-interval", "60"]  # fmt: skip
+    out = run_script("sac_brc.py", *common, "--tasks", "cartpole-swingup,pendulum-swingup", "--init-buffer",
+                     "runs/pre", "--run-name", "mid", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    out = run_script("sac_brc.py", *common, "--suite", "cartpole-balance", "--init-from", "runs/mid",
+                     "--run-name", "last", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "model transfer: actor and critic from" in out.stdout
+    pretrained = te.load_pretrained(tmp_path / "runs/mid")
+    assert (pretrained.obs_dim, pretrained.act_dim) == (39, 4) and pretrained.task_names[0] == "cartpole-swingup"
+    shutil.rmtree(tmp_path / "data")  # the recorded data fixed those sizes: without it they are unknown
+    with pytest.raises(te.ConfigError, match="runs/mid was trained with --init-buffer runs/pre, which fixes"):
+        te.load_pretrained(tmp_path / "runs/mid")
 
 
 def test_init_buffer_of_an_offline_run_points_to_its_dataset(tmp_path):
