@@ -66,7 +66,7 @@ from common.cli import own_flags_first
 from common.envs import (
     EnvArgs, EnvError, MultiTaskEnv, eval_envs_and_episodes, evaluate_policy, with_shadowhand_assets,
 )  # fmt: skip
-from common.run import ConfigError, atomic_write_text
+from common.run import ConfigError, atomic_write_text, require_intact
 from common.suites import CONTINUOUS, TASKS, TaskSpec, resolve_tasks
 from common.transfer import network_sizes
 
@@ -373,6 +373,7 @@ def load_pretrained(path: Path) -> Pretrained:
             f"({len(tasks)} task(s), --task-conditioning {config.task_conditioning}, --loss {config.loss}); "
             "embedding transfer needs a sac_brc.py run on several tasks with the default BRC settings"
         )
+    require_intact(ckpt, "--checkpoint")
     obs_dim, act_dim = network_sizes(saved, run_dir, tasks)  # a run that used --init-from/--init-buffer: theirs
     like = state_like(config, len(tasks), obs_dim, act_dim)
     try:

@@ -324,6 +324,17 @@ def intact_checkpoint(run_dir: Path) -> Path:
     return ckpt
 
 
+def require_intact(ckpt: Path, flag: str) -> None:
+    """A checkpoint that another run starts from (`flag`: --init-from, --checkpoint) is checked,
+    never repaired (the run is not ours to change): one line naming the damage and, if there is
+    one, the newest intact checkpoint to give instead."""
+    if (problem := damage(ckpt)) is None:
+        return
+    intact = [c for c in sorted(ckpt.parent.glob("step_*"), key=step_of, reverse=True) if damage(c) is None]
+    instead = f"give an intact one: {flag} {intact[0]}" if intact else "that run has no intact checkpoint"
+    raise ConfigError(f"{flag}: checkpoint {ckpt} is damaged ({problem}); {instead}")
+
+
 def load_checkpoint(run_dir: Path, state_like: PyTree) -> tuple[PyTree, dict, Path | None]:
     """The newest intact checkpoint's state (shaped as `state_like`), host dict, and its
     replay.npz if it has one."""

@@ -14,7 +14,7 @@ from jaxtyping import Float, PyTree
 
 from common.cli import missing_flags
 from common.dataset import Dataset, DatasetError, index_dataset, load_dataset
-from common.run import ConfigError
+from common.run import ConfigError, require_intact
 from common.suites import TaskSpec, resolve_tasks
 
 # The flags that fix the shapes or the meaning of a checkpoint's networks: they must match for --init-from.
@@ -80,6 +80,7 @@ def read_pretrained(config: dict, obs_dim: int, act_dim: int, defaults: dict | N
             f"these tasks need observations {obs_dim} / actions {act_dim}, more than the --init-from network "
             f"reads ({pre_obs} / {pre_act}); transfer to tasks no larger than the pretraining suite's"
         )
+    require_intact(ckpt, "--init-from")
     return Pretrained(ckpt, pre_tasks, pre_obs, pre_act)
 
 

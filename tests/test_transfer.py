@@ -374,16 +374,24 @@ def test_sac_brc_model_and_data_transfer_end_to_end(pretrained_run, tmp_path):
     assert "warning" not in out.stderr
 
 
+def run_dir_without_arrays(path, config: dict):
+    """A run directory as --init-from finds it: config.json and checkpoints/latest naming a
+    checkpoint whose files exist (empty: the tests that use it stop before any array is read)."""
+    ckpt = path / "checkpoints" / "step_000000100"
+    ckpt.mkdir(parents=True)
+    (ckpt / "state.eqx").touch()
+    (ckpt / "host.json").write_text("{}")
+    (path / "checkpoints" / "latest").write_text(ckpt.name)
+    (path / "config.json").write_text(json.dumps(config))
+
+
 def test_init_from_a_config_written_before_a_flag_existed_takes_its_default(tmp_path):
     """A pretraining run's config.json without `loss` and `task_conditioning` (an older version)
     reads as their defaults, as --resume reads it, instead of a mismatch with None."""
     args = sac_brc.Args(width=32, actor_width=32, num_atoms=21, embedding_dim=8, tasks=("reach",),
                         init_from=str(tmp_path / "old"))  # fmt: skip
     old = {k: v for k, v in dataclasses.asdict(args).items() if k not in ("loss", "task_conditioning")}
-    (tmp_path / "old" / "checkpoints").mkdir(parents=True)
-    old |= {"tasks": ["drawer-close", "window-open"], "init_from": None}
-    (tmp_path / "old" / "config.json").write_text(json.dumps(old))
-    (tmp_path / "old" / "checkpoints" / "latest").write_text("step_000000100")
+    run_dir_without_arrays(tmp_path / "old", old | {"tasks": ["drawer-close", "window-open"], "init_from": None})
     pretrained = read_pretrained(dataclasses.asdict(args), 39, 4, dataclasses.asdict(sac_brc.Args()))
     assert [t.name for t in pretrained.tasks] == ["drawer-close", "window-open"]
     assert pretrained.checkpoint == tmp_path / "old" / "checkpoints" / "step_000000100"
@@ -398,10 +406,9 @@ def test_init_from_a_run_of_another_script_names_what_it_lacks(tmp_path):
     import offline_brc_bc
 
     args = sac_brc.Args(width=32, actor_width=32, tasks=("reach",), init_from=str(tmp_path))
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "latest").write_text("step_000000100")
     for other, lacks in [(drq_brc, "--actor-width"), (offline_brc_bc, "--utd, --total-steps")]:
-        (tmp_path / "config.json").write_text(json.dumps(dataclasses.asdict(other.Args())))
+        shutil.rmtree(tmp_path, ignore_errors=True)
+        run_dir_without_arrays(tmp_path, dataclasses.asdict(other.Args()))
         with pytest.raises(sac_brc.ConfigError, match=f"its config.json has no {lacks}, which every sac_brc.py run"):
             read_pretrained(dataclasses.asdict(args), 39, 4, dataclasses.asdict(sac_brc.Args()))
 
@@ -413,10 +420,8 @@ def test_init_from_a_run_that_itself_transferred_reads_its_networks_sizes(tmp_pa
     base = sac_brc.Args(width=32, actor_width=32, num_atoms=21, embedding_dim=8)
     for name, tasks, init_from in [("pre", ["drawer-close", "window-open"], None),
                                    ("mid", ["cartpole-swingup", "pendulum-swingup"], "runs/pre")]:  # fmt: skip
-        (tmp_path / "runs" / name / "checkpoints").mkdir(parents=True)
         config = dataclasses.asdict(dataclasses.replace(base, tasks=tuple(tasks), init_from=init_from))
-        (tmp_path / "runs" / name / "config.json").write_text(json.dumps(config))
-        (tmp_path / "runs" / name / "checkpoints" / "latest").write_text("step_000000100")
+        run_dir_without_arrays(tmp_path / "runs" / name, config)
     monkeypatch.chdir(tmp_path.parent)  # the relative runs/pre is found from where runs/mid started
     args = dataclasses.asdict(dataclasses.replace(base, suite="cartpole-balance", init_from=str(tmp_path / "runs/mid")))
     pretrained = read_pretrained(args, 5, 1)
@@ -448,6 +453,34 @@ def test_transfer_from_a_run_that_used_init_buffer(pretrained_run, tmp_path):
     shutil.rmtree(tmp_path / "data")  # the recorded data fixed those sizes: without it they are unknown
     with pytest.raises(te.ConfigError, match="runs/mid was trained with --init-buffer runs/pre, which fixes"):
         te.load_pretrained(tmp_path / "runs/mid")
+
+
+def test_a_damaged_checkpoint_to_start_from_is_named_and_left_as_it_is(tmp_path):
+    """--init-from and transfer_embedding's --checkpoint check the checkpoint against its
+    manifest before reading it: a damaged one is named with the newest intact one to give
+    instead, and, unlike --resume of one's own run, nothing in that run is renamed."""
+    from common.run import save_checkpoint
+
+    run = tmp_path / "pre"
+    run.mkdir()
+    for step in (100, 200):
+        save_checkpoint(run, step, {"w": jnp.arange(4.0)}, {"env_step": step})
+    args = sac_brc.Args(width=32, actor_width=32, num_atoms=21, embedding_dim=8, suite="reach", init_from=str(run))
+    (run / "config.json").write_text(json.dumps(dataclasses.asdict(args) | {"tasks": [
+        "drawer-close", "window-open"], "init_from": None}))  # fmt: skip
+    state = run / "checkpoints" / "step_000000200" / "state.eqx"
+    state.write_bytes(state.read_bytes()[:-1])  # cut short, as a copy that ran out of disk
+    with pytest.raises(sac_brc.ConfigError, match=r"^--init-from: checkpoint .*step_000000200 is damaged \(state.eqx "
+                       r"has \d+ bytes, its manifest says \d+\); give an intact one: --init-from .*step_000000100$"):  # fmt: skip
+        read_pretrained(dataclasses.asdict(args), 39, 4)
+    with pytest.raises(te.ConfigError, match=r"^--checkpoint: checkpoint .*step_000000200 is damaged"):
+        te.load_pretrained(run)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step_000000100", "step_000000200"]
+    assert (run / "checkpoints" / "latest").read_text() == "step_000000200"
+    state.unlink()
+    (run / "checkpoints" / "step_000000100" / "host.json").unlink()
+    with pytest.raises(te.ConfigError, match=r"damaged \(state.eqx missing\); that run has no intact checkpoint$"):
+        te.load_pretrained(run)
 
 
 def test_init_buffer_of_an_offline_run_points_to_its_dataset(tmp_path):
