@@ -246,6 +246,14 @@ def read_metadata(path: Path) -> dict:
     if not path.is_dir():
         raise DatasetError(f"dataset {path} is not a folder (see docs/dataset-format.md)")
     meta_path = path / "metadata.json"
+    if not meta_path.exists() and (path / "config.json").exists():  # a run directory: point to its data
+        config = json.loads((path / "config.json").read_text())
+        if data := config.get("save_buffer") or config.get("dataset"):
+            how = "recorded its transitions with --save-buffer" if config.get("save_buffer") else "trained on the dataset"
+            raise DatasetError(f"{path} is a run directory, not a dataset: it {how} {data} "
+                               "(relative to where it started): give that folder")  # fmt: skip
+        raise DatasetError(f"{path} is a run directory, not a dataset, and did not record its transitions "
+                           "(a run records them with --save-buffer DIR)")  # fmt: skip
     if not meta_path.exists():
         raise DatasetError(f"{path} has no metadata.json; is it a dataset folder (docs/dataset-format.md)?")
     try:

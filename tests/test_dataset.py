@@ -215,6 +215,18 @@ def nan_obs(path):
 
 MALFORMED = {
     "no metadata": (lambda p: (p / "metadata.json").unlink(), "has no metadata.json"),
+    "a run directory that recorded its data": (
+        lambda p: ((p / "metadata.json").unlink(), (p / "config.json").write_text('{"save_buffer": "data/mw"}')),
+        "is a run directory, not a dataset: it recorded its transitions with --save-buffer data/mw",
+    ),
+    "an offline run's directory": (
+        lambda p: ((p / "metadata.json").unlink(), (p / "config.json").write_text('{"dataset": "data/mw"}')),
+        "is a run directory, not a dataset: it trained on the dataset data/mw",
+    ),
+    "a run directory that did not": (
+        lambda p: ((p / "metadata.json").unlink(), (p / "config.json").write_text('{"save_buffer": null}')),
+        "is a run directory, not a dataset, and did not record its transitions",
+    ),
     "other format": (lambda p: edit_metadata(p, format="d4rl"), "expected 'brc-dataset' version 1"),
     "unknown task": (
         lambda p: edit_metadata(p, tasks=[{"name": "reach-v9", "obs_dim": 39, "act_dim": 4}]),
