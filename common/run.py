@@ -272,17 +272,20 @@ def save_checkpoint(
         shutil.rmtree(old, ignore_errors=True)
 
 
-def damage(ckpt: Path) -> str | None:
-    """What is wrong with a checkpoint's files, checked against its manifest; None if intact.
-    A checkpoint without a manifest (written before manifests existed) is taken as it is."""
+def damage(ckpt: Path, files: tuple[str, ...] | None = None) -> str | None:
+    """What is wrong with a checkpoint's `files` (default: all), checked against its manifest;
+    None if intact. A checkpoint without a manifest (written before manifests existed) is taken
+    as it is."""
     if not (ckpt / "manifest.json").exists():
         missing = [f for f in ("state.eqx", "host.json") if not (ckpt / f).exists()]
         return f"{missing[0]} missing" if missing else None
     try:
-        files = json.loads((ckpt / "manifest.json").read_text())["files"]
+        manifest = json.loads((ckpt / "manifest.json").read_text())["files"]
     except (ValueError, KeyError):
         return "manifest.json unreadable"
-    for name, expected in files.items():
+    for name, expected in manifest.items():
+        if files is not None and name not in files:
+            continue
         path = ckpt / name
         if not path.exists():
             return f"{name} missing"
@@ -327,11 +330,14 @@ def intact_checkpoint(run_dir: Path) -> Path:
 def require_intact(ckpt: Path, flag: str) -> None:
     """A checkpoint that another run starts from (`flag`: --init-from, --checkpoint) is checked,
     never repaired (the run is not ours to change): one line naming the damage and, if there is
-    one, the newest intact checkpoint to give instead."""
-    if (problem := damage(ckpt)) is None:
+    one, the newest intact checkpoint to give instead. Only the files a transfer reads are
+    checked: a CRC of a long run's replay.npz would cost minutes."""
+    read = ("state.eqx", "host.json")
+    if (problem := damage(ckpt, read)) is None:
         return
-    intact = [c for c in sorted(ckpt.parent.glob("step_*"), key=step_of, reverse=True) if damage(c) is None]
-    instead = f"give an intact one: {flag} {intact[0]}" if intact else "that run has no intact checkpoint"
+    steps = sorted(ckpt.parent.glob("step_*"), key=step_of, reverse=True)
+    intact = next((c for c in steps if damage(c, read) is None), None)
+    instead = f"give an intact one: {flag} {intact}" if intact else "that run has no intact checkpoint"
     raise ConfigError(f"{flag}: checkpoint {ckpt} is damaged ({problem}); {instead}")
 
 

@@ -456,18 +456,22 @@ def test_transfer_from_a_run_that_used_init_buffer(pretrained_run, tmp_path):
 
 
 def test_a_damaged_checkpoint_to_start_from_is_named_and_left_as_it_is(tmp_path):
-    """--init-from and transfer_embedding's --checkpoint check the checkpoint against its
-    manifest before reading it: a damaged one is named with the newest intact one to give
-    instead, and, unlike --resume of one's own run, nothing in that run is renamed."""
+    """--init-from and transfer_embedding's --checkpoint check the files they read against the
+    checkpoint's manifest: a damaged one is named with the newest intact one to give instead,
+    and, unlike --resume of one's own run, nothing in that run is renamed. A damaged replay.npz,
+    which a transfer does not read, is no reason to refuse."""
     from common.run import save_checkpoint
 
     run = tmp_path / "pre"
     run.mkdir()
     for step in (100, 200):
-        save_checkpoint(run, step, {"w": jnp.arange(4.0)}, {"env_step": step})
+        save_checkpoint(run, step, {"w": jnp.arange(4.0)}, {"env_step": step}, {"obs": np.zeros((2, 3))})
     args = sac_brc.Args(width=32, actor_width=32, num_atoms=21, embedding_dim=8, suite="reach", init_from=str(run))
     (run / "config.json").write_text(json.dumps(dataclasses.asdict(args) | {"tasks": [
         "drawer-close", "window-open"], "init_from": None}))  # fmt: skip
+    replay = run / "checkpoints" / "step_000000200" / "replay.npz"
+    replay.write_bytes(replay.read_bytes()[:-1])
+    assert read_pretrained(dataclasses.asdict(args), 39, 4).checkpoint.name == "step_000000200"
     state = run / "checkpoints" / "step_000000200" / "state.eqx"
     state.write_bytes(state.read_bytes()[:-1])  # cut short, as a copy that ran out of disk
     with pytest.raises(sac_brc.ConfigError, match=r"^--init-from: checkpoint .*step_000000200 is damaged \(state.eqx "
