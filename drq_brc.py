@@ -940,7 +940,8 @@ def validate(args: Args) -> list[TaskSpec]:
     not_atari = [t.name for t in tasks if t.domain != "atari"]
     if not_atari:
         raise ConfigError(
-            f"drq_brc.py trains Atari games; {', '.join(not_atari)} is continuous control: "
+            f"drq_brc.py trains Atari games; {len(not_atari)} of {len(tasks)} tasks are continuous control "
+            f"({', '.join(not_atari[:3])}{', ...' * (len(not_atari) > 3)}): "
             "use sac_brc.py, or pick --suite atari, atari-transfer or a game name such as pong"
         )
     check_positive(args, "total_steps", "width", "num_atoms", "utd", "batch_size", "n_step", "max_episode_steps",

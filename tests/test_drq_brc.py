@@ -397,7 +397,8 @@ def test_end_to_end_multi_task_run_and_resume(run, tmp_path):
     "script, argv, message",
     [
         ("drq_brc.py", ["--suite", "atari-typo"], "unknown suite 'atari-typo' (did you mean atari?). Valid suites: atari, "),
-        ("drq_brc.py", ["--suite", "mw"], "drq_brc.py trains Atari games"),
+        ("drq_brc.py", ["--suite", "mw"], "Atari games; 50 of 50 tasks are continuous control (assembly, basketball, bin-picking, ...)"),
+        ("drq_brc.py", ["--tasks", "pong,reach"], "drq_brc.py trains Atari games; 1 of 2 tasks are continuous control (reach): use sac_brc.py"),
         ("drq_brc.py", ["--suite", "pong", "--channels", "0"], "--channels must be one or more positive"),
         ("drq_brc.py", ["--suite", "pong", "--seed", "-1"], "--seed must be >= 0, got -1"),
         ("drq_brc.py", ["--suite", "pong", "--learning-starts", "5"], "must each be at least 28"),
