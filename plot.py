@@ -172,7 +172,16 @@ def load_run(path: Path, metric: str = "score") -> Run:
         raise PlotError(
             f"{path} has no metrics.jsonl and config.json; give run directories written by sac_brc.py"
         )
-    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    lines = metrics_path.read_text(errors="replace").splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records += [json.loads(line)] if line.strip() else []
+        except ValueError:
+            if number < len(lines):
+                raise PlotError(f"{metrics_path}: line {number} is not a JSON record; remove it") from None
+            print(f"{metrics_path}: left out its last line, not a whole record (the run is writing it, "
+                  "or was killed mid-write)")  # fmt: skip
     if not records:
         raise PlotError(f"{metrics_path} is empty: the run has not evaluated yet")
     by_step = {r["step"]: r for r in records}  # a resumed run may repeat a step: keep the last

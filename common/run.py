@@ -415,11 +415,22 @@ def append_line(path: Path, line: str, run_dir: Path) -> None:
 
 def drop_metrics_after(run_dir: Path, step: int) -> None:
     """On resume: metrics.jsonl keeps the records up to the checkpoint's step, so that the stream
-    has each step once."""
+    has each step once. A line that is not a record (cut short or zero-filled when the machine
+    died mid-write) is dropped with a warning instead of blocking the resume."""
     metrics_path = run_dir / "metrics.jsonl"
-    if metrics_path.exists():
-        lines = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= step]
-        atomic_write_text(metrics_path, "".join(l + "\n" for l in lines))
+    if not metrics_path.exists():
+        return
+    kept, unreadable = [], []
+    for number, line in enumerate(metrics_path.read_text(errors="replace").splitlines(), 1):
+        try:
+            if line.strip() and json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            unreadable.append(number)
+    if unreadable:
+        print(f"warning: {metrics_path}: dropped line(s) {', '.join(map(str, unreadable))}, not whole records "
+              "(cut short when the run was killed?)", file=sys.stderr)  # fmt: skip
+    atomic_write_text(metrics_path, "".join(line + "\n" for line in kept))
 
 
 class EpisodeReturns:

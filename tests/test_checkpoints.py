@@ -128,6 +128,18 @@ def test_a_metrics_record_that_meets_a_full_disk_is_cut_back_and_one_line(tmp_pa
     assert path.read_text() == '{"step": 1}\n'  # no half record
 
 
+@pytest.mark.parametrize("tail", ['{"step": 30, "tas', "\x00" * 40], ids=["cut short", "zero-filled"])
+def test_resume_drops_a_record_torn_when_the_machine_died(tmp_path, capsys, tail):
+    """A process killed mid-write (or a node that died before its page cache reached the disk)
+    can leave half a line or NUL bytes at the end of metrics.jsonl: resume keeps the whole
+    records up to its checkpoint and names the lines it drops, instead of a JSON traceback."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "tasks": {}}) + "\n" for s in (10, 20, 30)) + tail)
+    harness.drop_metrics_after(tmp_path, 20)
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [10, 20]
+    assert "metrics.jsonl: dropped line(s) 4, not whole records" in capsys.readouterr().err
+
+
 FULL_DISK_AT_SECOND_REPLAY = """
 import errno, runpy, sys
 import numpy as np

@@ -165,6 +165,19 @@ def test_metric_return_and_success_are_what_the_runs_logged(tmp_path):
         plot.load_run(paths[1], "success")
 
 
+def test_a_last_line_cut_short_is_left_out_and_a_broken_line_before_it_named(tmp_path, capsys):
+    """A run that is writing its record, or was killed mid-write, ends metrics.jsonl in half a
+    line: plotted without it, with a note. Any other line that is not a record is an error."""
+    path = two_configs(tmp_path)[1]  # seed 1: steps 100 and 200
+    whole = (path / "metrics.jsonl").read_text()
+    (path / "metrics.jsonl").write_text(whole + '{"step": 300, "tasks": {"rea')
+    assert plot.load_run(path, "return").steps.tolist() == [100, 200]
+    assert "left out its last line, not a whole record" in capsys.readouterr().out
+    (path / "metrics.jsonl").write_text("\x00" * 8 + "\n" + whole)
+    with pytest.raises(plot.PlotError, match="metrics.jsonl: line 1 is not a JSON record; remove it"):
+        plot.load_run(path, "return")
+
+
 def test_the_aggregate_title_claims_a_confidence_interval_only_with_two_seeds(tmp_path):
     args = plot.Args(runs=("x",))
     groups = plot.group_runs([plot.load_run(p) for p in two_configs(tmp_path)], ())  # 2 seeds and 1 seed
