@@ -303,26 +303,36 @@ def step_of(ckpt: Path) -> int:
 def intact_checkpoint(run_dir: Path) -> Path:
     """The newest intact checkpoint: `latest`, or (with a warning naming what is damaged and the
     steps lost) the newest earlier one that verifies; a damaged one is renamed aside
-    (checkpoints/damaged_step_N) so that it is never chosen again. One line if none is intact."""
+    (checkpoints/damaged_step_N) so that it is never chosen again. A `latest` that names no
+    checkpoint (left empty or garbled by a machine that died as it was replaced) is passed over
+    for the newest checkpoint that verifies. One line if none is intact."""
     root = run_dir / "checkpoints"
     if not (root / "latest").exists():
         raise ConfigError(f"{run_dir} has no checkpoint to resume from (no checkpoints/latest)")
-    latest = root / (root / "latest").read_text().strip()
-    older = sorted((c for c in root.glob("step_*") if step_of(c) < step_of(latest)), key=step_of, reverse=True)
+    named = (root / "latest").read_text(errors="replace").strip()
+    steps = sorted((c for c in root.glob("step_*") if c.name[5:].isdigit()), key=step_of, reverse=True)
+    if named.startswith("step_") and named[5:].isdigit():
+        candidates = [root / named, *(c for c in steps if step_of(c) < step_of(root / named))]
+    else:
+        print(f"warning: {root / 'latest'} names no checkpoint ({named[:40]!r}); resuming from the newest "
+              "intact one", file=sys.stderr)  # fmt: skip
+        candidates = steps
     damaged = []
-    for ckpt in [latest, *older]:
+    for ckpt in candidates:
         if (problem := damage(ckpt)) is None:
             break
         damaged.append((ckpt, problem))
     else:
-        what = "; ".join(f"{c.name}: {p}" for c, p in damaged)
+        what = "; ".join(f"{c.name}: {p}" for c, p in damaged) or "no step_N folder"
         raise ConfigError(f"no intact checkpoint in {root} ({what}); the run cannot be resumed: start it anew")
     if damaged:
         bad, problem = damaged[0]
         print(f"warning: checkpoint {bad} is damaged ({problem}); resuming from {ckpt.name} instead: steps "
               f"{step_of(ckpt) + 1}-{step_of(bad)} are lost and will be run again", file=sys.stderr)  # fmt: skip
         for bad, _ in damaged:
-            os.replace(bad, bad.with_name("damaged_" + bad.name))
+            if bad.exists():  # `latest` may name a checkpoint that never reached the disk
+                os.replace(bad, bad.with_name("damaged_" + bad.name))
+    if ckpt.name != named:
         atomic_write_text(root / "latest", ckpt.name)
     return ckpt
 

@@ -79,6 +79,21 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before_with_one_warni
     assert (root / "latest").read_text() == "step_000000100" and (root / "damaged_step_000000200").is_dir()
 
 
+@pytest.mark.parametrize("latest", ["", "\x00" * 14, "step_000000300"])
+def test_a_latest_that_names_no_checkpoint_resumes_from_the_newest_intact_one(tmp_path, capsys, latest):
+    """`latest` left empty or zero-filled by a machine that died while replacing it (a file
+    system without ext4's rename safeguard), or naming a checkpoint that never reached the disk:
+    the newest checkpoint that verifies is used, with a warning, and `latest` is written again."""
+    write(tmp_path, 100, 200)
+    root = tmp_path / "checkpoints"
+    (root / "latest").write_text(latest)
+    state, host, _ = load_checkpoint(tmp_path, STATE)
+    assert host == {"env_step": 200} and (root / "latest").read_text() == "step_000000200"
+    np.testing.assert_array_equal(np.asarray(state["b"]), np.asarray(STATE["b"]) + 200)
+    (warning,) = capsys.readouterr().err.strip().splitlines()
+    assert "resuming from" in warning and ("state.eqx missing" in warning) == (latest == "step_000000300")
+
+
 @pytest.mark.parametrize("case", sorted(DAMAGE))
 def test_a_damaged_only_checkpoint_is_refused_in_one_line(tmp_path, case):
     name, hurt, said = DAMAGE[case]
