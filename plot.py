@@ -196,7 +196,11 @@ def load_run(path: Path, metric: str = "score") -> Run:
         conflict = [by_step[s]["diagnostics"]["conflict_rate"] for s in steps]
         if all(c is not None for c in conflict):
             diagnostics["gradient conflict rate"] = np.array(conflict, float)
-    return Run(path, json.loads(config_path.read_text()), steps, scores, diagnostics)
+    try:
+        config = json.loads(config_path.read_text())
+    except ValueError as error:
+        raise PlotError(f"{config_path} cannot be read ({error})") from None
+    return Run(path, config, steps, scores, diagnostics)
 
 
 def find_runs(paths: tuple[str, ...]) -> list[Path]:

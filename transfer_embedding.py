@@ -361,7 +361,10 @@ def load_pretrained(path: Path) -> Pretrained:
     run_dir, ckpt = locate_checkpoint(path)
     if not (run_dir / "config.json").exists():
         raise ConfigError(f"--checkpoint {path}: no config.json in {run_dir}; give a sac_brc.py run directory")
-    saved = json.loads((run_dir / "config.json").read_text())
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except ValueError as error:
+        raise ConfigError(f"{run_dir / 'config.json'} cannot be read ({error})") from None
     try:
         config = PretrainConfig(**{f.name: saved[f.name] for f in dataclasses.fields(PretrainConfig)})
         tasks = resolve_tasks(saved["suite"], tuple(saved["tasks"]))

@@ -247,7 +247,10 @@ def read_metadata(path: Path) -> dict:
         raise DatasetError(f"dataset {path} is not a folder (see docs/dataset-format.md)")
     meta_path = path / "metadata.json"
     if not meta_path.exists() and (path / "config.json").exists():  # a run directory: point to its data
-        config = json.loads((path / "config.json").read_text())
+        try:
+            config = json.loads((path / "config.json").read_text())
+        except ValueError as error:
+            raise DatasetError(f"{path} is a run directory whose config.json cannot be read ({error}), not a dataset") from None
         if data := config.get("save_buffer") or config.get("dataset"):
             how = "recorded its transitions with --save-buffer" if config.get("save_buffer") else "trained on the dataset"
             raise DatasetError(f"{path} is a run directory, not a dataset: it {how} {data} "

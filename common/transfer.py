@@ -54,7 +54,10 @@ def read_pretrained(config: dict, obs_dim: int, act_dim: int, defaults: dict | N
             f"--init-from {path}: give a sac_brc.py run directory (config.json and checkpoints/latest) "
             "or one of its checkpoints/step_N folders"
         )
-    saved = json.loads((run_dir / "config.json").read_text())
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except ValueError as error:
+        raise ConfigError(f"--init-from {path}: its config.json cannot be read ({error})") from None
     if flags := missing_flags(saved, ("actor_width", "utd", "total_steps")):  # drq_brc, offline_brc_bc: not all three
         raise ConfigError(f"--init-from {path}: its config.json has no {flags}, which every sac_brc.py run "
                           "records: give a multi-task sac_brc.py run")  # fmt: skip
@@ -95,7 +98,10 @@ def dataset_folder(path: Path) -> Path:
     directory `path` recorded."""
     if not (path / "config.json").exists() or (path / "metadata.json").exists():
         return path
-    run_config = json.loads((path / "config.json").read_text())
+    try:
+        run_config = json.loads((path / "config.json").read_text())
+    except ValueError as error:
+        raise ConfigError(f"--init-buffer {path}: its config.json cannot be read ({error})") from None
     saved = run_config.get("save_buffer")
     if not saved and run_config.get("dataset"):  # an offline_brc_bc.py run: its input is a dataset
         raise ConfigError(f"--init-buffer {path}: an offline_brc_bc.py run, trained on the dataset "

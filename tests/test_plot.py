@@ -176,6 +176,10 @@ def test_a_last_line_cut_short_is_left_out_and_a_broken_line_before_it_named(tmp
     (path / "metrics.jsonl").write_text("\x00" * 8 + "\n" + whole)
     with pytest.raises(plot.PlotError, match="metrics.jsonl: line 1 is not a JSON record; remove it"):
         plot.load_run(path, "return")
+    (path / "metrics.jsonl").write_text(whole)
+    (path / "config.json").write_text('{"suite": "m')  # a copy cut short
+    with pytest.raises(plot.PlotError, match="config.json cannot be read \\(Unterminated string"):
+        plot.load_run(path, "return")
 
 
 def test_the_aggregate_title_claims_a_confidence_interval_only_with_two_seeds(tmp_path):

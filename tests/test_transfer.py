@@ -487,6 +487,23 @@ def test_a_damaged_checkpoint_to_start_from_is_named_and_left_as_it_is(tmp_path)
         te.load_pretrained(run)
 
 
+def test_a_config_json_cut_short_is_one_line_for_every_reader_of_a_run(tmp_path):
+    """A run directory whose config.json was cut short (a copy that ran out of disk): --init-from,
+    --init-buffer, transfer_embedding and offline_brc_bc's --dataset each say so in one error."""
+    from common.dataset import DatasetError, index_dataset
+
+    run_dir_without_arrays(tmp_path / "pre", {})
+    (tmp_path / "pre" / "config.json").write_text('{"width": 32, "dep')
+    run = str(tmp_path / "pre")
+    args = dataclasses.asdict(sac_brc.Args(suite="reach", init_from=run, init_buffer=run))
+    for read, error in [(lambda: read_pretrained(args, 39, 4), sac_brc.ConfigError),
+                        (lambda: load_prior_data(args), sac_brc.ConfigError),
+                        (lambda: te.load_pretrained(tmp_path / "pre"), te.ConfigError),
+                        (lambda: index_dataset(tmp_path / "pre"), DatasetError)]:  # fmt: skip
+        with pytest.raises(error, match="config.json cannot be read \\(Unterminated string"):
+            read()
+
+
 def test_init_buffer_of_an_offline_run_points_to_its_dataset(tmp_path):
     import offline_brc_bc
 
