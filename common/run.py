@@ -549,6 +549,10 @@ class RunDir:
         of `total` steps on `tasks`."""
         if args.resume:
             check_resume(args, Path(args.resume), resumable)
+            if (recorded := getattr(args, "save_buffer", None)) and not Path(recorded).is_dir():
+                raise ConfigError(f"--resume {args.resume}: the run records its transitions in --save-buffer "
+                                  f"{recorded}, which is not there: put it back, or resume from the folder "
+                                  "the run was started in")  # fmt: skip
             return cls(args, Path(args.resume), True, total, tasks)
         run_dir = Path("runs") / (args.run_name or default_name)
         if run_dir.exists():

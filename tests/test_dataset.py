@@ -399,6 +399,10 @@ def test_sac_brc_save_buffer_round_trip_and_resume(run, tmp_path):
     again = run("sac_brc.py", *common, "--run-name", "rec2", "--total-steps", "250")
     assert again.returncode == 2 and "--save-buffer data exists and is not empty" in again.stderr
     assert not (tmp_path / "runs" / "rec2").exists()
+    (tmp_path / "data").rename(tmp_path / "moved")  # a resume must not start a dataset without steps 1-250
+    gone = run("sac_brc.py", *common, "--total-steps", "350", "--resume", str(tmp_path / "runs" / "rec"))
+    assert gone.returncode == 2 and "records its transitions in --save-buffer data, which is not there" in gone.stderr
+    (tmp_path / "moved").rename(tmp_path / "data")
     resumed = run("sac_brc.py", *common, "--total-steps", "350", "--resume", str(tmp_path / "runs" / "rec"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
