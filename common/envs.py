@@ -24,6 +24,7 @@ import sys
 import types
 import warnings
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -354,6 +355,7 @@ def _worker(conn, jobs: list[tuple[TaskSpec, list[int]]], options: dict[str, dic
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked since the fork: see _Worker
     envs, name = [], jobs[0][0].name
     try:
         if any(task.domain == "humanoidbench" for task, _ in jobs):
@@ -418,12 +420,18 @@ def _send_error(conn, message: str) -> None:
         pass
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 class _Worker:
     """Several tasks' envs in one worker process (the `metaworld` package, HumanoidBench, the
     custom DMC tasks, ShadowHand), behind a send/recv interface like envpool's.
 
     Workers start with the `forkserver` method so that starting them after JAX is safe; they
-    inherit the environment (PYTHONPATH) and sys.path of this process.
+    inherit the environment (PYTHONPATH) and sys.path of this process. The forkserver starts
+    with Ctrl-C and SIGTERM blocked and its workers inherit that, so that a signal sent to the
+    whole job while a worker is still importing (seconds) cannot kill it: `_worker` then ignores
+    both and unblocks them.
     """
 
     def __init__(self, jobs: list[tuple[TaskSpec, np.ndarray]], options: dict[str, dict]):
@@ -432,7 +440,12 @@ class _Worker:
         self._conn, child = ctx.Pipe()
         jobs = [(task, [int(s) for s in seeds]) for task, seeds in jobs]
         self._process = ctx.Process(target=_worker, args=(child, jobs, options), daemon=True)
-        self._process.start()
+        resource_tracker.ensure_running()  # first: launching it unblocks the two signals in this thread
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            self._process.start()  # the first start launches the forkserver, with this signal mask
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         child.close()
 
     def send(self, command: str, payload=None) -> None:
@@ -444,11 +457,11 @@ class _Worker:
     def recv(self):
         try:
             status, payload = self._conn.recv()
-        except EOFError:
+        except (EOFError, OSError):  # OSError: a worker killed with an action unread resets the pipe
             self._process.join(timeout=5)
-            raise EnvError(
-                f"{self.names}: their worker process stopped (exit code {self._process.exitcode})"
-            ) from None
+            code = self._process.exitcode
+            raise EnvError(f"{self.names}: their worker process stopped (exit code {code}"
+                           f"{': SIGKILL, often the out-of-memory killer' if code == -signal.SIGKILL else ''})") from None  # fmt: skip
         if status == "error":
             raise EnvError(payload)
         return payload

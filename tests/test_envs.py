@@ -10,12 +10,16 @@ import contextlib
 import dataclasses
 import functools
 import itertools
+import os
+import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from common.envs import (
     ENVPOOL_DIVERGENT_TASKS,
+    EnvError,
     MultiTaskEnv,
     StepOutput,
     _make_envpool,
@@ -360,6 +364,38 @@ def test_multitask_env_uses_env_seeds():
         ref = _make_envpool(TASKS["cheetah-run"], env.seeds[1, 2:3])
         with closing_all(ref):
             np.testing.assert_array_equal(env.reset()[5:6, :17], flatten_ref(TASKS["cheetah-run"], ref.reset()[0]))
+
+
+def test_a_worker_killed_with_a_step_unread_is_one_env_error():
+    """The out-of-memory killer takes a worker while a step command waits in its pipe: the pipe
+    is reset (ConnectionResetError), which must end in the same one-line EnvError as a closed one."""
+    env = MultiTaskEnv([TASKS["drawer-close"]], envs_per_task=1, seed=0)
+    with closing_all(env):
+        env.reset()
+        process = env._workers[0]._process
+        os.kill(process.pid, signal.SIGSTOP)  # the step below stays unread
+        env._workers[0].send("step", [np.zeros((1, 4), np.float32)])
+        os.kill(process.pid, signal.SIGKILL)
+        with pytest.raises(EnvError, match=r"^drawer-close: their worker process stopped \(exit code -9: SIGKILL, "
+                                           r"often the out-of-memory killer\)$"):  # fmt: skip
+            env._workers[0].recv()
+
+
+def test_workers_are_immune_to_a_job_signal_from_their_first_instruction():
+    """A scheduler's SIGTERM or a Ctrl-C reaches every process of the job; the parent alone
+    handles it. A worker still importing its modules must not die of it: the forkserver that
+    forks the workers, and so each worker until it ignores them, has both signals blocked."""
+    env = MultiTaskEnv([TASKS["drawer-close"]], envs_per_task=1, seed=0)
+    with closing_all(env):
+        env.reset()  # the worker is past its imports and in its loop
+        worker = env._workers[0]._process.pid
+        forkserver = int(Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent
+        mask = lambda pid, field: int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text()
+                                           .splitlines() if line.startswith(field)), 16)  # fmt: skip
+        both = 1 << (signal.SIGINT - 1) | 1 << (signal.SIGTERM - 1)
+        assert mask(forkserver, "SigBlk:") & both == both  # what a newly forked worker starts with
+        assert mask(worker, "SigIgn:") & both == both and mask(worker, "SigBlk:") & both == 0
+        assert mask(os.getpid(), "SigBlk:") & both == 0  # this process is left as it was
 
 
 # ------------------------------------------------------ 5. the `metaworld` package backend
