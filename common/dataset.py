@@ -127,7 +127,15 @@ class DatasetWriter:
             if [t["name"] for t in saved["tasks"]] != [t.name for t in tasks]:
                 recorded = ", ".join(t["name"] for t in saved["tasks"])
                 raise DatasetError(f"{self.path} was recorded for other tasks: {recorded}")
+            recorder, ours = Path(saved.get("run_dir", "")), metadata.get("run_dir")
+            if ours and saved.get("run_dir") and recorder.is_dir() and not recorder.samefile(Path(ours)):
+                raise DatasetError(
+                    f"{self.path} is the dataset of {recorder}, not of {ours} (a copy of that run?): resuming would "
+                    f"overwrite its steps; give the copy a copy of the dataset (its save_buffer in {ours}/config.json)"
+                )
             for task in tasks:
+                for stray in (self.path / task.name).glob("*.tmp"):  # a chunk being written when the run died
+                    stray.unlink()
                 self._truncate_after(self.path / task.name, resume_step)
         self._pending = [self._empty(t) for t in tasks]
         self._count = [0] * len(tasks)
