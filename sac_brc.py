@@ -1056,7 +1056,8 @@ class Run(RunDir):
         env = {"mw_backend": args.mw_backend, "mw_layouts": args.mw_layouts, "seed": args.seed}
         metadata = make_metadata(self.tasks, "sac_brc.py", suite=suite_name(args), run_dir=str(self.dir),
                                  gamma=args.gamma, env=env)  # fmt: skip
-        resume_step = env_step if self.resumed else None
+        # a restarted run (stopped before its first checkpoint) reopens its dataset, if made, at step 0
+        resume_step = env_step if self.resumed or (self.restarted and Path(args.save_buffer).exists()) else None
         return DatasetWriter(Path(args.save_buffer), self.tasks, metadata, resume_step=resume_step)
 
     def open_envs(self, obs_dim: int, env_step: int) -> MultiTaskEnv:

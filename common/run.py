@@ -19,6 +19,7 @@ once, as it would without this.
 
 import dataclasses
 import errno
+import fcntl
 import importlib.util
 import json
 import math
@@ -309,6 +310,8 @@ def intact_checkpoint(run_dir: Path) -> Path:
     root = run_dir / "checkpoints"
     if not (root / "latest").exists():
         raise ConfigError(f"{run_dir} has no checkpoint to resume from (no checkpoints/latest)")
+    for tmp in root.glob(".tmp_step_*"):  # a checkpoint being written when the run died (a full copy)
+        shutil.rmtree(tmp, ignore_errors=True)
     named = (root / "latest").read_text(errors="replace").strip()
     steps = sorted((c for c in root.glob("step_*") if c.name[5:].isdigit()), key=step_of, reverse=True)
     if named.startswith("step_") and named[5:].isdigit():
@@ -530,15 +533,44 @@ class CheckpointSchedule:
         self.written_at = time.monotonic()
 
 
+_HELD: dict[Path, int | None] = {}  # run directory -> its lock's file descriptor
+
+
+def hold(run_dir: Path) -> int | None:
+    """An exclusive lock on `run_dir` for the life of this process (the kernel drops it when the
+    process ends, killed or not): a second process on the same run, such as a --resume while the
+    run still runs or two resumes at once, is refused instead of interleaving their records and
+    checkpoints. None where the file system has no locks."""
+    if run_dir.resolve() in _HELD:  # this process holds it already (main called twice in one process)
+        return _HELD[run_dir.resolve()]
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise ConfigError(f"{run_dir} is in use by another process (PID {holder}): let it end, or stop it, "
+                          "before resuming") from None  # fmt: skip
+    except OSError:  # no locks on this file system (some network mounts)
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _HELD[run_dir.resolve()] = fd
+    return fd
+
+
 class RunDir:
     """A run's directory and what every script writes to it: config.json, metrics.jsonl (and
     wandb with --track), and the console's progress line. `args` is the script's dataclass of
     flags (with `resume`, `run_name`, `log_interval` and, if it logs to wandb, `track`); each
     script's `Run` adds its own checkpoint contents and console fields."""
 
-    def __init__(self, args, run_dir: Path, resumed: bool, total: int, tasks: list | None):
+    def __init__(self, args, run_dir: Path, resumed: bool, total: int, tasks: list | None, restarted: bool = False):
         self.args, self.dir, self.resumed, self.total, self.tasks = args, run_dir, resumed, total, tasks
+        self.restarted = restarted  # --resume of a run stopped before its first checkpoint: from step 0
         self.wandb, self.to_close = None, []
+        self.lock = hold(run_dir) if resumed or restarted else None  # a new run's, once its directory exists
 
     @classmethod
     def open(
@@ -549,6 +581,11 @@ class RunDir:
         of `total` steps on `tasks`."""
         if args.resume:
             check_resume(args, Path(args.resume), resumable)
+            if not (Path(args.resume) / "checkpoints" / "latest").exists():  # a requeued job must not fail forever
+                run = cls(args, Path(args.resume), False, total, tasks, restarted=True)
+                print(f"warning: {args.resume} stopped before its first checkpoint: it starts again from step 0",
+                      file=sys.stderr)  # fmt: skip
+                return run
             if (recorded := getattr(args, "save_buffer", None)) and not Path(recorded).is_dir():
                 raise ConfigError(f"--resume {args.resume}: the run records its transitions in --save-buffer "
                                   f"{recorded}, which is not there: put it back, or resume from the folder "
@@ -561,7 +598,9 @@ class RunDir:
 
     def create(self) -> None:
         if not self.resumed:
-            self.dir.mkdir(parents=True)
+            self.dir.mkdir(parents=True, exist_ok=self.restarted)
+            self.lock = hold(self.dir)
+            (self.dir / "metrics.jsonl").unlink(missing_ok=True)  # a restart's records start over
             self.record_config()
 
     def record_config(self) -> None:

@@ -7,6 +7,8 @@ import errno
 import json
 import os
 import shutil
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -92,6 +94,29 @@ def test_a_latest_that_names_no_checkpoint_resumes_from_the_newest_intact_one(tm
     np.testing.assert_array_equal(np.asarray(state["b"]), np.asarray(STATE["b"]) + 200)
     (warning,) = capsys.readouterr().err.strip().splitlines()
     assert "resuming from" in warning and ("state.eqx missing" in warning) == (latest == "step_000000300")
+
+
+def test_resume_removes_a_checkpoint_left_half_written(tmp_path):
+    """A run killed while writing step 300 leaves checkpoints/.tmp_step_000000300, a full-size
+    copy of the state and replay that nothing would ever remove."""
+    write(tmp_path, 100, 200)
+    half = tmp_path / "checkpoints" / ".tmp_step_000000300"
+    half.mkdir()
+    (half / "state.eqx").write_bytes(b"half")
+    _, host, _ = load_checkpoint(tmp_path, STATE)
+    assert host == {"env_step": 200} and not half.exists()
+
+
+def test_a_run_directory_is_held_by_one_process_at_a_time(tmp_path):
+    """A second process on a run that one still runs (a --resume by hand, a requeued job that
+    overlaps) is refused in one line naming the holder; the lock goes when the holder ends."""
+    assert harness.hold(tmp_path) == harness.hold(tmp_path)  # this process may take it again
+    other = f"import sys; sys.path.insert(0, {str(REPO)!r}); from pathlib import Path; from common.run import hold; hold(Path({str(tmp_path)!r}))"
+    out = subprocess.run([sys.executable, "-c", other], capture_output=True, text=True, check=False)
+    assert f"ConfigError: {tmp_path} is in use by another process (PID {os.getpid()})" in out.stderr
+    os.close(harness._HELD.pop(tmp_path.resolve()))  # as when this process ends
+    out = subprocess.run([sys.executable, "-c", other], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
 
 
 @pytest.mark.parametrize("case", sorted(DAMAGE))

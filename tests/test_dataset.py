@@ -3,6 +3,7 @@ dataset that `sac_brc.py --save-buffer` records (compared with the run's own rep
 
 import errno
 import json
+import shutil
 import tracemalloc
 
 import numpy as np
@@ -141,6 +142,26 @@ def test_resume_drops_steps_after_the_checkpoint_and_ends_the_episode(tmp_path):
     for k in range(2):  # step 10 was cut by the restart: it now ends a (truncated) episode
         rows[k * 30 + 9] = rows[k * 30 + 9][:6] + (True,)
     assert_dataset_equals(dataset, rows)
+
+
+def test_a_resume_reopens_only_its_own_dataset_and_clears_a_chunk_half_written(tmp_path):
+    """A copy of a run directory names the original's dataset: resuming the copy would write
+    over the original's steps, so it is refused while the original run directory is there. A
+    chunk being written when the run died (its .tmp) is removed on resume."""
+    original, copy = tmp_path / "runs" / "a", tmp_path / "runs" / "a-copy"
+    original.mkdir(parents=True), copy.mkdir()
+    path = tmp_path / "d"
+    writer = DatasetWriter(path, TWO, make_metadata(TWO, "test", run_dir=str(original)), chunk_size=4)
+    for s in random_steps(np.random.default_rng(1), 8, end_rate=0.0, truncate_every=None, valid_rate=1.0):
+        writer.add(**s)
+    writer.flush()
+    (path / TWO[0].name / "chunk_000000000009_00000004.npz.tmp").write_bytes(b"half")
+    with pytest.raises(DatasetError, match=f"{path} is the dataset of {original}, not of {copy} \\(a copy of that run"):
+        DatasetWriter(path, TWO, make_metadata(TWO, "test", run_dir=str(copy)), chunk_size=4, resume_step=8)
+    DatasetWriter(path, TWO, make_metadata(TWO, "test", run_dir=str(original)), chunk_size=4, resume_step=8)
+    assert not list(path.glob("*/*.tmp")) and load_dataset(path).reward.shape == (16,)
+    moved = original.rename(tmp_path / "moved")  # the project moved: the recorded path finds nothing
+    DatasetWriter(path, TWO, make_metadata(TWO, "test", run_dir=str(moved)), chunk_size=4, resume_step=8)
 
 
 def write_valid(path, n=12, tasks=TWO, **overrides):
@@ -383,6 +404,24 @@ def test_a_dataset_larger_than_the_memory_cap_loads_by_streaming_a_subset(tmp_pa
         assert dataset.stats[k].transitions == n and dataset.stats[k].truncated == n // 200
     again = load_dataset(tmp_path / "d", max_per_task=fit, seed=3, memory_limit=cap)  # a function of the seed
     np.testing.assert_array_equal(again.obs, dataset.obs)
+
+
+@pytest.mark.slow
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_zero(run, tmp_path):
+    """A requeued job passes --resume; a run preempted before its first checkpoint has none.
+    It starts again from step 0 in its own directory: its records and recorded steps start
+    over, so each step is recorded once."""
+    argv = ["--width", "16", "--actor-width", "16", "--num-atoms", "11", "--batch-size", "16", "--tasks", "reach",
+            "--learning-starts", "1000", "--eval-interval", "100", "--eval-episodes", "1", "--log-interval", "100",
+            "--total-steps", "200", "--run-name", "early", "--save-buffer", "data"]  # fmt: skip
+    assert run("sac_brc.py", *argv).returncode == 0
+    shutil.rmtree(tmp_path / "runs" / "early" / "checkpoints")  # as if stopped before the first one
+    again = run("sac_brc.py", *argv, "--resume", str(tmp_path / "runs" / "early"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "stopped before its first checkpoint: it starts again from step 0" in again.stderr
+    records = (tmp_path / "runs" / "early" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in records] == [100, 200]
+    assert load_dataset(tmp_path / "data").reward.shape == (200,)
 
 
 @pytest.mark.slow
