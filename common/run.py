@@ -277,6 +277,8 @@ def damage(ckpt: Path, files: tuple[str, ...] | None = None) -> str | None:
     """What is wrong with a checkpoint's `files` (default: all), checked against its manifest;
     None if intact. A checkpoint without a manifest (written before manifests existed) is taken
     as it is."""
+    if not ckpt.is_dir():
+        return "not there"
     if not (ckpt / "manifest.json").exists():
         missing = [f for f in ("state.eqx", "host.json") if not (ckpt / f).exists()]
         return f"{missing[0]} missing" if missing else None

@@ -93,7 +93,7 @@ def test_a_latest_that_names_no_checkpoint_resumes_from_the_newest_intact_one(tm
     assert host == {"env_step": 200} and (root / "latest").read_text() == "step_000000200"
     np.testing.assert_array_equal(np.asarray(state["b"]), np.asarray(STATE["b"]) + 200)
     (warning,) = capsys.readouterr().err.strip().splitlines()
-    assert "resuming from" in warning and ("state.eqx missing" in warning) == (latest == "step_000000300")
+    assert "resuming from" in warning and ("step_000000300 is damaged (not there)" in warning) == (latest == "step_000000300")
 
 
 def test_resume_removes_a_checkpoint_left_half_written(tmp_path):
