@@ -95,6 +95,19 @@ def make_metadata(tasks: list[TaskSpec], source: str, **extra) -> dict:
     }
 
 
+def check_recorder(path: Path, run_dir: Path, metadata: dict | None = None) -> None:
+    """Refuse to reopen the dataset at `path` for the run in `run_dir` if another run recorded it
+    (a copy of a run directory names the original's dataset, whose steps a resume would write
+    over) and that run is still where metadata.json says (a moved project finds nothing there)."""
+    metadata = metadata or read_metadata(path)
+    recorder = Path(metadata.get("run_dir") or run_dir)
+    if recorder.is_dir() and not recorder.samefile(run_dir):
+        raise DatasetError(
+            f"{path} is the dataset of {recorder}, not of {run_dir} (a copy of that run?): resuming would "
+            f"overwrite its steps; give the copy a copy of the dataset (its save_buffer in {run_dir}/config.json)"
+        )
+
+
 class DatasetWriter:
     """Records transitions per task and writes them in chunks of `chunk_size`.
 
@@ -127,12 +140,8 @@ class DatasetWriter:
             if [t["name"] for t in saved["tasks"]] != [t.name for t in tasks]:
                 recorded = ", ".join(t["name"] for t in saved["tasks"])
                 raise DatasetError(f"{self.path} was recorded for other tasks: {recorded}")
-            recorder, ours = Path(saved.get("run_dir", "")), metadata.get("run_dir")
-            if ours and saved.get("run_dir") and recorder.is_dir() and not recorder.samefile(Path(ours)):
-                raise DatasetError(
-                    f"{self.path} is the dataset of {recorder}, not of {ours} (a copy of that run?): resuming would "
-                    f"overwrite its steps; give the copy a copy of the dataset (its save_buffer in {ours}/config.json)"
-                )
+            if metadata.get("run_dir"):
+                check_recorder(self.path, Path(metadata["run_dir"]), saved)
             for task in tasks:
                 for stray in (self.path / task.name).glob("*.tmp"):  # a chunk being written when the run died
                     stray.unlink()

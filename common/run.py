@@ -40,7 +40,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray, PyTree
 
 from common.cli import saved_config
-from common.dataset import available_memory
+from common.dataset import DatasetError, available_memory, check_recorder
 
 
 @dataclass
@@ -303,6 +303,13 @@ def step_of(ckpt: Path) -> int:
     return int(ckpt.name.split("_")[1])
 
 
+def remove_partial_checkpoints(run_dir: Path) -> None:
+    """checkpoints/.tmp_step_N: a checkpoint being written when the run died, a full copy of the
+    state and replay that nothing else would remove."""
+    for tmp in (run_dir / "checkpoints").glob(".tmp_step_*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def intact_checkpoint(run_dir: Path) -> Path:
     """The newest intact checkpoint: `latest`, or (with a warning naming what is damaged and the
     steps lost) the newest earlier one that verifies; a damaged one is renamed aside
@@ -310,17 +317,16 @@ def intact_checkpoint(run_dir: Path) -> Path:
     checkpoint (left empty or garbled by a machine that died as it was replaced) is passed over
     for the newest checkpoint that verifies. One line if none is intact."""
     root = run_dir / "checkpoints"
-    if not (root / "latest").exists():
-        raise ConfigError(f"{run_dir} has no checkpoint to resume from (no checkpoints/latest)")
-    for tmp in root.glob(".tmp_step_*"):  # a checkpoint being written when the run died (a full copy)
-        shutil.rmtree(tmp, ignore_errors=True)
-    named = (root / "latest").read_text(errors="replace").strip()
+    remove_partial_checkpoints(run_dir)
     steps = sorted((c for c in root.glob("step_*") if c.name[5:].isdigit()), key=step_of, reverse=True)
+    if not (root / "latest").exists() and not steps:
+        raise ConfigError(f"{run_dir} has no checkpoint to resume from (no checkpoints/latest)")
+    named = (root / "latest").read_text(errors="replace").strip() if (root / "latest").exists() else ""
     if named.startswith("step_") and named[5:].isdigit():
         candidates = [root / named, *(c for c in steps if step_of(c) < step_of(root / named))]
-    else:
-        print(f"warning: {root / 'latest'} names no checkpoint ({named[:40]!r}); resuming from the newest "
-              "intact one", file=sys.stderr)  # fmt: skip
+    else:  # also a run that died between its first checkpoint and the first `latest`
+        what = f"names no checkpoint ({named[:40]!r})" if (root / "latest").exists() else "is missing"
+        print(f"warning: {root / 'latest'} {what}; resuming from the newest intact one", file=sys.stderr)
         candidates = steps
     damaged = []
     for ckpt in candidates:
@@ -484,8 +490,11 @@ def run_main(main, args, user_errors: tuple[type[Exception], ...]) -> None:
         sys.exit(stopped.code)
     except KeyboardInterrupt:  # the env workers are stopped on the way out
         print("interrupted: --resume RUN_DIR continues from its latest checkpoint, if one was written",
-              file=sys.stderr)
-        sys.exit(130)
+              file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # not sys.exit: interrupted while JAX compiles, the interpreter's teardown can segfault (XLA's
+        # threads still run); everything of ours is closed by now
+        os._exit(130)
 
 
 class StopSignal:
@@ -583,7 +592,8 @@ class RunDir:
         of `total` steps on `tasks`."""
         if args.resume:
             check_resume(args, Path(args.resume), resumable)
-            if not (Path(args.resume) / "checkpoints" / "latest").exists():  # a requeued job must not fail forever
+            checkpoints = Path(args.resume) / "checkpoints"
+            if not (checkpoints / "latest").exists() and not any(checkpoints.glob("step_*")):  # a requeued job must not fail forever
                 run = cls(args, Path(args.resume), False, total, tasks, restarted=True)
                 print(f"warning: {args.resume} stopped before its first checkpoint: it starts again from step 0",
                       file=sys.stderr)  # fmt: skip
@@ -592,6 +602,11 @@ class RunDir:
                 raise ConfigError(f"--resume {args.resume}: the run records its transitions in --save-buffer "
                                   f"{recorded}, which is not there: put it back, or resume from the folder "
                                   "the run was started in")  # fmt: skip
+            if recorded:  # before anything is loaded or rewritten
+                try:
+                    check_recorder(Path(recorded), Path(args.resume))
+                except DatasetError as error:
+                    raise ConfigError(str(error)) from None
             return cls(args, Path(args.resume), True, total, tasks)
         run_dir = Path("runs") / (args.run_name or default_name)
         if run_dir.exists():
@@ -599,17 +614,30 @@ class RunDir:
         return cls(args, run_dir, False, total, tasks)
 
     def create(self) -> None:
-        if not self.resumed:
-            self.dir.mkdir(parents=True, exist_ok=self.restarted)
-            self.lock = hold(self.dir)
-            (self.dir / "metrics.jsonl").unlink(missing_ok=True)  # a restart's records start over
+        """A new run's directory, which appears with its config.json in it (made aside, then
+        renamed), so that a run stopped at any moment can be resumed; a restart's records start
+        over."""
+        if self.restarted:
+            (self.dir / "metrics.jsonl").unlink(missing_ok=True)
+            remove_partial_checkpoints(self.dir)
             self.record_config()
+        elif not self.resumed:
+            aside = self.dir.with_name(f".tmp_{self.dir.name}")
+            shutil.rmtree(aside, ignore_errors=True)
+            aside.mkdir(parents=True)
+            self.record_config(aside)
+            try:
+                os.rename(aside, self.dir)
+            except OSError:  # another process made it since `open` looked
+                shutil.rmtree(aside, ignore_errors=True)
+                raise ConfigError(f"{self.dir} exists already; pick another --run-name") from None
+            self.lock = hold(self.dir)
 
-    def record_config(self) -> None:
+    def record_config(self, folder: Path | None = None) -> None:
         """config.json: the arguments of the latest launch, so that a bare `--resume` (a requeued
         job) continues with the --total-steps it was last given. A resumed run rewrites it once
         its checkpoint has loaded: a refused resume changes nothing."""
-        atomic_write_text(self.dir / "config.json", json.dumps(dataclasses.asdict(self.args), indent=2))
+        atomic_write_text((folder or self.dir) / "config.json", json.dumps(dataclasses.asdict(self.args), indent=2))
 
     def start(self, step: int) -> None:
         """The clocks of the progress line, wandb with --track, and (for a script with

@@ -3,6 +3,7 @@ manifest written last; --resume verifies it and passes over a damaged checkpoint
 before with one warning line; a checkpoint, a metrics record or a dataset chunk that cannot be
 written (a full disk) ends the run with one line and exit 2, leaving what was written before."""
 
+import dataclasses
 import errno
 import json
 import os
@@ -81,14 +82,14 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before_with_one_warni
     assert (root / "latest").read_text() == "step_000000100" and (root / "damaged_step_000000200").is_dir()
 
 
-@pytest.mark.parametrize("latest", ["", "\x00" * 14, "step_000000300"])
+@pytest.mark.parametrize("latest", ["", "\x00" * 14, "step_000000300", None])
 def test_a_latest_that_names_no_checkpoint_resumes_from_the_newest_intact_one(tmp_path, capsys, latest):
     """`latest` left empty or zero-filled by a machine that died while replacing it (a file
     system without ext4's rename safeguard), or naming a checkpoint that never reached the disk:
     the newest checkpoint that verifies is used, with a warning, and `latest` is written again."""
     write(tmp_path, 100, 200)
     root = tmp_path / "checkpoints"
-    (root / "latest").write_text(latest)
+    (root / "latest").write_text(latest) if latest is not None else (root / "latest").unlink()  # None: died before it
     state, host, _ = load_checkpoint(tmp_path, STATE)
     assert host == {"env_step": 200} and (root / "latest").read_text() == "step_000000200"
     np.testing.assert_array_equal(np.asarray(state["b"]), np.asarray(STATE["b"]) + 200)
@@ -105,6 +106,32 @@ def test_resume_removes_a_checkpoint_left_half_written(tmp_path):
     (half / "state.eqx").write_bytes(b"half")
     _, host, _ = load_checkpoint(tmp_path, STATE)
     assert host == {"env_step": 200} and not half.exists()
+
+
+@dataclasses.dataclass
+class Flags:
+    resume: str | None = None
+    run_name: str | None = "x"
+
+
+def test_a_new_run_directory_appears_with_its_config_json(tmp_path, monkeypatch):
+    """A run stopped at any moment of its start leaves either no run directory (it may simply
+    be run again) or one with its config.json (it may be resumed), never a directory that can be
+    neither; the aside folder of a creation that died is replaced."""
+    monkeypatch.chdir(tmp_path)
+    real_rename = os.rename
+
+    def die(*_):
+        raise KeyboardInterrupt  # the signal lands between the aside folder and the rename
+
+    monkeypatch.setattr(harness.os, "rename", die)
+    with pytest.raises(KeyboardInterrupt):
+        harness.RunDir.open(Flags(), "x", set(), 10).create()
+    assert not (tmp_path / "runs" / "x").exists()
+    monkeypatch.setattr(harness.os, "rename", real_rename)
+    harness.RunDir.open(Flags(), "x", set(), 10).create()
+    assert json.loads((tmp_path / "runs" / "x" / "config.json").read_text()) == {"resume": None, "run_name": "x"}
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["x"]
 
 
 def test_a_run_directory_is_held_by_one_process_at_a_time(tmp_path):

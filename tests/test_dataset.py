@@ -416,12 +416,14 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_zero(run, t
             "--total-steps", "200", "--run-name", "early", "--save-buffer", "data"]  # fmt: skip
     assert run("sac_brc.py", *argv).returncode == 0
     shutil.rmtree(tmp_path / "runs" / "early" / "checkpoints")  # as if stopped before the first one
+    (tmp_path / "runs" / "early" / "checkpoints" / ".tmp_step_000000100").mkdir(parents=True)  # ... while writing it
     again = run("sac_brc.py", *argv, "--resume", str(tmp_path / "runs" / "early"))
     assert again.returncode == 0, again.stderr[-3000:]
     assert "stopped before its first checkpoint: it starts again from step 0" in again.stderr
     records = (tmp_path / "runs" / "early" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["step"] for r in records] == [100, 200]
     assert load_dataset(tmp_path / "data").reward.shape == (200,)
+    assert not (tmp_path / "runs" / "early" / "checkpoints" / ".tmp_step_000000100").exists()
 
 
 @pytest.mark.slow
