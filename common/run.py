@@ -303,6 +303,11 @@ def step_of(ckpt: Path) -> int:
     return int(ckpt.name.split("_")[1])
 
 
+def checkpoint_folders(root: Path) -> list[Path]:
+    """The step_N folders in `root` (a run's checkpoints/), newest first."""
+    return sorted((c for c in root.glob("step_*") if c.name[5:].isdigit()), key=step_of, reverse=True)
+
+
 def remove_partial_checkpoints(run_dir: Path) -> None:
     """checkpoints/.tmp_step_N: a checkpoint being written when the run died, a full copy of the
     state and replay that nothing else would remove."""
@@ -318,7 +323,7 @@ def intact_checkpoint(run_dir: Path) -> Path:
     for the newest checkpoint that verifies. One line if none is intact."""
     root = run_dir / "checkpoints"
     remove_partial_checkpoints(run_dir)
-    steps = sorted((c for c in root.glob("step_*") if c.name[5:].isdigit()), key=step_of, reverse=True)
+    steps = checkpoint_folders(root)
     if not (root / "latest").exists() and not steps:
         raise ConfigError(f"{run_dir} has no checkpoint to resume from (no checkpoints/latest)")
     named = (root / "latest").read_text(errors="replace").strip() if (root / "latest").exists() else ""
@@ -356,8 +361,7 @@ def require_intact(ckpt: Path, flag: str) -> None:
     read = ("state.eqx", "host.json")
     if (problem := damage(ckpt, read)) is None:
         return
-    steps = sorted(ckpt.parent.glob("step_*"), key=step_of, reverse=True)
-    intact = next((c for c in steps if damage(c, read) is None), None)
+    intact = next((c for c in checkpoint_folders(ckpt.parent) if damage(c, read) is None), None)
     instead = f"give an intact one: {flag} {intact}" if intact else "that run has no intact checkpoint"
     raise ConfigError(f"{flag}: checkpoint {ckpt} is damaged ({problem}); {instead}")
 
@@ -593,7 +597,8 @@ class RunDir:
         if args.resume:
             check_resume(args, Path(args.resume), resumable)
             checkpoints = Path(args.resume) / "checkpoints"
-            if not (checkpoints / "latest").exists() and not any(checkpoints.glob("step_*")):  # a requeued job must not fail forever
+            # stopped before its first checkpoint: it starts again, so that a requeued job cannot fail forever
+            if not (checkpoints / "latest").exists() and not checkpoint_folders(checkpoints):
                 run = cls(args, Path(args.resume), False, total, tasks, restarted=True)
                 print(f"warning: {args.resume} stopped before its first checkpoint: it starts again from step 0",
                       file=sys.stderr)  # fmt: skip
